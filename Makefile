@@ -1,0 +1,38 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both create (or refresh) the
+# project venv .venv from the pinned requirements and install mofl into it, building the custom op.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.installed
+OUT ?= out
+PYTEST_ARGS ?=
+
+.PHONY: venv install test demo bench clean
+
+$(STAMP): requirements.txt requirements-nodeps.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade 'pip>=24' 'setuptools>=70,<80' wheel
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -r requirements-nodeps.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The op is rebuilt on every install so a changed kernel source is never stale.
+install: $(STAMP)
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+
+# pytest exits 5 when it collects nothing; that is a failure for us too (no silent green).
+test: install
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+demo: install
+	$(PY) -m tools.demo --output_dir=$(OUT)/demo
+
+bench: install
+	$(PY) -m tools.bench_render
+
+clean:
+	rm -rf $(VENV) build *.egg-info $(OUT)
+	find mofl -name '*.so' -delete

@@ -1,0 +1,153 @@
+"""The learnable face model: graph identity basis, fixed expressions, per-vertex albedo (§3.2).
+
+    g(α)      = ḡ + OCL(Θs)·α                               (eq. 1 with eq. 4)
+    v(α, δ)   = v̄ + S·OCL(Θs)·α + B·δ                       (eq. 3)
+    r(β)      = r̄ + Θa·β                                     (eq. 6)
+
+Θs ∈ R^{3|G|×g}, Θa ∈ R^{3|V|×a} and r̄ ∈ R^{3|V|} are trained; v̄, S, B and ḡ come from the face
+asset and stay fixed. Nothing is initialised from a ground-truth identity or albedo model: Θs and
+Θa start as small random matrices and r̄ as the asset's constant skin colour (§3.2, §4).
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mofl.facemodel import ocl as ocl_lib
+
+
+class FaceModel(keras.layers.Layer):
+    """Decodes identity (α, β) and expression (δ) parameters into geometry and reflectance.
+
+    Args:
+        assets: mofl.facemodel.assets.FaceAssets.
+        shape_dim: g, number of learned graph deformation modes (paper: 500).
+        albedo_dim: number of learned reflectance modes (paper: 500).
+        shape_init_stddev: stddev (mm per unit α) of Θs's random initialisation.
+        albedo_init_stddev: stddev (reflectance per unit β) of Θa's random initialisation.
+        seed: initialiser seed.
+    """
+
+    def __init__(self, assets, shape_dim=500, albedo_dim=500, shape_init_stddev=0.01,
+                 albedo_init_stddev=1e-4, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        mesh, graph = assets.mesh, assets.graph
+        self.num_vertices = mesh.num_vertices
+        self.num_nodes = graph.num_nodes
+        self.num_expressions = mesh.num_expressions
+        self.shape_dim = int(shape_dim)
+        self.albedo_dim = int(albedo_dim)
+
+        self.template = tf.constant(mesh.vertices, tf.float32)                       # [V, 3]
+        self.triangles = tf.constant(mesh.triangles, tf.int32)                       # [T, 3]
+        self.mean_nodes = tf.constant(graph.nodes, tf.float32)                       # [G, 3]
+        self.skin_indices = tf.constant(graph.skin_indices, tf.int32)                # [V, k]
+        self.skin_weights = tf.constant(graph.skin_weights, tf.float32)              # [V, k]
+        self.expression_basis = tf.constant(mesh.expression_basis, tf.float32)       # [b, V, 3]
+        self.expression_sigma = tf.constant(mesh.expression_sigma, tf.float32)       # [b]
+        self.landmark_indices = tf.constant(mesh.landmark_indices, tf.int32)         # [66]
+        graph_basis = ocl_lib.graph_expression_basis(
+            graph.skinning_matrix(mesh.num_vertices), mesh.expression_basis)
+        self.ocl = ocl_lib.OrthogonalComplementLayer(ocl_lib.orthonormal_basis(graph_basis))
+
+        self.theta_shape = self.add_weight(
+            name='theta_shape', shape=(3 * self.num_nodes, self.shape_dim),
+            initializer=keras.initializers.RandomNormal(stddev=shape_init_stddev, seed=seed))
+        self.theta_albedo = self.add_weight(
+            name='theta_albedo', shape=(3 * self.num_vertices, self.albedo_dim),
+            initializer=keras.initializers.RandomNormal(stddev=albedo_init_stddev, seed=seed + 1))
+        skin = np.tile(np.asarray(mesh.skin_color, np.float32)[None], (self.num_vertices, 1))
+        self.mean_albedo = self.add_weight(
+            name='mean_albedo', shape=(self.num_vertices, 3),
+            initializer=keras.initializers.Constant(skin))
+
+    def shape_basis(self):
+        """[3G, g] OCL(Θs): the learned identity basis, orthogonal to the expressions."""
+        return self.ocl(self.theta_shape)
+
+    def node_displacements(self, shape_params):
+        """Graph node displacements t = OCL(Θs)·α (eq. 1, 10).
+
+        Args:
+            shape_params: [B, g] α.
+
+        Returns:
+            [B, G, 3] in mm.
+        """
+        flat = tf.matmul(shape_params, self.shape_basis(), transpose_b=True)  # [B, 3G]
+        return tf.reshape(flat, [-1, self.num_nodes, 3])
+
+    def skin(self, node_values):
+        """Applies the skinning matrix S to per-node vectors.
+
+        Args:
+            node_values: [B, G, 3].
+
+        Returns:
+            [B, V, 3] = S·node_values.
+        """
+        gathered = tf.gather(node_values, self.skin_indices, axis=1)          # [B, V, k, 3]
+        return tf.einsum('bvkc,vk->bvc', gathered, self.skin_weights)
+
+    def identity_vertices(self, shape_params):
+        """Neutral identity geometry v̄ + S·OCL(Θs)·α (eq. 2 with OCL).
+
+        Args:
+            shape_params: [B, g].
+
+        Returns:
+            [B, V, 3] in mm.
+        """
+        return self.template[None] + self.skin(self.node_displacements(shape_params))
+
+    def expression_offsets(self, expression):
+        """B·δ.
+
+        Args:
+            expression: [..., b].
+
+        Returns:
+            [..., V, 3].
+        """
+        return tf.tensordot(expression, self.expression_basis, axes=[[-1], [0]])
+
+    def vertices(self, shape_params, expression):
+        """Per-frame geometry v(α, δ) (eq. 3).
+
+        Args:
+            shape_params: [B, g] shared identity α.
+            expression: [B, M, b] per-frame δ.
+
+        Returns:
+            [B, M, V, 3] in mm (model space).
+        """
+        identity = self.identity_vertices(shape_params)                        # [B, V, 3]
+        return identity[:, None] + self.expression_offsets(expression)
+
+    def albedo(self, albedo_params):
+        """Per-vertex reflectance r(β) = r̄ + Θa·β (eq. 6).
+
+        Args:
+            albedo_params: [B, a] β.
+
+        Returns:
+            [B, V, 3] linear RGB.
+        """
+        flat = tf.matmul(albedo_params, self.theta_albedo, transpose_b=True)   # [B, 3V]
+        return self.mean_albedo[None] + tf.reshape(flat, [-1, self.num_vertices, 3])
+
+    def call(self, shape_params, albedo_params, expression):
+        """Decodes everything.
+
+        Args:
+            shape_params: [B, g].
+            albedo_params: [B, a].
+            expression: [B, M, b].
+
+        Returns:
+            dict: `vertices` [B, M, V, 3], `albedo` [B, V, 3], `node_displacements` [B, G, 3].
+        """
+        return {
+            'vertices': self.vertices(shape_params, expression),
+            'albedo': self.albedo(albedo_params),
+            'node_displacements': self.node_displacements(shape_params),
+        }

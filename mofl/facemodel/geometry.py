@@ -1,0 +1,79 @@
+"""Mesh geometry helpers shared by the asset sources: lip split and contour candidate lines."""
+import numpy as np
+
+
+def split_lips(vertices, triangles, landmarks68, jaw_open_offsets, centre_fraction=0.6):
+    """Finds the central upper- and lower-lip vertices of a template.
+
+    The lip region is the box spanned by the outer-lip landmarks (iBUG 48..59), limited to the
+    central `centre_fraction` of the mouth's half-width. Inside it, the jaw-open blendshape tells
+    the lips apart: lower-lip vertices follow the jaw, upper-lip vertices stay.
+
+    Args:
+        vertices: [V, 3] template (mm).
+        triangles: [T, 3] (unused, kept for a uniform source API).
+        landmarks68: [68] vertex indices, iBUG order.
+        jaw_open_offsets: [V, 3] jaw-open blendshape offsets.
+        centre_fraction: fraction of the mouth half-width kept around its centre.
+
+    Returns:
+        (upper [N_u] int32, lower [N_l] int32) vertex indices.
+    """
+    del triangles
+    lips = vertices[landmarks68[48:60]]
+    left, right = vertices[landmarks68[48]], vertices[landmarks68[54]]
+    centre_x = 0.5 * (left[0] + right[0])
+    half_width = 0.5 * abs(right[0] - left[0])
+    margin = 3.0  # mm around the landmark box
+    in_box = ((np.abs(vertices[:, 0] - centre_x) < centre_fraction * half_width) &
+              (vertices[:, 1] > lips[:, 1].min() - margin) &
+              (vertices[:, 1] < lips[:, 1].max() + margin) &
+              (vertices[:, 2] > lips[:, 2].min() - 2 * margin))
+    motion = np.linalg.norm(jaw_open_offsets, axis=1)
+    lip_motion = motion[in_box]
+    top = lip_motion.max() if lip_motion.size else 0.0
+    upper = np.nonzero(in_box & (motion < 0.25 * top))[0].astype(np.int32)
+    lower = np.nonzero(in_box & (motion > 0.5 * top))[0].astype(np.int32)
+    return upper, lower
+
+
+def contour_candidate_lines(vertices, contour_vertices, face_mask, num_candidates, band=3.0):
+    """Candidate vertex lines for the sliding jaw-contour landmarks (paper §3.5, after [59]).
+
+    Each jaw landmark gets the face-region vertices lying within `band` mm of the frontal-view
+    (x, y) line through the landmark that points away from the face centre (the nose-tip height
+    on the mid line), from half-way to the centre out to the mesh border, sorted outwards and
+    subsampled to `num_candidates`. As the head turns, the silhouette moves along these lines.
+
+    Args:
+        vertices: [V, 3] template (mm).
+        contour_vertices: [17] vertex index of each jaw landmark.
+        face_mask: [V] bool, where candidates may lie.
+        num_candidates: K, the line length after subsampling.
+        band: half-width of the line in mm.
+
+    Returns:
+        [17, K] int32, −1 padded; each line contains its landmark's own vertex.
+    """
+    xy = vertices[:, :2]
+    pts = xy[contour_vertices]
+    centre = np.array([0.0, pts[:, 1].max()])  # level with the top of the jaw line, on x = 0
+    lines = -np.ones((len(contour_vertices), num_candidates), np.int32)
+    allowed = np.nonzero(face_mask)[0]
+    for j, (vid, p) in enumerate(zip(contour_vertices, pts)):
+        direction = p - centre
+        radius = np.linalg.norm(direction)
+        direction = direction / max(radius, 1e-6)
+        rel = xy[allowed] - p
+        along = rel @ direction
+        across = np.abs(rel @ np.array([-direction[1], direction[0]]))
+        sel = allowed[(across < band) & (along > -0.5 * radius)]
+        order = sel[np.argsort((xy[sel] - p) @ direction)]
+        if order.size > num_candidates:
+            keep = np.unique(np.round(np.linspace(0, order.size - 1, num_candidates)).astype(int))
+            order = order[keep]
+        if vid not in order:
+            order = np.concatenate([order[:num_candidates - 1], [vid]])
+            order = order[np.argsort((xy[order] - p) @ direction)]
+        lines[j, :order.size] = order
+    return lines

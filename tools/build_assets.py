@@ -1,0 +1,80 @@
+"""Builds a face-asset .npz (template, landmarks, expression basis, deformation graph).
+
+    python -m tools.build_assets --source=ict --ict_dir=../shared/ict-facekit \
+        --output=out/assets/ict.npz --preview=out/assets/ict.png
+    python -m tools.build_assets --source=mediapipe --output=out/assets/mediapipe.npz
+    python -m tools.build_assets --source=bfm --bfm_model=01_MorphableModel.mat \
+        --bfm_expressions=Model_Expression.mat --bfm_landmarks=bfm68.txt --output=out/bfm.npz
+
+`--source=auto` (the default) uses ICT-FaceKit when $MOFL_ICT_DIR or ../shared/ict-facekit
+exists, else mediapipe. See DESIGN.md §3 and BUILD_NOTES.md for what each source provides.
+"""
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from mofl.facemodel import assets as assets_lib
+from mofl.facemodel import default_assets
+from mofl.facemodel import graph as graph_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum('source', 'auto', ['auto', 'ict', 'mediapipe', 'bfm'], 'Asset source.')
+flags.DEFINE_string('ict_dir', None, 'ICT-FaceKit FaceXModel folder (.obj or .obj.gz files). '
+                    'Default: $MOFL_ICT_DIR or ../shared/ict-facekit.')
+flags.DEFINE_string('image', None, 'mediapipe source: a frontal face photo to measure the '
+                    'template on (default: scikit-image\'s astronaut).')
+flags.DEFINE_string('bfm_model', None, 'bfm source: 01_MorphableModel.mat of BFM 2009.')
+flags.DEFINE_string('bfm_expressions', None, 'bfm source: expression basis (.mat/.npz with '
+                    'w_exp, sigma_exp[, mu_exp]).')
+flags.DEFINE_string('bfm_landmarks', None, 'bfm source: text file with 68 vertex indices.')
+flags.DEFINE_float('bfm_units_to_mm', 0.001, 'bfm source: coordinate units to mm (µm: 0.001).')
+flags.DEFINE_integer('num_nodes', 521, 'Deformation graph size |G| (paper: 521).')
+flags.DEFINE_integer('skin_k', 4, 'Nodes each vertex is skinned to.')
+flags.DEFINE_float('lip_cut_extension', 15.0, 'mm beyond the mouth corners within which graph '
+                   'geodesics may not cross between the lips.')
+flags.DEFINE_string('output', None, 'Output .npz path.', required=True)
+flags.DEFINE_string('preview', None, 'Optional PNG preview of the asset.')
+
+
+def main(argv):
+    del argv
+    source = FLAGS.source
+    ict_dir = FLAGS.ict_dir
+    if source == 'auto':
+        source, ict_dir = default_assets.default_source()
+    if source == 'ict':
+        ict_dir = ict_dir or assets_lib.default_ict_dir()
+        if not ict_dir:
+            logging.error('--source=ict needs --ict_dir (or $MOFL_ICT_DIR / ../shared/ict-facekit)')
+            return 2
+    logging.info('Building the %s face asset%s', source, f' from {ict_dir}' if ict_dir else '')
+    start = time.time()
+    try:
+        mesh = default_assets.build_source_mesh(
+            source, ict_dir=ict_dir, image_path=FLAGS.image, bfm_model=FLAGS.bfm_model,
+            bfm_expressions=FLAGS.bfm_expressions, bfm_landmarks=FLAGS.bfm_landmarks,
+            bfm_units_to_mm=FLAGS.bfm_units_to_mm)
+        assets = graph_lib.build_assets(mesh, num_nodes=FLAGS.num_nodes, k=FLAGS.skin_k,
+                                        lip_cut_extension=FLAGS.lip_cut_extension)
+    except (OSError, ValueError) as e:
+        logging.error('Could not build the %s asset: %s', source, e)
+        return 1
+    assets.save(FLAGS.output)
+    print(f'{source} asset: {mesh.num_vertices} vertices, {len(mesh.triangles)} triangles, '
+          f'{assets.graph.num_nodes} graph nodes, {len(assets.graph.edges)} graph edges, '
+          f'{mesh.num_expressions} expressions, 66 landmarks -> {FLAGS.output} '
+          f'({time.time() - start:.1f} s)')
+    if FLAGS.preview:
+        from mofl.facemodel import preview
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.preview)), exist_ok=True)
+        preview.write_preview(assets, FLAGS.preview)
+        print(f'preview -> {FLAGS.preview}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(app.run(main))
