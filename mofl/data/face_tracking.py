@@ -1,0 +1,177 @@
+"""Per-frame face landmarks for preprocessing: mediapipe FaceMesh → 66 landmarks, confidences,
+square crops (paper §3.1).
+
+The tracker runs mediapipe 0.10.21's legacy FaceMesh graph with the models bundled in the pip
+package (no download). It is run in static-image mode: the short-range face detector runs on
+every frame, which gives a per-frame detection score (tracking mode only detects when the track is
+lost) and keeps one bad frame from dragging the next ones.
+
+Confidence rule. Legacy FaceMesh reports no per-point score, so each landmark's confidence is
+
+    c_i = s · clip(0.5 + n_i^cam_z, 0, 1),
+
+where s is the face-detection score of the frame (the frame-level "landmark detection
+confidence" of §3.1; frames with s below `--min_face_confidence` are dropped), and n_i^cam = R·n_i
+is the template normal of landmark i rotated by the frame's head-pose estimate R (PnP, see
+`head_pose`). n_i^cam_z is its component towards the camera, so a point whose surface faces the
+camera (z ≥ 0.5) keeps c_i = s, a point seen edge-on gets s/2, and points on the far side of a
+turned head (the hidden half of the jaw line) fall to 0. The template normals are approximated
+by the direction from a head centre to each landmark (`landmark_normals`), so no mesh is needed.
+"""
+import dataclasses
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from mofl import landmarks as landmark_layout
+
+_DETECTOR_SCORE_PARAM = ('facedetectionshortrangecpu__facedetectionshortrange__facedetection__'
+                         'TensorsToDetectionsCalculator.min_score_thresh')
+_TRACKING_PARAM = 'facelandmarkcpu__ThresholdingCalculator.threshold'
+
+
+@dataclasses.dataclass
+class FaceObservation:
+    """One detected face.
+
+    Attributes:
+        landmarks: [66, 2] (u, v) in image pixels (BUILD_NOTES pixel convention).
+        mesh_landmarks: [468, 3] FaceMesh points (u, v in pixels, z in the same pixel scale,
+            smaller z = nearer the camera).
+        score: face-detection score in [0, 1].
+    """
+    landmarks: np.ndarray
+    mesh_landmarks: np.ndarray
+    score: float
+
+
+class FaceTracker:
+    """mediapipe FaceMesh (legacy solution graph, bundled offline models) for one face.
+
+    Args:
+        min_detection_confidence: the face detector's score threshold.
+    """
+
+    def __init__(self, min_detection_confidence=0.5):
+        # Imported here: mediapipe is heavy and only preprocessing needs it.
+        from mediapipe.python import solution_base  # pylint: disable=g-import-not-at-top
+        from mediapipe.python.solutions import face_mesh  # pylint: disable=g-import-not-at-top
+        self._graph = solution_base.SolutionBase(
+            binary_graph_path=face_mesh._BINARYPB_FILE_PATH,  # pylint: disable=protected-access
+            side_inputs={'num_faces': 1, 'with_attention': False, 'use_prev_landmarks': False},
+            calculator_params={_DETECTOR_SCORE_PARAM: float(min_detection_confidence),
+                               _TRACKING_PARAM: 0.5},
+            # face_detections is an output of the same graph; the stock FaceMesh drops it.
+            outputs=['multi_face_landmarks', 'face_detections'])
+
+    def detect(self, image_rgb) -> Optional[FaceObservation]:
+        """Landmarks of the most confident face in one RGB uint8 image [H, W, 3], or None."""
+        height, width = image_rgb.shape[:2]
+        result = self._graph.process({'image': np.ascontiguousarray(image_rgb)})
+        if not result.multi_face_landmarks:
+            return None
+        points = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark],
+                          np.float32)
+        points *= np.array([width, height, width], np.float32)
+        score = float(result.face_detections[0].score[0]) if result.face_detections else 0.0
+        return FaceObservation(landmarks=landmark_layout.mediapipe_to_66(points[:, :2]),
+                               mesh_landmarks=points, score=score)
+
+    def close(self):
+        self._graph.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *unused):
+        self.close()
+
+
+def landmark_normals(landmarks_3d):
+    """Approximate outward template normals of the 66 landmarks.
+
+    The head is treated as a rounded surface around a centre that lies behind the landmark
+    centroid by the jaw width (landmarks 0 to 16), so a normal is the unit vector from that
+    centre to the landmark. With the ICT template this keeps every landmark at full confidence
+    for a frontal face and gives the far end of the jaw line 0.59 at 45° yaw, 0.35 at 60° and
+    0.11 at 75° (the contour landmarks slide along the silhouette, §3.5, so they are down-weighted
+    gently).
+
+    Args:
+        landmarks_3d: [66, 3] template landmarks, mm, model space (z towards the viewer).
+
+    Returns:
+        [66, 3] unit vectors.
+    """
+    pts = np.asarray(landmarks_3d, np.float64)
+    jaw_width = np.linalg.norm(pts[16] - pts[0])
+    centre = pts.mean(axis=0) - np.array([0.0, 0.0, jaw_width])
+    d = pts - centre
+    return d / np.linalg.norm(d, axis=-1, keepdims=True)
+
+
+def landmark_confidence(score, rotation, normals):
+    """Per-landmark confidence c_i = s · clip(0.5 + (R·n_i)_z, 0, 1) (module docstring).
+
+    Args:
+        score: frame detection score s.
+        rotation: [3, 3] head rotation (model → camera), or None (then c_i = s).
+        normals: [66, 3] template normals.
+
+    Returns:
+        [66] float32 in [0, 1].
+    """
+    if rotation is None:
+        return np.full(len(normals), score, np.float32)
+    facing = (np.asarray(normals) @ np.asarray(rotation).T)[:, 2]
+    return (score * np.clip(0.5 + facing, 0.0, 1.0)).astype(np.float32)
+
+
+def square_crop_box(landmarks, scale=1.6):
+    """A square around the landmarks: centred on their bounding box, side = scale × its longer
+    side.
+
+    Args:
+        landmarks: [L, 2] pixels.
+        scale: side relative to the landmark bounding box.
+
+    Returns:
+        [3] float (x0, y0, side) in pixels: the square [x0, x0+side] × [y0, y0+side].
+    """
+    lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
+    side = float(scale * np.max(hi - lo))
+    centre = (lo + hi) / 2.0
+    return np.array([centre[0] - side / 2.0, centre[1] - side / 2.0, side], np.float64)
+
+
+def crop_and_resize(image, box, size):
+    """Cuts the square `box` out of `image` and resizes it to size×size (zero padding outside).
+
+    Args:
+        image: [H, W, C] uint8.
+        box: (x0, y0, side) in pixels.
+        size: output side in pixels.
+
+    Returns:
+        [size, size, C] uint8.
+    """
+    x0, y0, side = box
+    s = size / side
+    # Continuous coordinates map as u' = (u − x0)·s; OpenCV warps pixel indices, whose centres
+    # sit at u − 0.5, hence the half-pixel terms.
+    matrix = np.array([[s, 0.0, (0.5 - x0) * s - 0.5],
+                       [0.0, s, (0.5 - y0) * s - 0.5]])
+    sigma = (1.0 / s - 1.0) / 2.0
+    if sigma > 0.3:
+        # warpAffine has no area filter; blur first to limit aliasing when shrinking.
+        image = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma)
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def to_crop_coordinates(points, box, size):
+    """Maps [L, 2] image pixels into the size×size crop of `box`."""
+    x0, y0, side = box
+    return ((np.asarray(points, np.float64) - np.array([x0, y0])) * (size / side)).astype(
+        np.float32)

@@ -1,0 +1,117 @@
+"""The tf.data input pipeline over sharded training records (schema: `mofl.data.records`).
+
+Shards are interleaved, records parsed and JPEG-decoded in parallel, shuffled, batched and
+prefetched. Each element is one batch of multi-frame samples, [B, M, 240, 240, 3].
+"""
+import tensorflow as tf
+
+from mofl.data import records
+
+
+def list_record_files(file_pattern):
+    """Sorted files matching `file_pattern` (a glob, a comma-separated list of globs or a list).
+
+    Raises:
+        FileNotFoundError: when nothing matches, naming the pattern.
+    """
+    patterns = file_pattern if isinstance(file_pattern, (list, tuple)) else \
+        [p for p in str(file_pattern).split(',') if p]
+    files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
+    if not files:
+        raise FileNotFoundError(f'no training-record files match {file_pattern!r}')
+    return files
+
+
+def peek_layout(files):
+    """`records.inspect_sample` of the first record found in `files` (checks its version).
+
+    Raises:
+        ValueError: when every file is empty.
+        records.RecordError: when that record has another schema version.
+    """
+    for path in files:
+        for raw in tf.data.TFRecordDataset(path).take(1):
+            layout = records.inspect_sample(raw.numpy())
+            if layout['schema_version'] != records.SCHEMA_VERSION:
+                raise records.RecordError(
+                    f'{path}: ' + records.version_mismatch_message(layout['schema_version']))
+            return layout
+    raise ValueError(f'all {len(files)} record files are empty (first: {files[0]})')
+
+
+def make_dataset(file_pattern, batch_size, num_frames, shuffle=True, repeat=True, seed=None,
+                 image_size=records.IMAGE_SIZE, shuffle_buffer=1024, cycle_length=8,
+                 drop_remainder=True):
+    """Builds the training input pipeline.
+
+    A record with more than `num_frames` frames contributes its first `num_frames` frames
+    (`tools.preprocess` writes the frames of a sample in random order, so the first ones are a
+    random subset); one with fewer fails with a clear message. Ground-truth arrays are returned
+    when the first record has them (every record must then have them, with the same shapes);
+    per-frame ones (`records.PER_FRAME_GROUND_TRUTH`) are cut to `num_frames` like the frames.
+
+    Args:
+        file_pattern: glob (or comma-separated globs, or a list) of TFRecord files.
+        batch_size: B.
+        num_frames: M, frames per sample.
+        shuffle: shuffle the file order and the records.
+        repeat: repeat forever.
+        seed: seed for the shuffles (None: nondeterministic).
+        image_size: expected frame size (square).
+        shuffle_buffer: records in the shuffle buffer.
+        cycle_length: shards read at once.
+        drop_remainder: drop the last incomplete batch (static batch size).
+
+    Returns:
+        A `tf.data.Dataset` of dicts:
+        `images` [B, M, S, S, 3] float32 in [0, 1] (S = image_size),
+        `landmarks` [B, M, 66, 2] float32 crop pixels, `landmark_confidence` [B, M, 66] float32,
+        `pose` [B, M, 3] float32 Euler radians (pitch, yaw, roll),
+        `identity` [B] string, `clip` [B] string,
+        plus e.g. `gt_vertices` [B, V, 3], `gt_expression_vertices` [B, M', V, 3] when present.
+
+    Raises:
+        FileNotFoundError: when the pattern matches no file.
+    """
+    files = list_record_files(file_pattern)
+    deterministic = seed is not None or not shuffle
+    layout = peek_layout(files)
+    gt_ranks = {name: len(shape) for name, shape in layout['ground_truth'].items()}
+
+    file_ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = file_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
+                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+
+    def to_example(serialized):
+        sample = records.parse_sample(serialized, ground_truth_keys=gt_ranks)
+        enough = tf.debugging.assert_greater_equal(
+            sample['num_frames'], num_frames,
+            message=f'a record has fewer frames than num_frames={num_frames}')
+        with tf.control_dependencies([enough]):
+            images = tf.identity(sample['images'][:num_frames])
+        out = {
+            'images': tf.ensure_shape(images, [num_frames, image_size, image_size, 3]),
+            'landmarks': tf.ensure_shape(sample['landmarks'][:num_frames],
+                                         [num_frames, records.NUM_LANDMARKS, 2]),
+            'landmark_confidence': tf.ensure_shape(sample['landmark_confidence'][:num_frames],
+                                                   [num_frames, records.NUM_LANDMARKS]),
+            'pose': tf.ensure_shape(sample['pose'][:num_frames], [num_frames, 3]),
+            'identity': sample['identity'],
+            'clip': sample['clip'],
+        }
+        for name, shape in layout['ground_truth'].items():
+            if name in records.PER_FRAME_GROUND_TRUTH:
+                out[name] = tf.ensure_shape(sample[name][:num_frames], (num_frames,) + shape[1:])
+            else:
+                out[name] = tf.ensure_shape(sample[name], shape)
+        return out
+
+    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)

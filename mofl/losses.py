@@ -1,0 +1,276 @@
+"""The training loss terms of FML (paper §3.5, eq. 8–12) as pure TensorFlow functions.
+
+L = λpho·Lpho + λlan·Llan + λsmo·Lsmo + λspa·Lspa + λble·Lble   (eq. 8–9)
+
+Normalisation, shared by every term: each term is the paper's plain double sum for one sample
+(over frames and visible vertices, landmarks, graph nodes and their neighbours, mesh vertices and
+their neighbours, or frames and blendshapes), and the batch reduces by the mean over samples. No
+term divides by a vertex or landmark count; the weights do that where the paper does
+(λpho = 1.6/|V̄|, supplement §2, divides the photometric sum by the vertex count).
+
+Neighbour sums: eq. 10 and 11 sum over every node/vertex i and every neighbour j ∈ N_i, so each
+unordered edge {i, j} appears twice. The functions take unique edges [E, 2] (as the face assets
+store them) and count each one twice, so they return exactly the double sum.
+
+The terms know nothing of data files: callers gather the colours, landmarks and graph offsets.
+"""
+import tensorflow as tf
+
+NUM_CONTOUR_LANDMARKS = 17  # Landmarks 0..16 of the 66 (the jaw line) slide (§3.5).
+
+# Supplement §2 weights; λpho additionally divides by the vertex count (`paper_loss_weights`).
+PAPER_PHOTOMETRIC_WEIGHT_TIMES_VERTICES = 1.6
+PAPER_LANDMARK_WEIGHT = 4.7
+PAPER_SMOOTHNESS_WEIGHT = 1e-3
+PAPER_SPARSITY_WEIGHT = 1e-7
+PAPER_EXPRESSION_WEIGHT = 1e-8
+PAPER_CHROMA_ETA = 80.0
+PAPER_SPARSITY_EXPONENT = 0.9
+
+# Keeps ‖d‖^p differentiable at d = 0 (see `appearance_sparsity_loss`).
+_SPARSITY_EPSILON = 1e-8
+
+
+def paper_loss_weights(num_vertices):
+    """Returns the supplement §2 weights keyed like the terms `total_loss` combines.
+
+    Args:
+        num_vertices: |V̄|, the number of mesh vertices (λpho = 1.6 / |V̄|).
+    """
+    return {
+        'photometric': PAPER_PHOTOMETRIC_WEIGHT_TIMES_VERTICES / float(num_vertices),
+        'landmark': PAPER_LANDMARK_WEIGHT,
+        'smoothness': PAPER_SMOOTHNESS_WEIGHT,
+        'sparsity': PAPER_SPARSITY_WEIGHT,
+        'expression': PAPER_EXPRESSION_WEIGHT,
+    }
+
+
+def total_loss(terms, weights):
+    """Weighted sum of loss terms (eq. 8–9).
+
+    Args:
+        terms: dict name -> scalar tensor.
+        weights: dict name -> float; must have a weight for every term (extra weights are
+            ignored, so one weight dict serves training stages that use fewer terms).
+
+    Returns:
+        Scalar float32 tensor Σ_name weights[name] · terms[name].
+
+    Raises:
+        KeyError: a term has no weight.
+    """
+    missing = sorted(set(terms) - set(weights))
+    if missing:
+        raise KeyError(f'no loss weight for term(s) {missing}; weights given: {sorted(weights)}')
+    total = tf.constant(0.0, tf.float32)
+    for name in sorted(terms):
+        total += tf.cast(weights[name], tf.float32) * tf.cast(terms[name], tf.float32)
+    return total
+
+
+def photometric_loss(sampled_colors, rendered_colors, visibility):
+    """Multi-frame photometric consistency (§3.5, the Lpho equation after eq. 9).
+
+    Lpho = Σ_f Σ_{i ∈ V̂} ‖F[f](u_i) − c_i‖², summed over frames and visible vertices (a plain sum,
+    not a mean: λpho = 1.6/|V̄| normalises it), then averaged over the batch.
+
+    Args:
+        sampled_colors: [B, M, V, 3] image colours F(u_i) at the projected vertices.
+        rendered_colors: [B, M, V, 3] shaded model colours c_i (eq. 7), same colour range.
+        visibility: [B, M, V] 1 for visible vertices (V̂), 0 otherwise (bool or float; a
+            fractional value weights the vertex).
+
+    Returns:
+        Scalar float32.
+    """
+    with tf.name_scope('photometric_loss'):
+        sampled_colors = tf.convert_to_tensor(sampled_colors, tf.float32)
+        rendered_colors = tf.convert_to_tensor(rendered_colors, tf.float32)
+        visibility = tf.cast(visibility, tf.float32)
+        # Select before squaring: a 0 mask times a non-finite colour of a hidden vertex (e.g.
+        # sampled outside the image) would put NaN in the value and the gradients.
+        diff = tf.where(visibility[..., tf.newaxis] > 0, sampled_colors - rendered_colors, 0.0)
+        squared = visibility * tf.reduce_sum(tf.square(diff), axis=-1)
+        return tf.reduce_mean(tf.reduce_sum(squared, axis=[1, 2]))
+
+
+def landmark_loss(predicted, detected, confidence):
+    """Multi-frame landmark consistency (§3.5, Llan).
+
+    Llan = Σ_f Σ_i c_i ‖s_i − u_{s_i}‖², summed over frames and the 66 landmarks, averaged over
+    the batch.
+
+    Args:
+        predicted: [B, M, L, 2] projected mesh landmarks u_s (pixels).
+        detected: [B, M, L, 2] detected landmarks s (pixels).
+        confidence: [B, M, L] detector confidences c (0 drops a landmark).
+
+    Returns:
+        Scalar float32.
+    """
+    with tf.name_scope('landmark_loss'):
+        predicted = tf.convert_to_tensor(predicted, tf.float32)
+        detected = tf.convert_to_tensor(detected, tf.float32)
+        confidence = tf.convert_to_tensor(confidence, tf.float32)
+        # Landmarks with confidence 0 may hold any value (even NaN); select them out first.
+        diff = tf.where(confidence[..., tf.newaxis] > 0, detected - predicted, 0.0)
+        squared = tf.reduce_sum(tf.square(diff), axis=-1)
+        return tf.reduce_mean(tf.reduce_sum(confidence * squared, axis=[1, 2]))
+
+
+def select_contour_vertices(camera_vertices, camera_normals, contour_candidates):
+    """Picks each frame's sliding correspondence for the 17 jaw landmarks (§3.5).
+
+    Rule: a jaw landmark of a detector marks the face's silhouette, where the surface turns away
+    from the viewer. Among a landmark's candidate vertices that face the camera, we pick the one
+    whose unit normal is closest to perpendicular to the unit direction towards the camera,
+    i.e. the smallest cos θ = n̂ · (−p̂) ≥ 0. If no candidate faces the camera (the jaw line is
+    turned away) we take the candidate with the largest (least negative) cos θ, the one nearest
+    the silhouette from behind. The choice is a discrete index and carries no gradient; the
+    landmark position gathered with it stays differentiable in the vertices.
+
+    Args:
+        camera_vertices: [B, M, V, 3] camera-space vertex positions p (camera at the origin).
+        camera_normals: [B, M, V, 3] camera-space vertex normals n (need not be unit length).
+        contour_candidates: [17, K] int32 candidate vertex lines, padded with −1; every line has
+            at least one candidate.
+
+    Returns:
+        [B, M, 17] int32 vertex index chosen for each jaw landmark in each frame.
+    """
+    with tf.name_scope('select_contour_vertices'):
+        vertices = tf.stop_gradient(tf.convert_to_tensor(camera_vertices, tf.float32))
+        normals = tf.stop_gradient(tf.convert_to_tensor(camera_normals, tf.float32))
+        candidates = tf.convert_to_tensor(contour_candidates, tf.int32)
+        valid = candidates >= 0  # [17, K]
+        safe = tf.maximum(candidates, 0)
+        cand_vertices = tf.gather(vertices, safe, axis=2)  # [B, M, 17, K, 3]
+        cand_normals = tf.gather(normals, safe, axis=2)
+        to_camera = tf.math.l2_normalize(-cand_vertices, axis=-1)
+        cosine = tf.reduce_sum(tf.math.l2_normalize(cand_normals, axis=-1) * to_camera, axis=-1)
+        # One key, minimised: front-facing candidates (cos in [0, 1]) come first by cos; then
+        # back-facing ones (key in [2, 3]) by |cos|; padding never wins.
+        key = tf.where(cosine >= 0.0, cosine, 2.0 - cosine)
+        key = tf.where(valid, key, tf.fill(tf.shape(key), float('inf')))
+        best = tf.argmin(key, axis=-1, output_type=tf.int32)  # [B, M, 17]
+        return _gather_candidate(candidates, best)
+
+
+def _gather_candidate(candidates, best):
+    """candidates [17, K], best [B, M, 17] column per landmark -> [B, M, 17] vertex index."""
+    num_candidates = tf.shape(candidates)[1]
+    flat = tf.reshape(candidates, [-1])
+    rows = tf.range(tf.shape(candidates)[0], dtype=tf.int32)
+    return tf.gather(flat, rows * num_candidates + best)
+
+
+def landmark_vertex_indices(landmark_indices, contour_vertices):
+    """Replaces the 17 jaw landmarks' fixed vertices by each frame's sliding choice.
+
+    Args:
+        landmark_indices: [66] int32 fixed landmark vertices of the asset.
+        contour_vertices: [B, M, 17] int32 from `select_contour_vertices`.
+
+    Returns:
+        [B, M, 66] int32 vertex index of every landmark in every frame.
+    """
+    landmark_indices = tf.convert_to_tensor(landmark_indices, tf.int32)
+    contour_vertices = tf.convert_to_tensor(contour_vertices, tf.int32)
+    fixed = landmark_indices[NUM_CONTOUR_LANDMARKS:]
+    fixed = tf.broadcast_to(
+        fixed, tf.concat([tf.shape(contour_vertices)[:2], tf.shape(fixed)], 0))
+    return tf.concat([contour_vertices, fixed], axis=-1)
+
+
+def smoothness_loss(node_displacements, edges):
+    """Graph-level geometric smoothness, the linearised membrane energy (eq. 10).
+
+    Lsmo = Σ_i Σ_{j ∈ N_i} ‖t_i − t_j‖², each unordered edge counted in both directions (twice
+    the sum over unique edges), averaged over the batch.
+
+    Args:
+        node_displacements: [B, G, 3] t_i = g_i − ḡ_i (mm).
+        edges: [E, 2] int32 unique node pairs (i, j) with j ∈ N_i.
+
+    Returns:
+        Scalar float32.
+    """
+    with tf.name_scope('smoothness_loss'):
+        displacements = tf.convert_to_tensor(node_displacements, tf.float32)
+        edges = tf.convert_to_tensor(edges, tf.int32)
+        diff = (tf.gather(displacements, edges[:, 0], axis=1)
+                - tf.gather(displacements, edges[:, 1], axis=1))
+        return 2.0 * tf.reduce_mean(tf.reduce_sum(tf.square(diff), axis=[1, 2]))
+
+
+def chroma_weights(colors, edges, eta=PAPER_CHROMA_ETA):
+    """Per-edge chroma similarity weights w_ij of eq. 11.
+
+    w_ij = exp(−η ‖h_i − h_j‖²) with chroma h = (r, g, b) / (r + g + b) of the colours from the
+    previous forward pass (p̂_old): the weights are constants of the loss, so no gradient flows
+    through them (stop_gradient is applied here as well as by the caller).
+
+    Args:
+        colors: [B, V, 3] per-vertex colours c_i (any non-negative range).
+        edges: [E, 2] int32 unique vertex pairs.
+        eta: η (paper: 80).
+
+    Returns:
+        [B, E] float32 weights in (0, 1].
+    """
+    with tf.name_scope('chroma_weights'):
+        colors = tf.stop_gradient(tf.convert_to_tensor(colors, tf.float32))
+        edges = tf.convert_to_tensor(edges, tf.int32)
+        colors = tf.maximum(colors, 0.0)
+        total = tf.reduce_sum(colors, axis=-1, keepdims=True)
+        # Black has no chroma; call it grey so black neighbours of grey ones are "similar".
+        chroma = tf.where(total > 1e-6, colors / tf.maximum(total, 1e-6),
+                          tf.fill(tf.shape(colors), 1.0 / 3.0))
+        diff = tf.gather(chroma, edges[:, 0], axis=1) - tf.gather(chroma, edges[:, 1], axis=1)
+        return tf.exp(-eta * tf.reduce_sum(tf.square(diff), axis=-1))
+
+
+def appearance_sparsity_loss(albedo, edges, weights, p=PAPER_SPARSITY_EXPONENT):
+    """Per-vertex reflectance sparsity (eq. 11).
+
+    Lspa = Σ_i Σ_{j ∈ N_i} w_ij ‖r_i − r_j‖₂^p, each unordered edge counted in both directions,
+    averaged over the batch. ‖d‖^p with p < 1 has an infinite slope at d = 0, so we use
+    (‖d‖² + ε)^{p/2} − ε^{p/2} with ε = 1e−8: zero at d = 0, gradient zero there and bounded
+    everywhere (its norm peaks at ‖d‖² = ε/(1 − p); ≈ 1.9 for p = 0.9), and below ‖d‖^p by at
+    most ε^{p/2} ≈ 2.5e−4 (and never by more than ‖d‖^p itself).
+
+    Args:
+        albedo: [B, V, 3] per-vertex reflectance r_i.
+        edges: [E, 2] int32 unique vertex pairs (i, j) with j ∈ N_i.
+        weights: [B, E] w_ij from `chroma_weights` (treated as constants).
+        p: the exponent (paper: 0.9).
+
+    Returns:
+        Scalar float32.
+    """
+    with tf.name_scope('appearance_sparsity_loss'):
+        albedo = tf.convert_to_tensor(albedo, tf.float32)
+        edges = tf.convert_to_tensor(edges, tf.int32)
+        weights = tf.stop_gradient(tf.convert_to_tensor(weights, tf.float32))
+        diff = tf.gather(albedo, edges[:, 0], axis=1) - tf.gather(albedo, edges[:, 1], axis=1)
+        squared = tf.reduce_sum(tf.square(diff), axis=-1)
+        half_p = 0.5 * p
+        norm_p = tf.pow(squared + _SPARSITY_EPSILON, half_p) - _SPARSITY_EPSILON ** half_p
+        return 2.0 * tf.reduce_mean(tf.reduce_sum(weights * norm_p, axis=-1))
+
+
+def expression_regularization(expression, sigma):
+    """Expression regularisation (eq. 12): Σ_f Σ_u (δ_u / σδ_u)², averaged over the batch.
+
+    Args:
+        expression: [B, M, b] blendshape coefficients δ.
+        sigma: [b] standard deviations σδ (> 0).
+
+    Returns:
+        Scalar float32.
+    """
+    with tf.name_scope('expression_regularization'):
+        expression = tf.convert_to_tensor(expression, tf.float32)
+        sigma = tf.convert_to_tensor(sigma, tf.float32)
+        return tf.reduce_mean(tf.reduce_sum(tf.square(expression / sigma), axis=[1, 2]))

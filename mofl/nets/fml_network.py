@@ -1,0 +1,153 @@
+"""The whole Siamese network of FML (paper §3.4, Fig. 2; supplement Tables 1–3).
+
+M frames of one sample go through the same per-frame tower (Table 1; the frames are folded into
+the batch, so the towers share weights by construction), the frames' mediumFeatures are
+mean-pooled into one identity estimate (Table 2), and each frame's parameters are regressed from
+its lowFeatures and the shared identity parameters (Table 3). M may differ between calls and may
+be 1 (monocular reconstruction).
+
+Output scaling. The last FC of Table 3 produces raw, unitless numbers. We map them to physical
+units with fixed (not learned) affine maps, which is standard practice and adds no layer:
+
+    rotation    = rotation_scale · raw[0:3]                          (radians, [pitch, yaw, roll])
+    translation = translation_init + translation_scale · raw[3:6]    (mm, camera space)
+    expression  = expression_scale · raw[6:6+b]                      (blendshape coefficients δ)
+    sh          = sh_init + sh_scale · raw[6+b:]                     (γ, 27 numbers)
+
+With the default Glorot initialisation the raw outputs of an untrained network are already small
+(|raw| < 0.1 on random images in our check), so an untrained network starts near a frontal face
+(R ≈ I) at the default distance, with a neutral expression and ambient white light;
+`head_init_scale` < 1 shrinks the last FC's initial kernel further if wanted. The identity
+parameters α, β are returned as the FC gives them: they multiply the learned bases Θs, Θa, whose
+own initialisation sets their scale.
+
+SH layout: the 27 numbers are 9 SH coefficients × 3 colour channels, band-major: sh[3·k + c] is
+γ_k for channel c (reshape to [..., 9, 3]), k in the order of the real SH basis Y_00, Y_1−1, Y_10,
+Y_11, Y_2−2, ..., Y_22. The default `sh_init` lights the face with ambient light only and makes the
+shading factor Σ_k γ_k·H_k(n) equal `ambient` for the orthonormal basis (H_0 = Y_00 = 1 / (2√π)).
+"""
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mofl.nets.feature_extractor import FeatureExtractor
+from mofl.nets.identity_network import SharedIdentityNetwork
+from mofl.nets.parameter_network import NUM_SH_PARAMS, ParameterEstimationNetwork
+
+SH_Y00 = 0.5 / math.sqrt(math.pi)  # Value of the orthonormal real SH basis function Y_00.
+DEFAULT_CAMERA_DISTANCE_MM = 500.0
+
+
+def ambient_sh(ambient=1.0, y00=SH_Y00):
+    """Returns [27] float32 SH coefficients of uniform white light with shading factor `ambient`.
+
+    Args:
+        ambient: the shading factor Σ_k γ_k·H_k(n) wanted for every normal n.
+        y00: the renderer's value of the constant basis function H_0.
+    """
+    sh = np.zeros([NUM_SH_PARAMS], np.float32)
+    sh[0:3] = ambient / y00
+    return sh
+
+
+class FmlNetwork(keras.Model):
+    """Siamese FML network: images of M frames -> shared identity + per-frame parameters.
+
+    Args:
+        num_expressions: b, the face asset's blendshape count (Table 3 says 64, the text 80).
+        num_shape_params: g (default 500, Table 2).
+        num_reflectance_params: a (default 500, Table 2).
+        translation_init: [3] mm, translation of an untrained network (camera looks down −z).
+        translation_scale: mm per raw unit; a scalar or one value per axis.
+        rotation_scale: radians per raw unit; a scalar or one value per angle.
+        expression_scale: blendshape coefficient per raw unit.
+        sh_init: [27] SH coefficients of an untrained network (default `ambient_sh()`).
+        sh_scale: SH coefficient per raw unit.
+        head_init_scale: multiplier of the standard deviation of the last FC's initial kernel
+            (1 = Keras' Glorot scale); smaller values keep untrained outputs nearer the offsets.
+    """
+
+    def __init__(self, num_expressions, num_shape_params=500, num_reflectance_params=500,
+                 translation_init=(0.0, 0.0, -DEFAULT_CAMERA_DISTANCE_MM), translation_scale=10.0,
+                 rotation_scale=0.2, expression_scale=1.0, sh_init=None, sh_scale=0.5,
+                 head_init_scale=1.0, name='fml_network', **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_expressions = int(num_expressions)
+        self.num_shape_params = int(num_shape_params)
+        self.num_reflectance_params = int(num_reflectance_params)
+        self.translation_init = _constant(translation_init, [3], 'translation_init')
+        self.translation_scale = _constant(translation_scale, [3], 'translation_scale')
+        self.rotation_scale = _constant(rotation_scale, [3], 'rotation_scale')
+        self.expression_scale = float(expression_scale)
+        self.sh_init = _constant(ambient_sh() if sh_init is None else sh_init, [NUM_SH_PARAMS],
+                                 'sh_init')
+        self.sh_scale = float(sh_scale)
+        head_initializer = keras.initializers.VarianceScaling(
+            scale=float(head_init_scale) ** 2, mode='fan_avg', distribution='uniform')
+
+        self.feature_extractor = FeatureExtractor()
+        self.identity_network = SharedIdentityNetwork(num_shape_params, num_reflectance_params)
+        self.parameter_network = ParameterEstimationNetwork(
+            num_expressions, head_kernel_initializer=head_initializer)
+
+    def call(self, images, training=None, return_activations=False):
+        """Regresses all parameters of a batch of multi-frame samples.
+
+        Args:
+            images: [B, M, 240, 240, 3] float32 RGB in [0, 1].
+            training: unused (no dropout or batch norm); accepted for the Keras API.
+            return_activations: also return the activations of every table row, under keys
+                'table1/<row>' ([B·M, ...]), 'table2/<row>' ([B, ...]) and 'table3/<row>'.
+
+        Returns:
+            dict with
+                shape_params: [B, g] α.
+                reflectance_params: [B, a] β.
+                rotation: [B, M, 3] Euler angles [pitch, yaw, roll] in radians.
+                translation: [B, M, 3] mm.
+                expression: [B, M, b] δ.
+                sh: [B, M, 27] γ (layout in the module docstring).
+            and, with return_activations, 'activations': dict name -> tensor.
+        """
+        images = tf.convert_to_tensor(images, tf.float32)
+        batch_size = tf.shape(images)[0]
+        num_frames = tf.shape(images)[1]
+        frames = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
+        low, medium, acts1 = self.feature_extractor(frames, return_activations=True)
+        low = tf.reshape(low, tf.concat([[batch_size, num_frames], tf.shape(low)[1:]], 0))
+        medium = tf.reshape(medium,
+                            tf.concat([[batch_size, num_frames], tf.shape(medium)[1:]], 0))
+        acts2 = {'concat': medium}
+        shape_params, reflectance_params, more = self.identity_network(
+            medium, return_activations=True)
+        acts2.update(more)
+        raw, acts3 = self.parameter_network((shape_params, reflectance_params, low),
+                                            return_activations=True)
+        b = self.num_expressions
+        outputs = {
+            'shape_params': shape_params,
+            'reflectance_params': reflectance_params,
+            'rotation': self.rotation_scale * raw[..., 0:3],
+            'translation': self.translation_init + self.translation_scale * raw[..., 3:6],
+            'expression': self.expression_scale * raw[..., 6:6 + b],
+            'sh': self.sh_init + self.sh_scale * raw[..., 6 + b:],
+        }
+        if return_activations:
+            activations = {}
+            for prefix, acts in (('table1', acts1), ('table2', acts2), ('table3', acts3)):
+                activations.update({f'{prefix}/{k}': v for k, v in acts.items()})
+            outputs['activations'] = activations
+        return outputs
+
+
+def _constant(value, shape, what):
+    """Broadcasts a scalar or sequence to a float32 constant of `shape`; raises on a mismatch."""
+    array = np.asarray(value, np.float32)
+    try:
+        array = np.broadcast_to(array, shape).copy()
+    except ValueError as error:
+        raise ValueError(f'{what} must be a scalar or of shape {shape}, got {array.shape}') \
+            from error
+    return tf.constant(array)

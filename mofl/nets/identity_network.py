@@ -1,0 +1,66 @@
+"""Shared (multi-frame) identity estimation network (supplement Table 2, paper §3.4).
+
+Table 2 names its input `lowFeatures0...M` but gives it the shape (M, 4, 4, 256), which is that of
+the mediumFeatures of Table 1; the text (§3.4) also says the medium-level features are pooled. We
+pool mediumFeatures (DESIGN.md §2). The pooling is a mean over the frame axis, so any number of
+frames M ≥ 1 gives the same-shaped result (monocular or multi-frame reconstruction).
+"""
+import keras
+import tensorflow as tf
+
+
+class SharedIdentityNetwork(keras.Model):
+    """Table 2: M mediumFeatures -> shape parameters α [g] and reflectance parameters β [a].
+
+    Args:
+        num_shape_params: g, size of the learned shape subspace (paper: 500; Table 4 of the
+            supplement also uses 0, 10, 50, 125).
+        num_reflectance_params: a, size of the learned reflectance subspace (paper: 500).
+    """
+
+    def __init__(self, num_shape_params=500, num_reflectance_params=500,
+                 name='identity_network', **kwargs):
+        super().__init__(name=name, **kwargs)
+        if num_shape_params < 0 or num_reflectance_params < 0:
+            raise ValueError(f'identity sizes must be >= 0, got g={num_shape_params}, '
+                             f'a={num_reflectance_params}')
+        self.num_shape_params = int(num_shape_params)
+        self.num_reflectance_params = int(num_reflectance_params)
+        self.conv1 = keras.layers.Conv2D(384, 3, padding='same', activation='relu', name='conv1')
+        self.conv2 = keras.layers.Conv2D(256, 3, padding='same', activation='relu', name='conv2')
+        self.flatten = keras.layers.Flatten(name='flatten')
+        self.fc1 = keras.layers.Dense(1000, activation='relu', name='fc1')
+        self.fc2 = keras.layers.Dense(1000, activation='relu', name='fc2')
+        num_outputs = self.num_shape_params + self.num_reflectance_params
+        # A model without learned identity (g = a = 0, supplement Table 4 "size 0") has no output
+        # layer at all: Dense needs at least one unit.
+        self.fc_out = (keras.layers.Dense(num_outputs, name='fc_identity')
+                       if num_outputs else None)
+
+    def call(self, medium_features, return_activations=False):
+        """Pools the frames' features and regresses the identity parameters.
+
+        Args:
+            medium_features: [B, M, 4, 4, 256] mediumFeatures of the M frames of each sample.
+            return_activations: also return every row's activation (for shape tests).
+
+        Returns:
+            shape_params: [B, g] α.
+            reflectance_params: [B, a] β.
+            activations (only with return_activations): dict row name -> tensor.
+        """
+        acts = {}
+        x = acts['mean_pool'] = tf.reduce_mean(medium_features, axis=1)
+        x = acts['conv1'] = self.conv1(x)
+        x = acts['conv2'] = self.conv2(x)
+        x = acts['fc1'] = self.fc1(self.flatten(x))
+        x = acts['fc2'] = self.fc2(x)
+        if self.fc_out is not None:
+            x = acts['fc_identity'] = self.fc_out(x)
+        else:
+            x = acts['fc_identity'] = tf.zeros([tf.shape(x)[0], 0], x.dtype)
+        shape_params = x[:, :self.num_shape_params]
+        reflectance_params = x[:, self.num_shape_params:]
+        if return_activations:
+            return shape_params, reflectance_params, acts
+        return shape_params, reflectance_params

@@ -1,0 +1,167 @@
+"""Rigid head pose Φ and full-perspective camera Π (paper §3.3): u = Π(Φ(v)).
+
+Conventions (BUILD_NOTES.md): camera space = world space, camera at the origin looking down −z,
+y up; depth d = −z > 0 in front of the camera; pixel coordinates (u, v) with the origin at the
+top-left image corner, u right, v down, pixel (row r, column c) centred at (c + 0.5, r + 0.5):
+
+    u = c_x + f_x · x / d,    v = c_y − f_y · y / d.
+
+Default intrinsics, for the 240×240 training crop: f_x = f_y = 1000 px and the principal point at
+the crop centre (120, 120). That is a 13.7° field of view (the crop of a face filmed with an
+ordinary lens: a ≥ 200 px face crop taken from HD video and resized to 240 px). With it a face of
+about 200 mm (chin to hairline) spans about 200 px at a depth of 1000 mm, so
+`DEFAULT_DEPTH_MM` = 1000 is the depth at which the face fills the crop; at 600 mm it would
+overflow it. Every function takes the intrinsics as arguments (a `Camera`), so other crops and
+lenses only need another `Camera`.
+"""
+import dataclasses
+from typing import Tuple, Union
+
+import tensorflow as tf
+from tensorflow_graphics.geometry.transformation import rotation_matrix_3d
+
+DEFAULT_IMAGE_SIZE = (240, 240)
+DEFAULT_FOCAL_LENGTH_PX = 1000.0
+DEFAULT_DEPTH_MM = 1000.0
+# Depth below which projection clamps d, so points at or behind the camera plane give large but
+# finite pixel coordinates instead of inf/NaN (they are masked as out-of-image downstream).
+MIN_DEPTH_MM = 1.0
+
+Scalar = Union[float, tf.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class Camera:
+    """Pinhole intrinsics in pixels, plus the image size they refer to.
+
+    Each intrinsic is a Python float (shared by the batch) or a tensor of shape [B] (one camera
+    per batch element).
+
+    Attributes:
+        focal_x, focal_y: focal lengths f_x, f_y in pixels.
+        principal_x, principal_y: principal point c_x, c_y in pixels (image centre = W/2, H/2).
+        image_size: (H, W) in pixels.
+    """
+    focal_x: Scalar = DEFAULT_FOCAL_LENGTH_PX
+    focal_y: Scalar = DEFAULT_FOCAL_LENGTH_PX
+    principal_x: Scalar = DEFAULT_IMAGE_SIZE[1] / 2.0
+    principal_y: Scalar = DEFAULT_IMAGE_SIZE[0] / 2.0
+    image_size: Tuple[int, int] = DEFAULT_IMAGE_SIZE
+
+    @classmethod
+    def centered(cls, image_size=DEFAULT_IMAGE_SIZE, focal_length=DEFAULT_FOCAL_LENGTH_PX):
+        """A camera with square pixels and the principal point at the image centre."""
+        height, width = image_size
+        return cls(focal_x=focal_length, focal_y=focal_length, principal_x=width / 2.0,
+                   principal_y=height / 2.0, image_size=(int(height), int(width)))
+
+
+def _column(value, dtype):
+    """A scalar or [B] intrinsic as a [B or 1, 1] tensor that broadcasts against [B, V]."""
+    return tf.reshape(tf.cast(value, dtype), [-1, 1])
+
+
+def rotation_from_euler(euler_angles):
+    """Rotation matrices R = Rz(roll)·Ry(yaw)·Rx(pitch) (tensorflow-graphics `from_euler`).
+
+    Args:
+        euler_angles: [B, 3] radians, [pitch (about x), yaw (about y), roll (about z)].
+
+    Returns:
+        [B, 3, 3] rotation matrices.
+    """
+    return rotation_matrix_3d.from_euler(tf.convert_to_tensor(euler_angles))
+
+
+def rigid_transform(points, rotation, translation):
+    """Applies the rigid head pose Φ(v) = R·v + t (§3.3).
+
+    Args:
+        points: [B, V, 3] model-space points in mm.
+        rotation: [B, 3, 3] rotation matrices.
+        translation: [B, 3] translations in mm.
+
+    Returns:
+        [B, V, 3] camera-space points in mm.
+    """
+    points = tf.convert_to_tensor(points)
+    rotated = tf.linalg.matmul(points, rotation, transpose_b=True)
+    return rotated + tf.cast(translation, points.dtype)[:, tf.newaxis, :]
+
+
+def rotate_directions(directions, rotation):
+    """Applies only R to direction vectors (normals), [B, V, 3] → [B, V, 3]."""
+    return tf.linalg.matmul(tf.convert_to_tensor(directions), rotation, transpose_b=True)
+
+
+def project(points_camera, camera=Camera(), min_depth=MIN_DEPTH_MM):
+    """Full-perspective projection Π of camera-space points to pixel coordinates (§3.3).
+
+    Args:
+        points_camera: [B, V, 3] camera-space points in mm (in front of the camera: z < 0).
+        camera: the intrinsics; each may be a float or a [B] tensor.
+        min_depth: depths d = −z are clamped to at least this (mm).
+
+    Returns:
+        [B, V, 2] pixel coordinates (u, v).
+    """
+    return to_screen_space(points_camera, camera, min_depth)[..., :2]
+
+
+def to_screen_space(points_camera, camera=Camera(), min_depth=MIN_DEPTH_MM):
+    """Pixel coordinates plus positive depth, the vertex format of the rasterizer.
+
+    Args:
+        points_camera: [B, V, 3] camera-space points in mm.
+        camera: the intrinsics.
+        min_depth: depths d = −z are clamped to at least this (mm) before dividing.
+
+    Returns:
+        [B, V, 3] (u, v, d): pixel coordinates and the unclamped depth d = −z in mm.
+    """
+    points_camera = tf.convert_to_tensor(points_camera)
+    dtype = points_camera.dtype
+    x, y, z = tf.unstack(points_camera, axis=-1)
+    depth = -z
+    safe_depth = tf.maximum(depth, tf.cast(min_depth, dtype))
+    u = _column(camera.principal_x, dtype) + _column(camera.focal_x, dtype) * x / safe_depth
+    v = _column(camera.principal_y, dtype) - _column(camera.focal_y, dtype) * y / safe_depth
+    return tf.stack([u, v, depth], axis=-1)
+
+
+def unproject(pixels, depth, camera=Camera()):
+    """Inverse of `project`: the camera-space point at pixel (u, v) and depth d.
+
+    Args:
+        pixels: [B, N, 2] pixel coordinates (u, v).
+        depth: [B, N] positive depths d in mm.
+        camera: the intrinsics.
+
+    Returns:
+        [B, N, 3] camera-space points (x, y, −d).
+    """
+    pixels = tf.convert_to_tensor(pixels)
+    dtype = pixels.dtype
+    depth = tf.cast(depth, dtype)
+    u, v = tf.unstack(pixels, axis=-1)
+    x = (u - _column(camera.principal_x, dtype)) * depth / _column(camera.focal_x, dtype)
+    y = -(v - _column(camera.principal_y, dtype)) * depth / _column(camera.focal_y, dtype)
+    return tf.stack([x, y, -depth], axis=-1)
+
+
+def model_to_screen(vertices_model, rotation_euler, translation, camera=Camera()):
+    """Φ then Π: model-space vertices to screen space (u, v, d) and camera-space points.
+
+    Args:
+        vertices_model: [B, V, 3] model-space vertices in mm.
+        rotation_euler: [B, 3] Euler angles (see `rotation_from_euler`).
+        translation: [B, 3] translation in mm.
+        camera: the intrinsics.
+
+    Returns:
+        (screen [B, V, 3] (u, v, d), points_camera [B, V, 3], rotation [B, 3, 3]).
+    """
+    vertices_model = tf.convert_to_tensor(vertices_model)
+    rotation = rotation_from_euler(tf.cast(rotation_euler, vertices_model.dtype))
+    points_camera = rigid_transform(vertices_model, rotation, translation)
+    return to_screen_space(points_camera, camera), points_camera, rotation

@@ -1,0 +1,225 @@
+"""Tests of mofl.losses (eq. 8–12) on tiny hand-computed cases."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mofl import losses
+
+
+def _grad(fn, x):
+    x = tf.Variable(np.asarray(x, np.float32))
+    with tf.GradientTape() as tape:
+        value = fn(x)
+    return value, tape.gradient(value, x)
+
+
+def test_photometric_loss_hand_value():
+    # Sample 0: frame 0 both vertices visible, frame 1 only vertex 1.
+    sampled = np.zeros([2, 2, 2, 3], np.float32)
+    rendered = np.zeros([2, 2, 2, 3], np.float32)
+    visibility = np.zeros([2, 2, 2], np.float32)
+    rendered[0, 0, 0] = [0.5, 0.0, 0.0]   # 0.25
+    sampled[0, 0, 1] = [1.0, 1.0, 1.0]    # vs rendered [1, 1, 0]: 1.0
+    rendered[0, 0, 1] = [1.0, 1.0, 0.0]
+    visibility[0, 0] = [1, 1]
+    rendered[0, 1, 0] = [9.0, 9.0, 9.0]   # hidden: ignored
+    sampled[0, 1, 1] = [0.2, 0.0, 0.1]    # 0.04 + 0.01
+    visibility[0, 1] = [0, 1]
+    # Sample 1: one visible vertex with error 0.3 in all channels: 0.27.
+    sampled[1, 0, 0] = [0.3, 0.3, 0.3]
+    visibility[1, 0, 0] = 1
+    expected = ((0.25 + 1.0 + 0.05) + 0.27) / 2
+    value = losses.photometric_loss(sampled, rendered, visibility.astype(bool))
+    np.testing.assert_allclose(value, expected, rtol=1e-6)
+
+
+def test_photometric_loss_ignores_non_finite_hidden_colours():
+    sampled = np.array([[[[np.nan, 0, 0], [0.5, 0.5, 0.5]]]], np.float32)
+    visibility = np.array([[[0.0, 1.0]]], np.float32)
+    value, grad = _grad(lambda c: losses.photometric_loss(sampled, c, visibility),
+                        np.zeros([1, 1, 2, 3]))
+    np.testing.assert_allclose(value, 0.75, rtol=1e-6)
+    assert np.all(np.isfinite(grad.numpy()))
+    np.testing.assert_allclose(grad[0, 0, 1], [-1.0, -1.0, -1.0], rtol=1e-6)
+
+
+def test_landmark_loss_hand_value():
+    predicted = np.array([[[[0, 0], [3, 4]]]], np.float32)
+    detected = np.array([[[[1, 1], [0, 0]]]], np.float32)
+    confidence = np.array([[[0.5, 2.0]]], np.float32)
+    # 0.5 · 2 + 2 · 25.
+    np.testing.assert_allclose(losses.landmark_loss(predicted, detected, confidence), 51.0)
+    # A dropped landmark (confidence 0) with a NaN detection changes nothing.
+    detected_nan = np.concatenate([detected, [[[[np.nan, np.nan]]]]], axis=2)
+    predicted_more = np.concatenate([predicted, np.zeros([1, 1, 1, 2], np.float32)], axis=2)
+    confidence_more = np.concatenate([confidence, [[[0.0]]]], axis=2)
+    value, grad = _grad(lambda p: losses.landmark_loss(p, detected_nan, confidence_more),
+                        predicted_more)
+    np.testing.assert_allclose(value, 51.0)
+    assert np.all(np.isfinite(grad.numpy()))
+    # d/du of c·‖s − u‖² = −2c(s − u): landmark 1: −2·2·([0, 0] − [3, 4]).
+    np.testing.assert_allclose(grad[0, 0, 1], [12.0, 16.0])
+
+
+def _contour_scene():
+    """Seven vertices, two frames; returns vertices, normals, candidate lines, expected picks."""
+    positions = np.array([[0, 0, -10]] * 5 + [[10, 0, -10]] * 2, np.float32)
+    normals = np.array([
+        [0, 0, 1],        # 0: faces the camera, cos = 1
+        [1, 0, 0.2],      # 1: front-facing, cos ≈ 0.196 (the silhouette of line A)
+        [1, 0, -0.1],     # 2: just back-facing, cos ≈ −0.0995
+        [0, 0, -1],       # 3: back-facing, cos = −1
+        [1, 0, -0.5],     # 4: back-facing, cos ≈ −0.447
+        [1, 0, 0],        # 5: n ⟂ z, but the view ray to (10, 0, −10) makes cos = −0.707
+        [1, 0, 1.2],      # 6: cos = 0.2 / (√2 · 1.562) ≈ 0.09 (> 0)
+    ], np.float32)
+    lines = [[0, 1, 2, -1], [3, 4, -1, -1], [2, -1, -1, -1], [5, 6, 0, -1]]
+    expected_frame0 = [1, 4, 2, 6]
+    # Frame 1: vertex 0 turned to the silhouette (cos 0.05 < cos of vertex 1), vertex 6 away.
+    normals_frame1 = normals.copy()
+    normals_frame1[0] = [1, 0, 0.05]
+    normals_frame1[6] = [-1, 0, 0]   # cos = +0.707: now vertex 0 (cos 0.05) wins line D
+    expected_frame1 = [0, 4, 2, 0]
+    candidates = np.array([lines[k % 4] for k in range(17)], np.int32)
+    vertices = np.stack([positions, positions])[None]          # [1, 2, 7, 3]
+    all_normals = np.stack([normals, normals_frame1])[None]    # [1, 2, 7, 3]
+    expected = np.array([[[expected_frame0[k % 4] for k in range(17)],
+                          [expected_frame1[k % 4] for k in range(17)]]], np.int32)
+    return vertices, all_normals, candidates, expected
+
+
+def test_select_contour_vertices_picks_silhouette_candidates():
+    vertices, normals, candidates, expected = _contour_scene()
+    chosen = losses.select_contour_vertices(vertices, normals, candidates)
+    assert chosen.dtype == tf.int32
+    np.testing.assert_array_equal(chosen, expected)
+
+
+def test_select_contour_vertices_carries_no_gradient_and_landmarks_stay_differentiable():
+    vertices, normals, candidates, _ = _contour_scene()
+    vertices = tf.Variable(vertices)
+    landmark_indices = np.arange(66, dtype=np.int32) % 7
+    with tf.GradientTape() as tape:
+        chosen = losses.select_contour_vertices(vertices, normals, candidates)
+        indices = losses.landmark_vertex_indices(landmark_indices, chosen)
+        points = tf.gather(vertices, indices, axis=2, batch_dims=2)   # [1, 2, 66, 3]
+        value = tf.reduce_sum(points[..., 0])
+    np.testing.assert_array_equal(indices[..., :17], chosen)
+    np.testing.assert_array_equal(indices[0, 1, 17:], landmark_indices[17:])
+    grad = tape.gradient(value, vertices).numpy()
+    # Each vertex's x receives one unit per landmark that uses it.
+    counts = np.stack([np.bincount(indices[0, f].numpy(), minlength=7) for f in range(2)])
+    np.testing.assert_allclose(grad[0, :, :, 0], counts)
+
+
+def test_smoothness_loss_counts_each_edge_twice():
+    displacements = np.zeros([2, 3, 3], np.float32)
+    displacements[0] = [[0, 0, 0], [1, 0, 0], [1, 2, 0]]   # edge (0,1): 1, edge (1,2): 4
+    edges = np.array([[0, 1], [1, 2]], np.int32)
+    # Sample 0: 2 · (1 + 4) = 10; sample 1: 0; batch mean 5.
+    np.testing.assert_allclose(losses.smoothness_loss(displacements, edges), 5.0)
+    _, grad = _grad(lambda t: losses.smoothness_loss(t, edges), displacements)
+    # d/dt_0 of 2‖t_0 − t_1‖² / B = 2 · 2 · (t_0 − t_1) / 2.
+    np.testing.assert_allclose(grad[0, 0], [-2.0, 0.0, 0.0])
+
+
+def test_chroma_weights_hand_value_and_no_gradient():
+    colors = np.array([[[1, 0, 0], [2, 0, 0], [0, 1, 1], [0, 0, 0], [0.5, 0.5, 0.5]]],
+                      np.float32)
+    edges = np.array([[0, 1], [0, 2], [3, 4]], np.int32)
+    colors_var = tf.Variable(colors)
+    with tf.GradientTape() as tape:
+        weights = losses.chroma_weights(colors_var, edges, eta=1.0)
+    # Chroma (1,0,0), (1,0,0), (0,.5,.5); black counts as grey (1/3, 1/3, 1/3).
+    np.testing.assert_allclose(weights, [[1.0, np.exp(-1.5), 1.0]], rtol=1e-6)
+    assert tape.gradient(weights, colors_var) is None
+    # Default η = 80: chroma (1, 0, 0) vs (0.9, 0.1, 0) differ by 0.01 + 0.01.
+    close = np.array([[[1, 0, 0], [1.8, 0.2, 0]]], np.float32)
+    paper = losses.chroma_weights(close, np.array([[0, 1]], np.int32))
+    np.testing.assert_allclose(paper, [[np.exp(-80 * 0.02)]], rtol=1e-5)
+
+
+def test_appearance_sparsity_loss_hand_value_and_gradient():
+    albedo = np.array([[[0, 0, 0], [3, 4, 0], [3, 4, 0]]], np.float32)
+    edges = np.array([[0, 1], [1, 2]], np.int32)
+    weights = np.array([[0.5, 1.0]], np.float32)
+    value, grad = _grad(lambda r: losses.appearance_sparsity_loss(r, edges, weights, p=0.9),
+                        albedo)
+    # 2 · (0.5 · 5^0.9 + 1 · 0^0.9) = 5^0.9 ≈ 4.2567.
+    np.testing.assert_allclose(value, 5.0 ** 0.9, rtol=1e-4)
+    # d/dr_0 of 2 · 0.5 · ‖r_1 − r_0‖^p = −p ‖d‖^(p−2) d with d = r_1 − r_0.
+    d = np.array([3.0, 4.0, 0.0])
+    np.testing.assert_allclose(grad[0, 0], -0.9 * 5.0 ** (0.9 - 2) * d, rtol=1e-4)
+    # Vertices 1 and 2 are identical: their edge adds nothing to the gradient.
+    np.testing.assert_allclose(grad[0, 2], [0.0, 0.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(grad[0, 1], -grad[0, 0], rtol=1e-6)
+
+
+def test_appearance_sparsity_gradient_finite_at_identical_neighbours():
+    edges = np.array([[0, 1], [1, 2], [0, 2]], np.int32)
+    weights = np.ones([2, 3], np.float32)
+    for albedo in (np.full([2, 3, 3], 0.6, np.float32),
+                   np.array([[[0.6, 0.5, 0.4]] * 3, [[0.6, 0.5, 0.4], [0.6, 0.5, 0.4 + 1e-6],
+                                                      [0.6, 0.5, 0.4 + 1e-4]]], np.float32)):
+        value, grad = _grad(lambda r: losses.appearance_sparsity_loss(r, edges, weights), albedo)
+        assert np.isfinite(value.numpy())
+        assert np.all(np.isfinite(grad.numpy()))
+        assert np.max(np.abs(grad.numpy())) < 10.0
+
+
+def test_appearance_sparsity_matches_numerical_gradient():
+    rng = np.random.default_rng(0)
+    albedo = rng.uniform(size=[1, 4, 3])
+    edges = np.array([[0, 1], [1, 2], [2, 3], [0, 3]], np.int32)
+    weights = rng.uniform(size=[1, 4]).astype(np.float32)
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda r: losses.appearance_sparsity_loss(r, edges, weights),
+        [tf.constant(albedo, tf.float32)], delta=1e-3)
+    np.testing.assert_allclose(theoretical[0], numerical[0], rtol=2e-2, atol=2e-3)
+
+
+def test_expression_regularization_hand_value():
+    expression = np.array([[[1, 2], [0, -3]]], np.float32)
+    sigma = np.array([1, 2], np.float32)
+    # 1 + 1 + 0 + 2.25.
+    value, grad = _grad(lambda d: losses.expression_regularization(d, sigma), expression)
+    np.testing.assert_allclose(value, 4.25)
+    np.testing.assert_allclose(grad[0], 2 * expression[0] / sigma ** 2)
+
+
+def test_total_loss_and_paper_weights():
+    terms = {'photometric': tf.constant(2.0), 'landmark': tf.constant(3.0)}
+    weights = {'photometric': 0.5, 'landmark': 2.0, 'smoothness': 100.0}
+    np.testing.assert_allclose(losses.total_loss(terms, weights), 7.0)
+    with pytest.raises(KeyError, match='landmark'):
+        losses.total_loss(terms, {'photometric': 1.0})
+    paper = losses.paper_loss_weights(num_vertices=1000)
+    assert paper == pytest.approx({'photometric': 1.6e-3, 'landmark': 4.7, 'smoothness': 1e-3,
+                                   'sparsity': 1e-7, 'expression': 1e-8})
+
+
+def test_all_terms_have_finite_gradients_on_random_inputs():
+    rng = np.random.default_rng(3)
+    b, m, v = 2, 3, 6
+    edges = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [0, 5]], np.int32)
+    colors = tf.Variable(rng.uniform(size=[b, m, v, 3]).astype(np.float32))
+    albedo = tf.Variable(rng.uniform(size=[b, v, 3]).astype(np.float32))
+    nodes = tf.Variable(rng.normal(size=[b, v, 3]).astype(np.float32))
+    expression = tf.Variable(rng.normal(size=[b, m, 4]).astype(np.float32))
+    landmarks = tf.Variable(rng.uniform(0, 240, size=[b, m, 66, 2]).astype(np.float32))
+    with tf.GradientTape() as tape:
+        terms = {
+            'photometric': losses.photometric_loss(rng.uniform(size=[b, m, v, 3]), colors,
+                                                   rng.uniform(size=[b, m, v]) > 0.5),
+            'landmark': losses.landmark_loss(landmarks, rng.uniform(0, 240, [b, m, 66, 2]),
+                                             rng.uniform(size=[b, m, 66])),
+            'smoothness': losses.smoothness_loss(nodes, edges),
+            'sparsity': losses.appearance_sparsity_loss(
+                albedo, edges, losses.chroma_weights(colors[:, 0], edges)),
+            'expression': losses.expression_regularization(expression, [1.0, 0.5, 2.0, 0.1]),
+        }
+        total = losses.total_loss(terms, losses.paper_loss_weights(v))
+    grads = tape.gradient(total, [colors, albedo, nodes, expression, landmarks])
+    for grad in grads:
+        assert grad is not None
+        assert np.all(np.isfinite(grad.numpy()))

@@ -1,0 +1,191 @@
+"""Tests of mofl.nets against supplement Tables 1–3 (activation shapes, parameter count)."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mofl.nets import (FeatureExtractor, FmlNetwork, ParameterEstimationNetwork,
+                       SharedIdentityNetwork, ambient_sh)
+
+NUM_EXPRESSIONS = 53  # ICT-FaceKit's blendshape count; the parameter count below uses it.
+NUM_FRAMES = 2
+
+# Every activation shape listed in Tables 1–3 (batch axis dropped). Table 1 rows run per frame
+# ([B·M, ...]); Table 2 and the first two rows of Table 3 run per sample ([B, ...]).
+TABLE1_SHAPES = {
+    'conv1': (60, 60, 96),
+    'pool1': (29, 29, 96),
+    'conv2': (14, 14, 256),
+    'low_features': (14, 14, 384),
+    'conv4': (7, 7, 256),
+    'medium_features': (4, 4, 256),
+}
+TABLE2_SHAPES = {
+    'concat': (NUM_FRAMES, 4, 4, 256),
+    'mean_pool': (4, 4, 256),
+    'conv1': (4, 4, 384),
+    'conv2': (4, 4, 256),
+    'fc1': (1000,),
+    'fc2': (1000,),
+    'fc_identity': (500 + 500,),
+}
+TABLE3_SHAPES = {
+    'fc_identity': (14, 14, 1),
+    'conv_identity': (14, 14, 384),
+    'concat': (14, 14, 768),
+    'conv1': (14, 14, 384),
+    'conv2': (14, 14, 384),
+    'conv3': (14, 14, 256),
+    'pool': (6, 6, 256),
+    'fc1': (2048,),
+    'fc_frame_params': (6 + NUM_EXPRESSIONS + 27,),
+}
+PER_SAMPLE_TABLE3_ROWS = ('fc_identity', 'conv_identity')
+
+
+def _conv(k, cin, cout):
+    return k * k * cin * cout + cout
+
+
+def _dense(nin, nout):
+    return nin * nout + nout
+
+
+def _table_parameter_counts(g, a, b):
+    """Weights of Tables 1–3 counted by hand from the tables' kernel sizes and channels."""
+    table1 = (_conv(11, 3, 96) + _conv(5, 96, 256) + _conv(3, 256, 384) + _conv(3, 384, 256)
+              + _conv(3, 256, 256))
+    table2 = (_conv(3, 256, 384) + _conv(3, 384, 256) + _dense(4 * 4 * 256, 1000)
+              + _dense(1000, 1000) + _dense(1000, g + a))
+    table3 = (_dense(g + a, 14 * 14) + _conv(3, 1, 384) + _conv(3, 768, 384) + _conv(3, 384, 384)
+              + _conv(3, 384, 256) + _dense(6 * 6 * 256, 2048) + _dense(2048, 6 + b + 27))
+    return table1, table2, table3
+
+
+@pytest.fixture(scope='module')
+def network():
+    return FmlNetwork(num_expressions=NUM_EXPRESSIONS)
+
+
+@pytest.fixture(scope='module')
+def images():
+    rng = np.random.default_rng(0)
+    return rng.uniform(size=[1, NUM_FRAMES, 240, 240, 3]).astype(np.float32)
+
+
+@pytest.fixture(scope='module')
+def outputs(network, images):
+    return network(images, return_activations=True)
+
+
+def test_every_table_activation_shape(outputs):
+    acts = outputs['activations']
+    expected = {}
+    for row, shape in TABLE1_SHAPES.items():
+        expected[f'table1/{row}'] = (NUM_FRAMES,) + shape
+    for row, shape in TABLE2_SHAPES.items():
+        expected[f'table2/{row}'] = (1,) + shape
+    for row, shape in TABLE3_SHAPES.items():
+        batch = 1 if row in PER_SAMPLE_TABLE3_ROWS else NUM_FRAMES
+        expected[f'table3/{row}'] = (batch,) + shape
+    assert set(acts) == set(expected)
+    for name, shape in expected.items():
+        assert tuple(acts[name].shape) == shape, name
+
+
+def test_output_shapes(outputs):
+    b, m = 1, NUM_FRAMES
+    assert outputs['shape_params'].shape == (b, 500)
+    assert outputs['reflectance_params'].shape == (b, 500)
+    assert outputs['rotation'].shape == (b, m, 3)
+    assert outputs['translation'].shape == (b, m, 3)
+    assert outputs['expression'].shape == (b, m, NUM_EXPRESSIONS)
+    assert outputs['sh'].shape == (b, m, 27)
+
+
+def test_output_affine_maps(network, outputs):
+    raw = outputs['activations']['table3/fc_frame_params'].numpy().reshape(1, NUM_FRAMES, -1)
+    b = NUM_EXPRESSIONS
+    np.testing.assert_allclose(outputs['rotation'], 0.2 * raw[..., :3], rtol=1e-6)
+    np.testing.assert_allclose(outputs['translation'],
+                               np.array([0, 0, -500.0]) + 10.0 * raw[..., 3:6], rtol=1e-6)
+    np.testing.assert_allclose(outputs['expression'], raw[..., 6:6 + b], rtol=1e-6)
+    np.testing.assert_allclose(outputs['sh'], ambient_sh() + 0.5 * raw[..., 6 + b:], rtol=1e-6,
+                               atol=1e-6)
+    identity = outputs['activations']['table2/fc_identity'].numpy()
+    np.testing.assert_array_equal(outputs['shape_params'], identity[:, :500])
+    np.testing.assert_array_equal(outputs['reflectance_params'], identity[:, 500:])
+
+
+def test_ambient_sh_gives_requested_shading():
+    sh = ambient_sh(ambient=0.8).reshape(9, 3)
+    y00 = 0.5 / np.sqrt(np.pi)
+    np.testing.assert_allclose(sh[0] * y00, [0.8, 0.8, 0.8], rtol=1e-6)
+    assert np.all(sh[1:] == 0)
+
+
+def test_parameter_count_against_paper(network):
+    table1, table2, table3 = _table_parameter_counts(500, 500, NUM_EXPRESSIONS)
+    assert network.feature_extractor.count_params() == table1
+    assert network.identity_network.count_params() == table2
+    assert network.parameter_network.count_params() == table3
+    ours = network.count_params()
+    assert ours == table1 + table2 + table3 == 34_998_642
+    # The paper's 124M also holds the learned face model: Θs (3·|G| × g), Θa (3·|V| × a) and
+    # r̄ (3·|V|), with |G| = 521 and |V| ≈ 60k. What remains is the network part.
+    face_model = 3 * 521 * 500 + 3 * 60_000 * 500 + 3 * 60_000
+    paper_network = 124e6 - face_model  # ≈ 33.0M
+    assert 32.9e6 < paper_network < 33.1e6
+    # |V| is known only roughly (a 1% error in |V| moves this by 0.9M), so allow 10%; ours is
+    # 6% above.
+    assert abs(ours - paper_network) / paper_network < 0.10
+
+
+def test_towers_share_weights_and_identity_pools_frames(network):
+    rng = np.random.default_rng(1)
+    frame_a, frame_b = rng.uniform(size=[2, 240, 240, 3]).astype(np.float32)
+    same = network(np.stack([frame_a, frame_a])[None])
+    for key in ('rotation', 'translation', 'expression', 'sh'):
+        np.testing.assert_allclose(same[key][0, 0], same[key][0, 1], rtol=1e-5, atol=1e-5)
+    forward = network(np.stack([frame_a, frame_b])[None])
+    backward = network(np.stack([frame_b, frame_a])[None])
+    for key in ('shape_params', 'reflectance_params'):
+        np.testing.assert_allclose(forward[key], backward[key], rtol=1e-4, atol=1e-6)
+    for key in ('rotation', 'translation', 'expression', 'sh'):
+        np.testing.assert_allclose(forward[key][0, ::-1], backward[key][0], rtol=1e-4,
+                                   atol=1e-5)
+
+
+def test_variable_frame_count_and_batch(network):
+    rng = np.random.default_rng(2)
+    single = rng.uniform(size=[2, 1, 240, 240, 3]).astype(np.float32)
+    out = network(single)
+    assert out['rotation'].shape == (2, 1, 3)
+    assert out['shape_params'].shape == (2, 500)
+    # With M = 1 the pooled identity is that frame's; samples in a batch do not mix.
+    alone = network(single[1:])
+    np.testing.assert_allclose(out['shape_params'][1], alone['shape_params'][0], rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(out['sh'][1], alone['sh'][0], rtol=1e-4, atol=1e-5)
+    three = network(rng.uniform(size=[1, 3, 240, 240, 3]).astype(np.float32))
+    assert three['expression'].shape == (1, 3, NUM_EXPRESSIONS)
+
+
+@pytest.mark.parametrize('g, a', [(0, 0), (0, 10), (50, 0)])
+def test_identity_and_parameter_networks_accept_small_or_empty_identity(g, a):
+    medium = tf.random.uniform([2, 3, 4, 4, 256])
+    identity = SharedIdentityNetwork(g, a)
+    shape_params, reflectance_params = identity(medium)
+    assert shape_params.shape == (2, g)
+    assert reflectance_params.shape == (2, a)
+    params = ParameterEstimationNetwork(num_expressions=4)
+    frame_params = params((shape_params, reflectance_params,
+                           tf.random.uniform([2, 3, 14, 14, 384])))
+    assert frame_params.shape == (2, 3, 6 + 4 + 27)
+    assert identity.count_params() == _table_parameter_counts(g, a, 4)[1]
+    assert params.count_params() == _table_parameter_counts(g, a, 4)[2]
+
+
+def test_feature_extractor_alone():
+    low, medium = FeatureExtractor()(tf.zeros([1, 240, 240, 3]))
+    assert low.shape == (1, 14, 14, 384)
+    assert medium.shape == (1, 4, 4, 256)

@@ -1,0 +1,546 @@
+r"""Turns a VoxCeleb2-style video tree into sharded multi-frame training records (paper §3.1).
+
+    python -m tools.preprocess --input_dir=vox/dev/mp4 --output_dir=data/vox \
+        --num_workers=8 --shard_index=0 --num_shards=16
+
+Pipeline per video `ID/VIDEO/CLIP.mp4`: decode with OpenCV (every `--frame_stride`-th frame, at
+most `--max_frames_per_video`), mediapipe FaceMesh landmarks (`mofl.data.face_tracking`), drop
+frames without a face, with a detection score below `--min_face_confidence`, or whose square crop
+is smaller than `--min_crop_size` pixels (paper: 200), head pose by PnP (`mofl.data.head_pose`),
+crop resized to 240×240, then `--samples_per_clip` samples of M = `--num_frames` frames whose
+yaw/pitch spread is at least `--min_pose_spread_deg` (`mofl.data.frame_sampling`).
+
+Output (in `--output_dir`):
+- `{train,test}-sSSSSS-of-NNNNN-cCCCCC.tfrecord`: records of shard S of N, chunk C (schema:
+  `mofl.data.records`). The split is by identity: a hash of the identity id sends it to `test`
+  with probability `--test_fraction`, the same on every machine and run.
+- `manifest-sSSSSS-of-NNNNN.json`: the finished videos and committed files of this shard.
+- `summary-sSSSSS-of-NNNNN.json`: the counts printed at the end.
+
+Resuming: records go to `.tmp` files; after `--records_per_file` records (and at the end) both
+split files are closed and renamed, then the manifest naming them and their videos is rewritten
+atomically (temp file + rename). A re-run skips every video in any manifest of the output
+folder and deletes this shard's `.tmp` files and any record file its manifest does not name, so
+an interrupted run never duplicates or loses records. Unreadable, face-less or too-short videos
+are logged, counted, recorded in the manifest (they are finished too) and skipped; a video whose
+processing raised an unexpected exception is logged and counted but left out of the manifest, so
+the next run retries it.
+
+Exit status (`exit_status`): 1 when nothing usable remains (no video found, or every video of
+this shard failed and it holds no committed record), else 0.
+"""
+import collections
+import dataclasses
+import glob
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+from typing import List, Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import cv2
+import numpy as np
+
+from mofl.data import face_tracking
+from mofl.data import frame_sampling
+from mofl.data import head_pose
+from mofl.data import records
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('input_dir', None, 'Root of the video tree: ID/VIDEO/CLIP.mp4 (VoxCeleb2).')
+flags.DEFINE_string('output_dir', None, 'Folder for the record shards, manifests, summaries.')
+flags.DEFINE_integer('min_crop_size', 200, 'Drop frames whose square crop is smaller (pixels).')
+flags.DEFINE_float('crop_scale', 1.6, 'Crop side relative to the landmarks\' bounding box.')
+flags.DEFINE_integer('image_size', records.IMAGE_SIZE, 'Side of the resized crops (pixels).')
+flags.DEFINE_float('min_detection_confidence', 0.5, 'mediapipe face-detector threshold.')
+flags.DEFINE_float('min_face_confidence', 0.7,
+                   'Drop frames whose face-detection score (the frame confidence) is lower.')
+flags.DEFINE_integer('num_frames', 4, 'M, frames per multi-frame sample.')
+flags.DEFINE_integer('samples_per_clip', 2, 'Multi-frame samples drawn per clip (at most).')
+flags.DEFINE_float('min_pose_spread_deg', 10.0,
+                   'Minimal max(yaw range, pitch range) of the frames of one sample, degrees.')
+flags.DEFINE_integer('frame_stride', 1, 'Use every n-th decoded frame.')
+flags.DEFINE_integer('max_frames_per_video', 0, 'Stop decoding a video after this many frames '
+                     '(counted before the stride); 0: no limit.')
+flags.DEFINE_float('test_fraction', 0.05, 'Fraction of identities in the test split '
+                   '(the paper: 21k of 404k samples).')
+flags.DEFINE_integer('seed', 0, 'Seed of the frame sampling.')
+flags.DEFINE_integer('num_workers', 1, 'Worker processes (each runs its own FaceMesh).')
+flags.DEFINE_integer('shard_index', 0, 'This job\'s shard of the videos (0-based).')
+flags.DEFINE_integer('num_shards', 1, 'Number of jobs the videos are split over.')
+flags.DEFINE_integer('records_per_file', 2000, 'Records per committed chunk file and split.')
+flags.DEFINE_integer('jpeg_quality', 95, 'JPEG quality of the stored frames.')
+flags.DEFINE_string('landmarks_3d', None, 'Face-asset .npz (or .npz with `landmarks_3d` '
+                    '[66, 3] mm) for the PnP head pose; default: mofl\'s default asset.')
+flags.DEFINE_string('contact_sheet', None, 'Write a PNG grid of crops with landmarks here.')
+flags.DEFINE_bool('progress', True, 'Show a progress bar on stderr.')
+
+DROP_REASONS = ('no_face', 'low_confidence', 'crop_too_small', 'pose_failed')
+FAIL_REASONS = ('unreadable', 'no_face', 'too_few_frames', 'low_pose_diversity', 'error')
+_CONTACT_SHEET_FRAMES = 32
+
+
+@dataclasses.dataclass
+class PreprocessConfig:
+    """Everything a run needs (the flags, as a picklable object for the workers)."""
+    input_dir: str
+    output_dir: str
+    min_crop_size: int = 200
+    crop_scale: float = 1.6
+    image_size: int = records.IMAGE_SIZE
+    min_detection_confidence: float = 0.5
+    min_face_confidence: float = 0.7
+    num_frames: int = 4
+    samples_per_clip: int = 2
+    min_pose_spread_deg: float = 10.0
+    frame_stride: int = 1
+    max_frames_per_video: int = 0
+    test_fraction: float = 0.05
+    seed: int = 0
+    num_workers: int = 1
+    shard_index: int = 0
+    num_shards: int = 1
+    records_per_file: int = 2000
+    jpeg_quality: int = 95
+    landmarks_3d: Optional[str] = None
+    contact_sheet: Optional[str] = None
+    progress: bool = True
+
+    @classmethod
+    def from_flags(cls):
+        return cls(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(cls)})
+
+    def validate(self):
+        if not os.path.isdir(self.input_dir):
+            raise ValueError(f'--input_dir {self.input_dir}: not a folder')
+        if not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(f'--shard_index {self.shard_index} not in [0, {self.num_shards})')
+        if not 0 <= self.test_fraction <= 1:
+            raise ValueError(f'--test_fraction {self.test_fraction} not in [0, 1]')
+        if self.num_frames < 1 or self.frame_stride < 1 or self.num_workers < 1:
+            raise ValueError('--num_frames, --frame_stride and --num_workers must be ≥ 1')
+
+
+# ----------------------------------------------------------------------------- video discovery
+
+def discover_videos(input_dir):
+    """Relative paths `ID/VIDEO/CLIP.mp4` of every clip under `input_dir`, sorted."""
+    paths = glob.glob(os.path.join(input_dir, '*', '*', '*.mp4'))
+    return sorted(os.path.relpath(p, input_dir).replace(os.sep, '/') for p in paths)
+
+
+def _unit_hash(text):
+    """A stable hash of `text` in [0, 1) (independent of PYTHONHASHSEED and the machine)."""
+    digest = hashlib.sha256(text.encode('utf-8')).digest()
+    return int.from_bytes(digest[:8], 'little') / 2.0 ** 64
+
+
+def video_in_shard(video, shard_index, num_shards):
+    return int(_unit_hash('shard:' + video) * num_shards) == shard_index
+
+
+def split_of_identity(identity, test_fraction):
+    """'test' for a fixed `test_fraction` of identities (by hash), else 'train'."""
+    return 'test' if _unit_hash('split:' + identity) < test_fraction else 'train'
+
+
+def clip_ids(video):
+    """('id00012', 'id00012/VIDEO/00001') for 'id00012/VIDEO/00001.mp4'."""
+    return video.split('/')[0], os.path.splitext(video)[0]
+
+
+# ----------------------------------------------------------------------------- worker side
+
+_WORKER = {}
+
+
+def _init_worker(config: PreprocessConfig):
+    """Per-process state: one FaceMesh and the PnP template."""
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    cv2.setNumThreads(1)
+    template = head_pose.load_template_landmarks(config.landmarks_3d)
+    _WORKER.update(config=config, tracker=face_tracking.FaceTracker(
+        config.min_detection_confidence), template=template,
+        normals=face_tracking.landmark_normals(template))
+
+
+def _iter_frames(path, stride, max_frames):
+    """(frame number, RGB frame) of every `stride`-th decoded frame."""
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            return
+        index = 0
+        while not max_frames or index < max_frames:
+            ok, bgr = capture.read()
+            if not ok or bgr is None:
+                return
+            if index % stride == 0:
+                yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        capture.release()
+
+
+def process_video(video):
+    """Tracks, filters, crops and samples one clip (runs in a worker).
+
+    Args:
+        video: path relative to the config's input_dir.
+
+    Returns:
+        dict: `video`, `status` ('ok' | 'failed'), `reason` (FAIL_REASONS or None),
+        `frames_decoded`, `frames_kept`, `dropped` {reason: count}, `seconds`, and `samples`: a
+        list of dicts with `jpeg` [M] bytes, `landmarks` [M, 66, 2], `landmark_confidence`
+        [M, 66], `pose` [M, 3], `frame_index` [M], `crop_box` [M, 3].
+    """
+    start = time.time()
+    result = {'video': video, 'status': 'ok', 'reason': None, 'frames_decoded': 0,
+              'frames_kept': 0, 'dropped': dict.fromkeys(DROP_REASONS, 0), 'samples': []}
+    try:
+        _process_video(video, result)
+    except Exception as e:  # pylint: disable=broad-except
+        # One broken video must not stop the whole job: it is reported and skipped.
+        result.update(status='failed', reason='error', error=f'{type(e).__name__}: {e}',
+                      samples=[])
+    result['seconds'] = time.time() - start
+    return result
+
+
+def _process_video(video, result):
+    config, tracker = _WORKER['config'], _WORKER['tracker']
+    size = config.image_size
+    kept = []  # (frame number, crop, landmarks, confidence, euler, box)
+    for index, frame in _iter_frames(os.path.join(config.input_dir, video), config.frame_stride,
+                                     config.max_frames_per_video):
+        result['frames_decoded'] += 1
+        face = tracker.detect(frame)
+        if face is None:
+            result['dropped']['no_face'] += 1
+            continue
+        if face.score < config.min_face_confidence:
+            result['dropped']['low_confidence'] += 1
+            continue
+        box = face_tracking.square_crop_box(face.landmarks, config.crop_scale)
+        if box[2] < config.min_crop_size:
+            result['dropped']['crop_too_small'] += 1
+            continue
+        pose = head_pose.estimate_head_pose(face.landmarks, _WORKER['template'], frame.shape[:2])
+        if pose is None:
+            result['dropped']['pose_failed'] += 1
+            continue
+        confidence = face_tracking.landmark_confidence(face.score, pose.rotation,
+                                                       _WORKER['normals'])
+        kept.append((index, face_tracking.crop_and_resize(frame, box, size),
+                     face_tracking.to_crop_coordinates(face.landmarks, box, size), confidence,
+                     pose.euler.astype(np.float32), box.astype(np.float32)))
+    result['frames_kept'] = len(kept)
+    if result['frames_decoded'] == 0:
+        result.update(status='failed', reason='unreadable')
+        return
+    if not kept:
+        no_face = result['dropped']['no_face'] == result['frames_decoded']
+        result.update(status='failed', reason='no_face' if no_face else 'too_few_frames')
+        return
+    if len(kept) < config.num_frames:
+        result.update(status='failed', reason='too_few_frames')
+        return
+    _, clip = clip_ids(video)
+    chosen = frame_sampling.sample_pose_diverse(
+        np.stack([k[4] for k in kept]), config.num_frames, config.samples_per_clip,
+        np.deg2rad(config.min_pose_spread_deg), frame_sampling.clip_rng(config.seed, clip))
+    if not chosen:
+        result.update(status='failed', reason='low_pose_diversity')
+        return
+    jpeg_cache = {}
+    for indices in chosen:
+        for i in indices:
+            if i not in jpeg_cache:
+                jpeg_cache[i] = records.encode_jpeg(kept[i][1], config.jpeg_quality)
+        result['samples'].append({
+            'jpeg': [jpeg_cache[i] for i in indices],
+            'frame_index': np.array([kept[i][0] for i in indices], np.int64),
+            'landmarks': np.stack([kept[i][2] for i in indices]),
+            'landmark_confidence': np.stack([kept[i][3] for i in indices]),
+            'pose': np.stack([kept[i][4] for i in indices]),
+            'crop_box': np.stack([kept[i][5] for i in indices]),
+        })
+
+
+# ----------------------------------------------------------------------------- output side
+
+class ShardOutput:
+    """Record files, manifest and resumption of one shard (see the module docstring)."""
+
+    def __init__(self, config: PreprocessConfig):
+        self._config = config
+        self._dir = config.output_dir
+        os.makedirs(self._dir, exist_ok=True)
+        self._tag = f's{config.shard_index:05d}-of-{config.num_shards:05d}'
+        self.manifest_path = os.path.join(self._dir, f'manifest-{self._tag}.json')
+        self.manifest = self._read_json(self.manifest_path) or {
+            'schema_version': records.SCHEMA_VERSION, 'files': {}, 'videos': {}}
+        self.done = set()
+        for path in glob.glob(os.path.join(self._dir, 'manifest-*.json')):
+            other = self.manifest if path == self.manifest_path else self._read_json(path)
+            self.done.update((other or {}).get('videos', {}))
+        self._remove_uncommitted()
+        self._chunk = 1 + max([int(name.rsplit('-c', 1)[1].split('.')[0])
+                               for name in self.manifest['files']], default=-1)
+        self._writers = {}
+        self._pending_videos = {}
+        self._pending_records = collections.Counter()
+
+    @staticmethod
+    def _read_json(path):
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    def _remove_uncommitted(self):
+        """Deletes this shard's temp files and record files its manifest does not list (left by
+        a run that stopped between renaming a file and rewriting the manifest)."""
+        for path in glob.glob(os.path.join(self._dir, f'*-{self._tag}-c*.tfrecord*')):
+            name = os.path.basename(path)
+            if name.endswith('.tmp') or name not in self.manifest['files']:
+                logging.warning('removing uncommitted %s', path)
+                os.remove(path)
+
+    def _file_name(self, split):
+        return f'{split}-{self._tag}-c{self._chunk:05d}.tfrecord'
+
+    def add(self, result, encoded_samples):
+        """Queues a finished video and writes its records (committed later)."""
+        identity, _ = clip_ids(result['video'])
+        split = split_of_identity(identity, self._config.test_fraction)
+        if encoded_samples and split not in self._writers:
+            import tensorflow as tf  # pylint: disable=g-import-not-at-top
+            path = os.path.join(self._dir, self._file_name(split) + '.tmp')
+            self._writers[split] = tf.io.TFRecordWriter(path)
+        for serialized in encoded_samples:
+            self._writers[split].write(serialized)
+        self._pending_records[split] += len(encoded_samples)
+        if result['reason'] == 'error':
+            return  # an unexpected exception may be transient: not finished, retried next run
+        self._pending_videos[result['video']] = {
+            'status': result['status'], 'reason': result['reason'],
+            'samples': len(encoded_samples), 'split': split}
+        if max(self._pending_records.values(), default=0) >= self._config.records_per_file:
+            self.commit()
+
+    def commit(self):
+        """Closes and renames the chunk's files, then rewrites the manifest atomically."""
+        if not self._pending_videos:
+            return
+        for split, writer in self._writers.items():
+            writer.close()
+            name = self._file_name(split)
+            os.replace(os.path.join(self._dir, name + '.tmp'), os.path.join(self._dir, name))
+            self.manifest['files'][name] = self._pending_records[split]
+        self.manifest['videos'].update(self._pending_videos)
+        tmp = self.manifest_path + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(self.manifest, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.manifest_path)
+        self.done.update(self._pending_videos)
+        if self._writers:
+            self._chunk += 1
+        self._writers, self._pending_videos = {}, {}
+        self._pending_records = collections.Counter()
+
+    def usable_records(self, all_shards=False):
+        """Records committed by this shard (or by every shard) in the output folder."""
+        if not all_shards:
+            return sum(self.manifest['files'].values())
+        total = 0
+        for path in glob.glob(os.path.join(self._dir, 'manifest-*.json')):
+            total += sum((self._read_json(path) or {}).get('files', {}).values())
+        return total
+
+
+class ProgressBar:
+    """One self-overwriting line on stderr: videos done/total and frames/s."""
+
+    def __init__(self, total, enabled=True):
+        self._total, self._enabled, self._start = total, enabled and total > 0, time.time()
+
+    def update(self, done, frames):
+        if not self._enabled:
+            return
+        width = 30
+        filled = int(width * done / self._total)
+        rate = frames / max(time.time() - self._start, 1e-6)
+        sys.stderr.write(f'\r[{"#" * filled}{"." * (width - filled)}] {done}/{self._total} '
+                         f'videos, {frames} frames, {rate:.1f} frames/s')
+        if done == self._total:
+            sys.stderr.write('\n')
+        sys.stderr.flush()
+
+
+def _results(config, videos):
+    """Yields `process_video` results, in process (1 worker) or from a spawn pool."""
+    if config.num_workers == 1:
+        _init_worker(config)
+        for video in videos:
+            yield process_video(video)
+        _WORKER['tracker'].close()
+        return
+    # spawn, not fork: mediapipe's graph threads and TensorFlow do not survive a fork.
+    context = multiprocessing.get_context('spawn')
+    with context.Pool(config.num_workers, initializer=_init_worker, initargs=(config,)) as pool:
+        yield from pool.imap_unordered(process_video, videos)
+
+
+def run(config: PreprocessConfig) -> dict:
+    """Runs the preprocessing of one shard and returns the summary (also written as JSON)."""
+    config.validate()
+    start = time.time()
+    all_videos = discover_videos(config.input_dir)
+    mine = [v for v in all_videos if video_in_shard(v, config.shard_index, config.num_shards)]
+    output = ShardOutput(config)
+    todo = [v for v in mine if v not in output.done]
+    summary = {
+        'videos_found': len(all_videos), 'videos_in_shard': len(mine),
+        'videos_skipped_done': len(mine) - len(todo), 'videos_processed': 0, 'videos_ok': 0,
+        'videos_failed': dict.fromkeys(FAIL_REASONS, 0), 'failed_videos': {},
+        'frames_decoded': 0, 'frames_kept': 0, 'frames_dropped': dict.fromkeys(DROP_REASONS, 0),
+        'samples_written': {'train': 0, 'test': 0}, 'worker_seconds': 0.0,
+    }
+    logging.info('%d videos found, %d in shard %d/%d, %d already done', len(all_videos),
+                 len(mine), config.shard_index, config.num_shards, len(mine) - len(todo))
+    sheet = []
+    progress = ProgressBar(len(todo), config.progress)
+    for result in _results(config, todo):
+        summary['videos_processed'] += 1
+        summary['frames_decoded'] += result['frames_decoded']
+        summary['frames_kept'] += result['frames_kept']
+        summary['worker_seconds'] += result['seconds']
+        for reason, count in result['dropped'].items():
+            summary['frames_dropped'][reason] += count
+        if result['status'] == 'ok':
+            summary['videos_ok'] += 1
+        else:
+            summary['videos_failed'][result['reason']] += 1
+            summary['failed_videos'][result['video']] = result.get('error', result['reason'])
+            logging.warning('skipping %s: %s', result['video'],
+                            result.get('error', result['reason']))
+        identity, clip = clip_ids(result['video'])
+        encoded = [records.encode_sample(
+            s['jpeg'], s['landmarks'], s['landmark_confidence'], s['pose'], identity, clip,
+            frame_indices=s['frame_index'], crop_boxes=s['crop_box']) for s in result['samples']]
+        output.add(result, encoded)
+        if encoded:
+            summary['samples_written'][split_of_identity(identity, config.test_fraction)] += \
+                len(encoded)
+        if config.contact_sheet and len(sheet) < _CONTACT_SHEET_FRAMES:
+            sheet.extend((s, j) for s in result['samples'] for j in range(len(s['jpeg'])))
+        progress.update(summary['videos_processed'], summary['frames_decoded'])
+    output.commit()
+
+    summary['wall_seconds'] = time.time() - start
+    summary['frames_per_second'] = summary['frames_decoded'] / max(summary['wall_seconds'], 1e-6)
+    summary['frames_per_worker_second'] = (summary['frames_decoded'] /
+                                           max(summary['worker_seconds'], 1e-6))
+    summary['usable_records'] = output.usable_records()
+    summary['usable_records_all_shards'] = output.usable_records(all_shards=True)
+    tag = f's{config.shard_index:05d}-of-{config.num_shards:05d}'
+    with open(os.path.join(config.output_dir, f'summary-{tag}.json'), 'w') as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
+    if config.contact_sheet:
+        write_contact_sheet(config.contact_sheet, sheet[:_CONTACT_SHEET_FRAMES])
+    return summary
+
+
+def write_contact_sheet(path, frames, columns=8):
+    """A PNG grid of crops with their landmarks (green = confident, red = not) and yaw/pitch.
+
+    Args:
+        path: output PNG.
+        frames: list of (sample dict as in `process_video`, frame position in it).
+        columns: tiles per row.
+    """
+    if not frames:
+        logging.warning('contact sheet %s: no frames to show', path)
+        return
+    tiles = []
+    for sample, j in frames:
+        tile = cv2.cvtColor(records.decode_jpeg(sample['jpeg'][j]), cv2.COLOR_RGB2BGR)
+        for (u, v), c in zip(sample['landmarks'][j], sample['landmark_confidence'][j]):
+            colour = (0, int(255 * c), int(255 * (1 - c)))
+            cv2.circle(tile, (int(round(u * 4)), int(round(v * 4))), 6, colour, -1,
+                       lineType=cv2.LINE_AA, shift=2)
+        pitch, yaw, _ = np.rad2deg(sample['pose'][j])
+        cv2.putText(tile, f'y{yaw:+.0f} p{pitch:+.0f}', (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    size = tiles[0].shape[0]
+    rows = -(-len(tiles) // columns)
+    grid = np.zeros((rows * size, min(columns, len(tiles)) * size, 3), np.uint8)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, columns)
+        grid[r * size:(r + 1) * size, c * size:(c + 1) * size] = tile
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    cv2.imwrite(path, grid)
+
+
+def format_summary(summary):
+    """The end-of-run report as text."""
+    failed = ', '.join(f'{k} {v}' for k, v in summary['videos_failed'].items())
+    dropped = ', '.join(f'{k} {v}' for k, v in summary['frames_dropped'].items())
+    lines = [
+        f"videos: {summary['videos_found']} found, {summary['videos_in_shard']} in this shard, "
+        f"{summary['videos_skipped_done']} skipped (already done), "
+        f"{summary['videos_processed']} processed, {summary['videos_ok']} ok",
+        f'videos failed: {failed}',
+        f"frames: {summary['frames_decoded']} decoded, {summary['frames_kept']} kept; "
+        f'dropped: {dropped}',
+        f"samples written: train {summary['samples_written']['train']}, "
+        f"test {summary['samples_written']['test']}; usable records: "
+        f"{summary['usable_records']} in this shard, "
+        f"{summary['usable_records_all_shards']} in the output folder",
+        f"speed: {summary['frames_per_second']:.1f} frames/s wall "
+        f"({summary['wall_seconds']:.1f} s), {summary['frames_per_worker_second']:.1f} "
+        'frames/s per worker',
+    ]
+    lines += [f'  failed {video}: {why}' for video, why in summary['failed_videos'].items()]
+    return '\n'.join(lines)
+
+
+def main(argv: List[str]):
+    if len(argv) > 1:
+        raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    config = PreprocessConfig.from_flags()
+    try:
+        config.validate()
+    except ValueError as e:
+        raise app.UsageError(str(e))
+    summary = run(config)
+    print(format_summary(summary))
+    sys.exit(exit_status(summary))
+
+
+def exit_status(summary):
+    """1 when nothing usable remains: no video found, or this shard had videos and holds no
+    committed record; else 0 (a shard that was dealt no video is not a failure)."""
+    if summary['videos_found'] == 0:
+        logging.error('no videos (ID/VIDEO/CLIP.mp4) found')
+        return 1
+    if summary['videos_in_shard'] > 0 and summary['usable_records'] == 0:
+        logging.error('no usable records: every video of this shard failed')
+        return 1
+    if summary['videos_in_shard'] == 0:
+        logging.warning('this shard was dealt no video')
+    return 0
+
+
+if __name__ == '__main__':
+    flags.mark_flags_as_required(['input_dir', 'output_dir'])
+    app.run(main)

@@ -1,0 +1,104 @@
+"""Renders a face asset's template under three poses and lights into one overview PNG.
+
+    python -m tools.render_preview --asset=out/assets/ict.npz --output=out/preview.png
+
+Rows: frontal with a light from the upper front; yaw +35° lit from the subject's right; yaw −35°
+with pitch and a warm light from the other side. Columns: the shaded render on a grey background,
+its SH shading alone, and the camera-space normal map (the geometry view). Uses the default
+240×240 camera of `mofl.render.camera` with the face region centred at `--depth` mm.
+"""
+import sys
+
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('asset', None, 'Face asset .npz (tools.build_assets).', required=True)
+flags.DEFINE_string('output', None, 'Output PNG path.', required=True)
+flags.DEFINE_integer('image_size', 240, 'Square image size in pixels.')
+flags.DEFINE_float('focal_length', 1000.0, 'Focal length in pixels.')
+flags.DEFINE_float('depth', 1000.0, 'Distance of the face-region centre from the camera (mm).')
+flags.DEFINE_float('yaw_degrees', 35.0, 'Yaw of the two turned views.')
+flags.DEFINE_bool('face_only', False, 'Render only triangles inside the face mask.')
+flags.DEFINE_enum('rasterizer', 'op', ['op', 'reference'], 'Rasterizer implementation.')
+
+GREY_BACKGROUND = (0.5, 0.5, 0.5)
+
+
+def preview_scenes(yaw_degrees):
+    """(name, [pitch, yaw, roll] radians, light direction, light colour, ambient) per row."""
+    yaw = np.radians(yaw_degrees)
+    return [
+        ('frontal', [0.0, 0.0, 0.0], [0.2, 0.5, 1.0], [0.6, 0.6, 0.6], [0.3, 0.3, 0.3]),
+        (f'yaw +{yaw_degrees:g}', [0.0, yaw, 0.0], [-0.8, 0.4, 0.6], [0.65, 0.65, 0.65],
+         [0.25, 0.25, 0.25]),
+        (f'yaw -{yaw_degrees:g}', [np.radians(10.0), -yaw, np.radians(5.0)], [0.9, 0.1, 0.5],
+         [0.9, 0.7, 0.5], [0.2, 0.25, 0.35]),
+    ]
+
+
+def face_only_triangles(triangles, face_mask):
+    """Triangles whose three corners all lie in the face mask, [T', 3]."""
+    return triangles[np.all(face_mask[triangles], axis=1)]
+
+
+def main(argv):
+    del argv
+    # Imported here so `--help` stays fast.
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from mofl.facemodel import assets as assets_lib  # pylint: disable=import-outside-toplevel
+    from mofl.render import camera as camera_lib  # pylint: disable=import-outside-toplevel
+    from mofl.render import image_renderer  # pylint: disable=import-outside-toplevel
+    from mofl.render import overlay  # pylint: disable=import-outside-toplevel
+    from mofl.render import shading  # pylint: disable=import-outside-toplevel
+
+    try:
+        mesh = assets_lib.FaceAssets.load(FLAGS.asset).mesh
+    except (OSError, ValueError) as error:
+        logging.error('cannot load asset %s: %s', FLAGS.asset, error)
+        return 1
+    vertices = np.asarray(mesh.vertices, np.float32)
+    triangles = np.asarray(mesh.triangles, np.int32)
+    face_mask = np.asarray(mesh.face_mask, bool)
+    if FLAGS.face_only:
+        triangles = face_only_triangles(triangles, face_mask)
+    face_points = vertices[face_mask] if face_mask.any() else vertices
+    face_center = 0.5 * (face_points.min(axis=0) + face_points.max(axis=0))
+
+    scenes = preview_scenes(FLAGS.yaw_degrees)
+    count = len(scenes)
+    euler = np.array([scene[1] for scene in scenes], np.float32)
+    rotation = camera_lib.rotation_from_euler(euler).numpy()
+    # Put the rotated face-region centre on the optical axis at the requested depth.
+    translation = (np.array([0.0, 0.0, -FLAGS.depth]) - rotation @ face_center).astype(np.float32)
+    sh = shading.directional_sh(np.array([scene[2] for scene in scenes], np.float32),
+                                np.array([scene[3] for scene in scenes], np.float32),
+                                np.array([scene[4] for scene in scenes], np.float32))
+    albedo = np.broadcast_to(np.asarray(mesh.skin_color, np.float32), vertices.shape)
+    camera = camera_lib.Camera.centered((FLAGS.image_size, FLAGS.image_size), FLAGS.focal_length)
+    rasterizer = None
+    if FLAGS.rasterizer == 'reference':
+        from mofl.render import reference_rasterizer  # pylint: disable=import-outside-toplevel
+        rasterizer = reference_rasterizer.reference_rasterize_triangles
+
+    rendered = image_renderer.render_image(
+        tf.constant(np.broadcast_to(vertices, (count,) + vertices.shape)), triangles, albedo, sh,
+        euler, translation, camera, background=GREY_BACKGROUND, rasterizer=rasterizer)
+    rows = []
+    for index, scene in enumerate(scenes):
+        mask = rendered.mask[index].numpy()[..., np.newaxis]
+        shading_view = rendered.shading[index].numpy() * mask + 0.5 * (1.0 - mask)
+        normal_view = rendered.normals[index].numpy() * mask + 0.5 * (1.0 - mask)
+        rows.append(overlay.side_by_side(
+            [rendered.image[index].numpy(), shading_view, normal_view],
+            labels=[f'{scene[0]}: render', 'shading', 'normals']))
+        logging.info('%s: %.1f%% of the image covered', scene[0], 100.0 * mask.mean())
+    overlay.save_png(FLAGS.output, overlay.stack_rows(rows))
+    logging.info('wrote %s', FLAGS.output)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(app.run(main))
