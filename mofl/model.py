@@ -1,0 +1,210 @@
+"""The whole model-based face autoencoder of FML (paper Fig. 2, §3.3–3.5).
+
+images [B, M, 240, 240, 3]
+  → FmlNetwork (supp. Tables 1–3): α, β shared by the M frames; R, t, δ, γ per frame
+  → FaceModel (eq. 1–6): per-frame vertices v(α, δ), albedo r(β)
+  → image formation (§3.3): Φ, Π, normals, SH shading c_i (eq. 7), visibility
+  → loss terms (eq. 8–12): photometric, landmark, smoothness, sparsity, expression
+
+`FmlModel.call` returns everything the losses, summaries, export and evaluation need;
+`FmlModel.loss_terms` turns that plus the batch's images and landmarks into the five terms.
+"""
+import dataclasses
+from typing import Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mofl import losses
+from mofl.facemodel import face_model as face_model_lib
+from mofl.nets import fml_network
+from mofl.render import camera as camera_lib
+from mofl.render import normals as normals_lib
+from mofl.render import sampling
+from mofl.render import shading
+from mofl.render import visibility as visibility_lib
+
+IMAGE_SIZE = (240, 240)
+
+# Units in which the loss terms are evaluated. The supplement's weights (λpho = 1.6/|V̄|,
+# λlan = 4.7, λsmo = 1e−3, λspa = 1e−7) only balance one another in particular units, which the
+# paper does not state; these are the ones under which all terms are of similar size at
+# convergence (BUILD_NOTES.md, "Loss units"): colours in [0, 1], landmark positions as a fraction
+# of the image width, graph node displacements in cm, albedo for the sparsity term in 0..255.
+SMOOTHNESS_UNITS_PER_MM = 0.1
+SPARSITY_ALBEDO_SCALE = 255.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Sizes and fixed settings of the model (flags of the training binary fill it).
+
+    Attributes:
+        shape_dim: g, learned graph deformation modes (paper 500).
+        albedo_dim: learned reflectance modes (paper 500).
+        focal_length: pixels, for the 240×240 crop.
+        camera_distance: mm, the untrained network's depth (−t_z).
+        visibility: 'backface' (the paper) or 'zbuffer'.
+        photometric_region: 'face' (the asset's face mask) or 'all' vertices.
+        shape_init_stddev, albedo_init_stddev: initial scale of Θs (mm) and Θa.
+    """
+    shape_dim: int = 500
+    albedo_dim: int = 500
+    focal_length: float = camera_lib.DEFAULT_FOCAL_LENGTH_PX
+    camera_distance: float = camera_lib.DEFAULT_DEPTH_MM
+    visibility: str = 'backface'
+    photometric_region: str = 'face'
+    shape_init_stddev: float = 0.01
+    albedo_init_stddev: float = 1e-4
+    image_size: Tuple[int, int] = IMAGE_SIZE
+
+
+class FmlModel(keras.Model):
+    """Network + learned face model + differentiable image formation.
+
+    Args:
+        assets: mofl.facemodel.assets.FaceAssets (template, expressions, graph, landmarks).
+        config: ModelConfig.
+    """
+
+    def __init__(self, assets, config=ModelConfig(), **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.network = fml_network.FmlNetwork(
+            num_expressions=assets.mesh.num_expressions,
+            num_shape_params=config.shape_dim,
+            num_reflectance_params=config.albedo_dim,
+            translation_init=(0.0, 0.0, -config.camera_distance),
+            sh_init=shading.ambient_sh([[1.0, 1.0, 1.0]])[0].numpy())
+        self.face_model = face_model_lib.FaceModel(
+            assets, shape_dim=config.shape_dim, albedo_dim=config.albedo_dim,
+            shape_init_stddev=config.shape_init_stddev,
+            albedo_init_stddev=config.albedo_init_stddev)
+        self.camera = camera_lib.Camera.centered(config.image_size, config.focal_length)
+        mesh = assets.mesh
+        self.triangles = tf.constant(mesh.triangles, tf.int32)
+        self.contour_candidates = tf.constant(mesh.contour_candidates, tf.int32)
+        self.landmark_indices = tf.constant(mesh.landmark_indices, tf.int32)
+        self.graph_edges = tf.constant(assets.graph.edges, tf.int32)
+        self.mesh_edges = tf.constant(assets.mesh_edges, tf.int32)
+        region = (mesh.face_mask if config.photometric_region == 'face'
+                  else np.ones(mesh.num_vertices, bool))
+        self.photometric_mask = tf.constant(region, tf.bool)
+        self.num_vertices = mesh.num_vertices
+
+    def identity_variables(self):
+        """Θs, Θa, r̄: the learned face model (trained in the end-to-end stages)."""
+        return [self.face_model.theta_shape, self.face_model.theta_albedo,
+                self.face_model.mean_albedo]
+
+    def reflectance_variables(self):
+        """Θa and r̄: the variables that get the larger fine-tuning learning rate (§4)."""
+        return [self.face_model.theta_albedo, self.face_model.mean_albedo]
+
+    def call(self, images, training=None, identity_enabled=True):
+        """Regresses parameters and forms the per-vertex image of every frame.
+
+        Args:
+            images: [B, M, H, W, 3] RGB in [0, 1].
+            training: Keras flag (unused by the layers; kept for the API).
+            identity_enabled: False zeroes α and β (the expression pre-training stage: the
+                face is the template with the constant skin colour, only pose, expression and
+                light are learned).
+
+        Returns:
+            dict:
+                shape_params [B, g], reflectance_params [B, a], rotation [B, M, 3],
+                translation [B, M, 3], expression [B, M, b], sh [B, M, 27] (network outputs);
+                vertices [B, M, V, 3] model space (mm); albedo [B, V, 3];
+                node_displacements [B, G, 3]; camera_vertices [B, M, V, 3];
+                normals [B, M, V, 3] camera-space unit normals; screen [B, M, V, 3] (u, v, d);
+                colors [B, M, V, 3] shaded colours c_i (eq. 7); visibility [B, M, V] bool;
+                landmark_vertices [B, M, 66] int32 (contour slides per frame);
+                landmarks [B, M, 66, 2] projected landmark pixels.
+        """
+        params = self.network(images, training=training)
+        shape_params, reflectance_params = params['shape_params'], params['reflectance_params']
+        if not identity_enabled:
+            shape_params = tf.zeros_like(shape_params)
+            reflectance_params = tf.zeros_like(reflectance_params)
+        decoded = self.face_model(shape_params, reflectance_params, params['expression'])
+        vertices = decoded['vertices']                               # [B, M, V, 3]
+        batch, frames = tf.shape(vertices)[0], tf.shape(vertices)[1]
+        flat = lambda x: tf.reshape(x, tf.concat([[batch * frames], tf.shape(x)[2:]], 0))
+        unflat = lambda x: tf.reshape(x, tf.concat([[batch, frames], tf.shape(x)[1:]], 0))
+
+        screen, camera_vertices, _ = camera_lib.model_to_screen(
+            flat(vertices), flat(params['rotation']), flat(params['translation']), self.camera)
+        normals = normals_lib.vertex_normals(camera_vertices, self.triangles)
+        albedo = tf.repeat(decoded['albedo'], frames, axis=0)       # [B·M, V, 3]
+        colors = shading.shade(albedo, normals, flat(params['sh']))
+        visible = visibility_lib.vertex_visibility(
+            camera_vertices, normals, screen_vertices=screen, triangles=self.triangles,
+            image_size=self.config.image_size, mode=self.config.visibility)
+
+        camera_vertices, normals, screen = unflat(camera_vertices), unflat(normals), unflat(screen)
+        contour = losses.select_contour_vertices(camera_vertices, normals,
+                                                 self.contour_candidates)
+        landmark_vertices = losses.landmark_vertex_indices(self.landmark_indices, contour)
+        landmarks = tf.gather(screen[..., :2], landmark_vertices, axis=2, batch_dims=2)
+        outputs = dict(params)
+        outputs.update({
+            'shape_params': shape_params,
+            'reflectance_params': reflectance_params,
+            'vertices': vertices,
+            'albedo': decoded['albedo'],
+            'node_displacements': decoded['node_displacements'],
+            'camera_vertices': camera_vertices,
+            'normals': normals,
+            'screen': screen,
+            'colors': unflat(colors),
+            'visibility': unflat(visible),
+            'landmark_vertices': landmark_vertices,
+            'landmarks': landmarks,
+        })
+        return outputs
+
+    def loss_terms(self, outputs, images, landmarks, landmark_confidence, eta=losses.PAPER_CHROMA_ETA,
+                   sparsity_exponent=losses.PAPER_SPARSITY_EXPONENT):
+        """The five terms of eq. 8–12 for a batch (each the paper's sum per sample, batch mean).
+
+        Args:
+            outputs: `call`'s dict.
+            images: [B, M, H, W, 3] input frames F[f].
+            landmarks: [B, M, 66, 2] detected landmarks s_i (pixels).
+            landmark_confidence: [B, M, 66] their confidences.
+            eta, sparsity_exponent: η and p of eq. 11.
+
+        Returns:
+            dict with photometric, landmark, smoothness, sparsity, expression scalars (in the
+            loss units above) and the diagnostic `visible_fraction`.
+            The chroma weights of eq. 11 come from this forward pass's shaded colours (mean over
+            the frames) with the gradient stopped, i.e. from p̂_old.
+        """
+        images = tf.convert_to_tensor(images, tf.float32)
+        batch, frames = tf.shape(images)[0], tf.shape(images)[1]
+        flat_images = tf.reshape(images, tf.concat([[batch * frames], tf.shape(images)[2:]], 0))
+        screen = outputs['screen']
+        flat_uv = tf.reshape(screen[..., :2], [batch * frames, -1, 2])
+        sampled, inside = sampling.bilinear_sample(flat_images, flat_uv)
+        sampled = tf.reshape(sampled, tf.shape(outputs['colors']))
+        inside = tf.reshape(inside, tf.shape(outputs['visibility']))
+        visible = outputs['visibility'] & inside & self.photometric_mask
+        albedo = outputs['albedo']
+        weights = losses.chroma_weights(tf.stop_gradient(tf.reduce_mean(outputs['colors'], 1)),
+                                        self.mesh_edges, eta=eta)
+        to_landmark_units = 1.0 / self.config.image_size[1]    # pixels → fraction of width
+        return {
+            'photometric': losses.photometric_loss(sampled, outputs['colors'], visible),
+            'landmark': losses.landmark_loss(outputs['landmarks'] * to_landmark_units,
+                                             landmarks * to_landmark_units, landmark_confidence),
+            'smoothness': losses.smoothness_loss(
+                outputs['node_displacements'] * SMOOTHNESS_UNITS_PER_MM, self.graph_edges),
+            'sparsity': losses.appearance_sparsity_loss(albedo * SPARSITY_ALBEDO_SCALE,
+                                                        self.mesh_edges, weights,
+                                                        p=sparsity_exponent),
+            'expression': losses.expression_regularization(outputs['expression'],
+                                                           self.face_model.expression_sigma),
+            'visible_fraction': tf.reduce_mean(tf.cast(visible, tf.float32)),
+        }

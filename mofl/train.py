@@ -1,0 +1,131 @@
+"""Trains FML: `python -m mofl.train --flagfile=configs/paper.flags`.
+
+Self-supervised multi-frame training (paper §3–4) on TFRecords written by `tools.preprocess`
+(videos) or `tools.make_synthetic` (the synthetic ground-truth set). Re-running the same command
+resumes from the last checkpoint in `--output_dir`. TensorBoard: `tensorboard --logdir OUTPUT_DIR`.
+"""
+import dataclasses
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from mofl import losses
+from mofl import model as model_lib
+from mofl import trainer as trainer_lib
+from mofl.facemodel import assets as assets_lib
+from mofl.facemodel import default_assets
+
+FLAGS = flags.FLAGS
+# Data and output.
+flags.DEFINE_string('data', None, 'TFRecord glob(s), comma separated, e.g. out/data/train-*.',
+                    required=True)
+flags.DEFINE_string('output_dir', None, 'Checkpoints, TensorBoard logs, run description.',
+                    required=True)
+flags.DEFINE_string('asset', None, 'Face asset .npz (default: the default asset, ICT-FaceKit '
+                    'when available else mediapipe; a resumed run reuses OUTPUT_DIR/assets.npz).')
+flags.DEFINE_integer('batch_size', 2, 'Multi-frame samples per step (global, all replicas).')
+flags.DEFINE_integer('num_frames', 4, 'M, frames per sample (paper: 4).')
+# Model.
+flags.DEFINE_integer('shape_dim', 500, 'g, learned graph shape modes (paper 500).')
+flags.DEFINE_integer('albedo_dim', 500, 'Learned reflectance modes (paper 500).')
+flags.DEFINE_float('focal_length', model_lib.ModelConfig.focal_length,
+                   'Focal length in pixels of the 240×240 crop.')
+flags.DEFINE_float('camera_distance', model_lib.ModelConfig.camera_distance,
+                   'Depth (mm) of an untrained network\'s face.')
+flags.DEFINE_enum('visibility', 'backface', ['backface', 'zbuffer'],
+                  'Vertex visibility for the photometric term (paper: back-face culling).')
+flags.DEFINE_enum('photometric_region', 'face', ['face', 'all'],
+                  'Vertices in the photometric term: the asset\'s face mask or all.')
+flags.DEFINE_float('shape_init_stddev', 0.01, 'Initial stddev of Θs (mm per unit α).')
+flags.DEFINE_float('albedo_init_stddev', 1e-4, 'Initial stddev of Θa.')
+# Schedule and optimisation.
+flags.DEFINE_integer('pretrain_steps', 0, 'Stage 0: expression pre-training steps.')
+flags.DEFINE_integer('train_steps', 100, 'Stage 1: end-to-end steps.')
+flags.DEFINE_integer('finetune_steps', 0, 'Stage 2: reflectance fine-tuning steps.')
+flags.DEFINE_float('learning_rate', 1e-4, 'Adam learning rate.')
+flags.DEFINE_float('reflectance_learning_rate', 1e-3,
+                   'Learning rate of Θa and r̄ in stage 2 (the paper\'s larger rate).')
+flags.DEFINE_float('gradient_clip_norm', 0.0, 'Global gradient norm clip (0: off).')
+# Loss weights (supplement §2) and eq. 11 constants.
+flags.DEFINE_float('lambda_photometric', None, 'λpho (default 1.6/|V̄|).')
+flags.DEFINE_float('lambda_landmark', losses.PAPER_LANDMARK_WEIGHT, 'λlan.')
+flags.DEFINE_float('lambda_smoothness', losses.PAPER_SMOOTHNESS_WEIGHT, 'λsmo.')
+flags.DEFINE_float('lambda_sparsity', losses.PAPER_SPARSITY_WEIGHT, 'λspa.')
+flags.DEFINE_float('lambda_expression', losses.PAPER_EXPRESSION_WEIGHT, 'λble.')
+flags.DEFINE_float('chroma_eta', losses.PAPER_CHROMA_ETA, 'η of the chroma weights (eq. 11).')
+flags.DEFINE_float('sparsity_exponent', losses.PAPER_SPARSITY_EXPONENT, 'p of eq. 11.')
+# Distribution, checkpoints, logging.
+flags.DEFINE_enum('strategy', 'default', ['default', 'mirrored', 'multi_worker'],
+                  'tf.distribute strategy (multi_worker reads TF_CONFIG).')
+flags.DEFINE_integer('num_cpu_devices', 0, 'Split the CPU into N logical devices (testing the '
+                     'mirrored path without GPUs).')
+flags.DEFINE_integer('checkpoint_every', 500, 'Steps between checkpoints.')
+flags.DEFINE_integer('keep_checkpoints', 3, 'Checkpoints kept.')
+flags.DEFINE_boolean('checkpoint_iterator', True, 'Checkpoint the input iterator too, so a '
+                     'resumed run sees exactly the data it would have seen.')
+flags.DEFINE_integer('log_every', 10, 'Steps between progress lines.')
+flags.DEFINE_integer('summary_every', 10, 'Steps between scalar summaries.')
+flags.DEFINE_integer('image_summary_every', 200, 'Steps between image summaries (0: never).')
+flags.DEFINE_integer('seed', 0, 'Seed of initialisation and data order.')
+flags.DEFINE_integer('shuffle_buffer', 256, 'Records in the shuffle buffer.')
+flags.DEFINE_boolean('deterministic', False, 'Enable TF op determinism (bitwise-repeatable '
+                     'runs, slower).')
+
+
+def configs_from_flags():
+    """(ModelConfig, TrainConfig) from the parsed flags."""
+    model_config = model_lib.ModelConfig(
+        shape_dim=FLAGS.shape_dim, albedo_dim=FLAGS.albedo_dim, focal_length=FLAGS.focal_length,
+        camera_distance=FLAGS.camera_distance, visibility=FLAGS.visibility,
+        photometric_region=FLAGS.photometric_region, shape_init_stddev=FLAGS.shape_init_stddev,
+        albedo_init_stddev=FLAGS.albedo_init_stddev)
+    names = [f.name for f in dataclasses.fields(trainer_lib.TrainConfig)]
+    train_config = trainer_lib.TrainConfig(**{n: getattr(FLAGS, n) for n in names})
+    return model_config, train_config
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf  # imported after flag parsing so --help stays fast
+    if FLAGS.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    model_config, train_config = configs_from_flags()
+    if train_config.total_steps <= 0:
+        logging.error('Nothing to do: --pretrain_steps + --train_steps + --finetune_steps = 0')
+        return 2
+    run_asset = os.path.join(FLAGS.output_dir, 'assets.npz')
+    try:
+        if os.path.exists(run_asset):
+            assets = assets_lib.FaceAssets.load(run_asset)
+            logging.info('Resuming with the run\'s own asset %s (source %s)', run_asset,
+                         assets.mesh.source)
+        elif FLAGS.asset:
+            assets = assets_lib.FaceAssets.load(FLAGS.asset)
+            logging.info('Using the %s face asset %s', assets.mesh.source, FLAGS.asset)
+        else:
+            assets = default_assets.load_default_assets()
+        trainer = trainer_lib.Trainer(assets, model_config, train_config)
+    except (assets_lib.AssetError, FileNotFoundError, ValueError) as e:
+        logging.error('%s', e)
+        return 1
+    if trainer.is_chief:
+        trainer_lib.save_run_description(FLAGS.output_dir, assets, model_config, train_config)
+    start = trainer.restore()
+    logging.info('Training %d→%d steps on %s with %d replica(s); %d trainable parameters',
+                 start, train_config.total_steps, FLAGS.data, trainer.num_replicas,
+                 sum(int(tf.size(v)) for v in trainer.model.trainable_variables))
+    try:
+        trainer.train()
+    except trainer_lib.NonFiniteLossError as e:
+        logging.error('%s', e)
+        return 3
+    logging.info('Done at step %d; checkpoints in %s', int(trainer.step.numpy()),
+                 trainer.manager.directory)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(app.run(main))

@@ -1,0 +1,405 @@
+"""Training loop of FML: stages, tf.distribute, checkpoints, NaN guard, TensorBoard (paper §4).
+
+Schedule (paper §4: "We pre-train the expression model and then train the full network
+end-to-end. After convergence, the network is fine-tuned using a larger learning rate for
+reflectance."), by global step:
+
+    stage 0  expression pre-training   steps [0, P)        identity off (α = β = 0): only the
+                                                            network learns pose, expression, light
+    stage 1  end-to-end                steps [P, P + T)     everything, learning rate lr
+    stage 2  reflectance fine-tuning   steps [P + T, end)   Θa, r̄ at lr_reflectance, rest at lr
+
+The step counter, both optimizers' state and (optionally) the input iterator are checkpointed,
+so a killed run resumes exactly where its last checkpoint left it.
+"""
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+import keras
+from absl import logging
+
+from mofl import losses
+from mofl import model as model_lib
+from mofl.facemodel import assets as assets_lib
+
+STAGE_NAMES = ('expression_pretraining', 'end_to_end', 'reflectance_finetuning')
+LOSS_TERMS = ('photometric', 'landmark', 'smoothness', 'sparsity', 'expression')
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss or gradient became NaN/Inf; training stopped without saving that step."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything the training loop needs besides the model config (flags fill it)."""
+    data: str = ''
+    output_dir: str = ''
+    batch_size: int = 2
+    num_frames: int = 4
+    pretrain_steps: int = 0
+    train_steps: int = 100
+    finetune_steps: int = 0
+    learning_rate: float = 1e-4
+    reflectance_learning_rate: float = 1e-3
+    gradient_clip_norm: float = 0.0
+    lambda_photometric: Optional[float] = None    # None: 1.6 / |V̄| (supplement §2)
+    lambda_landmark: float = losses.PAPER_LANDMARK_WEIGHT
+    lambda_smoothness: float = losses.PAPER_SMOOTHNESS_WEIGHT
+    lambda_sparsity: float = losses.PAPER_SPARSITY_WEIGHT
+    lambda_expression: float = losses.PAPER_EXPRESSION_WEIGHT
+    chroma_eta: float = losses.PAPER_CHROMA_ETA
+    sparsity_exponent: float = losses.PAPER_SPARSITY_EXPONENT
+    strategy: str = 'default'        # default | mirrored | multi_worker
+    num_cpu_devices: int = 0         # >1: split the CPU into logical devices (testing)
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    checkpoint_iterator: bool = True
+    log_every: int = 10
+    summary_every: int = 10
+    image_summary_every: int = 200
+    seed: int = 0
+    shuffle_buffer: int = 256
+
+    @property
+    def total_steps(self):
+        return self.pretrain_steps + self.train_steps + self.finetune_steps
+
+    def stage_of(self, step):
+        if step < self.pretrain_steps:
+            return 0
+        if step < self.pretrain_steps + self.train_steps:
+            return 1
+        return 2
+
+
+def make_strategy(name, num_cpu_devices=0):
+    """The tf.distribute strategy for `name` (default | mirrored | multi_worker).
+
+    `num_cpu_devices` > 1 splits the CPU into that many logical devices first, so the mirrored
+    path can be exercised (and tested) on a machine without GPUs.
+    """
+    if num_cpu_devices > 1:
+        cpus = tf.config.list_physical_devices('CPU')
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num_cpu_devices)])
+    if name == 'default':
+        return tf.distribute.get_strategy()
+    if name == 'mirrored':
+        gpus = tf.config.list_logical_devices('GPU')
+        devices = ([d.name for d in gpus] if gpus else
+                   [d.name for d in tf.config.list_logical_devices('CPU')])
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == 'multi_worker':
+        # Cluster layout comes from TF_CONFIG, as for any MultiWorkerMirroredStrategy job.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f'unknown --strategy={name!r} (default, mirrored or multi_worker)')
+
+
+def save_run_description(output_dir, assets, model_config, train_config):
+    """Writes the asset and both configs beside the checkpoints, so export, evaluation and a
+    resumed run rebuild exactly this model."""
+    os.makedirs(output_dir, exist_ok=True)
+    asset_path = os.path.join(output_dir, 'assets.npz')
+    if not os.path.exists(asset_path):
+        assets.save(asset_path)
+    with open(os.path.join(output_dir, 'model_config.json'), 'w') as f:
+        json.dump(dataclasses.asdict(model_config), f, indent=2)
+    with open(os.path.join(output_dir, 'train_config.json'), 'w') as f:
+        json.dump(dataclasses.asdict(train_config), f, indent=2)
+
+
+def load_run(output_dir):
+    """Rebuilds (assets, FmlModel) of a training run directory and restores its latest
+    checkpoint (model weights only).
+
+    Returns:
+        (assets, model, step) — step is the restored global step.
+    """
+    config_path = os.path.join(output_dir, 'model_config.json')
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f'{output_dir}: no model_config.json; is this a mofl.train '
+                                'output directory?')
+    with open(config_path) as f:
+        values = json.load(f)
+    values['image_size'] = tuple(values['image_size'])
+    model_config = model_lib.ModelConfig(**values)
+    assets = assets_lib.FaceAssets.load(os.path.join(output_dir, 'assets.npz'))
+    model = model_lib.FmlModel(assets, model_config)
+    build_model(model, model_config)
+    step = tf.Variable(0, dtype=tf.int64)
+    checkpoint = tf.train.Checkpoint(model=model, step=step)
+    latest = tf.train.latest_checkpoint(os.path.join(output_dir, 'checkpoints'))
+    if latest is None:
+        raise FileNotFoundError(f'{output_dir}/checkpoints: no checkpoint to load')
+    checkpoint.restore(latest).expect_partial()
+    return assets, model, int(step.numpy())
+
+
+def build_model(model, model_config):
+    """Creates every variable by one forward pass on a dummy batch (needed before restoring)."""
+    height, width = model_config.image_size
+    model(tf.zeros([1, 1, height, width, 3]))
+
+
+class Trainer:
+    """Owns the strategy, model, optimizers, data, checkpoints and summaries of one run."""
+
+    def __init__(self, assets, model_config, train_config):
+        self.config = train_config
+        self.model_config = model_config
+        self.strategy = make_strategy(train_config.strategy, train_config.num_cpu_devices)
+        self.num_replicas = self.strategy.num_replicas_in_sync
+        if train_config.batch_size % self.num_replicas:
+            raise ValueError(f'--batch_size={train_config.batch_size} is not divisible by the '
+                             f'{self.num_replicas} replicas')
+        weights = losses.paper_loss_weights(assets.mesh.num_vertices)
+        if train_config.lambda_photometric is not None:
+            weights['photometric'] = train_config.lambda_photometric
+        weights.update(landmark=train_config.lambda_landmark,
+                       smoothness=train_config.lambda_smoothness,
+                       sparsity=train_config.lambda_sparsity,
+                       expression=train_config.lambda_expression)
+        self.loss_weights = weights
+        self.is_chief = _is_chief(self.strategy)
+
+        with self.strategy.scope():
+            keras.utils.set_random_seed(train_config.seed)
+            self.model = model_lib.FmlModel(assets, model_config)
+            build_model(self.model, model_config)
+            self.optimizer = keras.optimizers.Adam(learning_rate=train_config.learning_rate)
+            self.reflectance_optimizer = keras.optimizers.Adam(
+                learning_rate=train_config.learning_rate)
+            reflectance_ids = {id(v) for v in self.model.reflectance_variables()}
+            self.reflectance_vars = self.model.reflectance_variables()
+            self.network_vars = list(self.model.network.trainable_variables)
+            self.other_vars = [v for v in self.model.trainable_variables
+                               if id(v) not in reflectance_ids]
+            self.optimizer.build(self.other_vars)
+            self.reflectance_optimizer.build(self.reflectance_vars)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
+
+        from mofl.data import pipeline   # data files only matter to the trainer, not the model
+        dataset = pipeline.make_dataset(train_config.data, train_config.batch_size,
+                                        train_config.num_frames, shuffle=True, repeat=True,
+                                        seed=train_config.seed,
+                                        image_size=model_config.image_size[0],
+                                        shuffle_buffer=train_config.shuffle_buffer)
+        self.dataset = dataset.map(lambda b: {k: b[k] for k in ('images', 'landmarks',
+                                                                'landmark_confidence')})
+        tracked = dict(model=self.model, optimizer=self.optimizer,
+                       reflectance_optimizer=self.reflectance_optimizer, step=self.step)
+        # A plain tf.data iterator is checkpointable (shuffle buffer included), so a resumed run
+        # sees exactly the batches it would have seen. Distributed iterators are not: those runs
+        # re-create the input and skip the batches already consumed (same seed, same order).
+        self.iterator = None
+        if train_config.checkpoint_iterator and self.num_replicas == 1 and \
+                train_config.strategy == 'default':
+            self.iterator = iter(dataset_for(self.strategy, self.dataset))
+            tracked['data'] = self.iterator
+        self.checkpoint = tf.train.Checkpoint(**tracked)
+        checkpoint_dir = os.path.join(train_config.output_dir, 'checkpoints')
+        if not self.is_chief:   # other workers write to a scratch dir (tf.distribute convention)
+            checkpoint_dir = os.path.join(train_config.output_dir, 'workers',
+                                          f'{_task_id(self.strategy)}')
+        self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir,
+                                                  max_to_keep=train_config.keep_checkpoints)
+        self.writer = (tf.summary.create_file_writer(os.path.join(train_config.output_dir,
+                                                                  'train'))
+                       if self.is_chief else tf.summary.create_noop_writer())
+        self._step_fns = {}
+        self._summary_images = None
+
+    def restore(self):
+        """Restores the latest checkpoint if there is one; returns the step resumed from.
+
+        Must be called once before `train` (it also creates the input iterator when that is not
+        part of the checkpoint).
+        """
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info('Resumed from %s at step %d', latest, int(self.step.numpy()))
+        step = int(self.step.numpy())
+        if self.iterator is None:
+            self.iterator = iter(dataset_for(self.strategy, self.dataset.skip(step)))
+        return step
+
+    def _replica_step(self, batch, stage):
+        cfg = self.config
+        with tf.GradientTape() as tape:
+            outputs = self.model(batch['images'], training=True, identity_enabled=stage > 0)
+            terms = self.model.loss_terms(outputs, batch['images'], batch['landmarks'],
+                                          batch['landmark_confidence'], eta=cfg.chroma_eta,
+                                          sparsity_exponent=cfg.sparsity_exponent)
+            loss_terms = {k: terms[k] for k in LOSS_TERMS}
+            total = losses.total_loss(loss_terms, self.loss_weights)
+            scaled = total / self.num_replicas
+        variables = self.network_vars if stage == 0 else self.other_vars + self.reflectance_vars
+        grads = tape.gradient(scaled, variables)
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                 for g, v in zip(grads, variables)]
+        finite = tf.math.is_finite(total)
+        for g in grads:
+            finite &= tf.reduce_all(tf.math.is_finite(g))
+        # A non-finite step applies nothing (zero gradients, zero learning rate) and the host
+        # loop stops before anything is saved.
+        grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+        if cfg.gradient_clip_norm > 0:
+            grads, _ = tf.clip_by_global_norm(grads, cfg.gradient_clip_norm)
+        if stage == 0:
+            self.optimizer.apply_gradients(zip(grads, variables))
+        else:
+            n = len(self.other_vars)
+            self.optimizer.apply_gradients(zip(grads[:n], self.other_vars))
+            self.reflectance_optimizer.apply_gradients(zip(grads[n:], self.reflectance_vars))
+        terms['total'] = total
+        terms['finite'] = tf.cast(finite, tf.float32)
+        return terms
+
+    def _step_fn(self, stage):
+        if stage not in self._step_fns:
+            @tf.function
+            def step_fn(iterator):
+                batch = next(iterator)
+                per_replica = self.strategy.run(self._replica_step, args=(batch, stage))
+                reduced = {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                           for k, v in per_replica.items()}
+                self.step.assign_add(1)
+                return reduced
+            self._step_fns[stage] = step_fn
+        return self._step_fns[stage]
+
+    def _set_learning_rates(self, stage):
+        cfg = self.config
+        self.optimizer.learning_rate.assign(cfg.learning_rate)
+        self.reflectance_optimizer.learning_rate.assign(
+            cfg.reflectance_learning_rate if stage == 2 else cfg.learning_rate)
+
+    def train(self, max_steps=None, on_step=None):
+        """Runs until the schedule's last step (or `max_steps` more steps).
+
+        Args:
+            max_steps: optional cap on the number of steps run by this call.
+            on_step: optional callback(step, terms as floats) after every step.
+
+        Returns:
+            list of dicts (float loss terms) per step run, for inspection.
+
+        Raises:
+            NonFiniteLossError: a loss/gradient became NaN or Inf (nothing was saved for it).
+        """
+        cfg = self.config
+        if self.iterator is None:
+            raise RuntimeError('Trainer.restore() must run before train()')
+        start_step = int(self.step.numpy())
+        end_step = cfg.total_steps if max_steps is None else min(cfg.total_steps,
+                                                                  start_step + max_steps)
+        history = []
+        t0 = time.time()
+        stage = None
+        for step in range(start_step, end_step):
+            if cfg.stage_of(step) != stage:
+                stage = cfg.stage_of(step)
+                self._set_learning_rates(stage)
+                logging.info('Stage %d (%s) from step %d', stage, STAGE_NAMES[stage], step)
+            terms = {k: float(v) for k, v in self._step_fn(stage)(self.iterator).items()}
+            if terms['finite'] < 1.0:
+                bad = [k for k in LOSS_TERMS + ('total',) if not math.isfinite(terms[k])]
+                raise NonFiniteLossError(
+                    f'step {step}: non-finite loss ({", ".join(bad) or "gradients"}); the step '
+                    f'was not applied and nothing was saved; the last good checkpoint is '
+                    f'{self.manager.latest_checkpoint}')
+            history.append(terms)
+            done = step + 1
+            self._log_csv(done, stage, terms)
+            with self.writer.as_default(step=done):
+                if done % cfg.summary_every == 0 or done == end_step:
+                    for k in LOSS_TERMS + ('total', 'visible_fraction'):
+                        tf.summary.scalar(f'loss/{k}', terms[k])
+                    tf.summary.scalar('learning_rate/network', float(
+                        self.optimizer.learning_rate.numpy()))
+                    tf.summary.scalar('learning_rate/reflectance', float(
+                        self.reflectance_optimizer.learning_rate.numpy()))
+                    tf.summary.scalar('stage', stage)
+                if cfg.image_summary_every and (done % cfg.image_summary_every == 0
+                                                or done == end_step):
+                    self.write_image_summary(done)
+            if done % cfg.log_every == 0 or done == end_step:
+                rate = (done - start_step) / max(time.time() - t0, 1e-9)
+                eta = (cfg.total_steps - done) / max(rate, 1e-9)
+                logging.info('step %d/%d [%s] loss %.4g (pho %.4g lan %.4g smo %.4g spa %.4g '
+                             'ble %.4g) %.2f steps/s ETA %s', done, cfg.total_steps,
+                             STAGE_NAMES[stage], terms['total'], terms['photometric'],
+                             terms['landmark'], terms['smoothness'], terms['sparsity'],
+                             terms['expression'], rate, _format_seconds(eta))
+            if done % cfg.checkpoint_every == 0 or done == end_step:
+                self.manager.save(checkpoint_number=done)
+            if on_step is not None:
+                on_step(done, terms)
+        self.writer.flush()
+        return history
+
+    def _log_csv(self, step, stage, terms):
+        """Appends the step's loss terms to OUTPUT_DIR/losses.csv (chief only)."""
+        if not self.is_chief:
+            return
+        path = os.path.join(self.config.output_dir, 'losses.csv')
+        columns = ('total',) + LOSS_TERMS + ('visible_fraction',)
+        new = not os.path.exists(path)
+        with open(path, 'a') as f:
+            if new:
+                f.write('step,stage,' + ','.join(columns) + '\n')
+            f.write(f'{step},{stage},' + ','.join(f'{terms[c]:.6g}' for c in columns) + '\n')
+
+    def write_image_summary(self, step):
+        """TensorBoard image: per frame of the first sample, input | overlay | albedo | shading."""
+        from mofl.render import image_renderer, overlay   # the op is needed only here
+        if self._summary_images is None:   # always the same sample, to watch it improve
+            self._summary_images = next(iter(self.dataset.take(1)))['images'][:1]
+        images = self._summary_images
+        outputs = self.model(images, identity_enabled=self.config.stage_of(step - 1) > 0)
+        frames = images.shape[1]
+        flat = lambda x: tf.reshape(x, [frames] + x.shape[2:])
+        rendered = image_renderer.render_image(
+            flat(outputs['vertices']), self.model.triangles,
+            tf.repeat(outputs['albedo'], frames, axis=0), flat(outputs['sh']),
+            flat(outputs['rotation']), flat(outputs['translation']), camera=self.model.camera,
+            background=flat(images))
+        rows = [overlay.render_panels(flat(images)[f].numpy(), rendered, index=f, labels=(f == 0))
+                for f in range(frames)]
+        grid = overlay.stack_rows(rows)
+        with self.writer.as_default(step=step):
+            tf.summary.image('reconstruction', grid[None].astype(np.float32) / 255.0)
+
+
+def dataset_for(strategy, dataset):
+    """The dataset as the strategy wants it (per-replica batches for multi-replica ones)."""
+    if strategy.num_replicas_in_sync == 1 and isinstance(strategy,
+                                                         type(tf.distribute.get_strategy())):
+        return dataset
+    return strategy.experimental_distribute_dataset(dataset)
+
+
+def _is_chief(strategy):
+    resolver = getattr(strategy, 'cluster_resolver', None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == 'chief' or (resolver.task_type == 'worker' and
+                                             resolver.task_id == 0)
+
+
+def _task_id(strategy):
+    resolver = getattr(strategy, 'cluster_resolver', None)
+    return 0 if resolver is None else resolver.task_id
+
+
+def _format_seconds(seconds):
+    seconds = int(seconds)
+    return f'{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'

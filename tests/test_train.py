@@ -1,0 +1,151 @@
+"""The training binary: stages, tf.distribute on CPU, exact resume after SIGKILL, NaN guard."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import training_data
+from mofl import model as model_lib
+from mofl import trainer as trainer_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def run_inputs(tmp_path_factory):
+    base = tmp_path_factory.mktemp('train')
+    asset = str(base / 'tiny.npz')
+    training_data.tiny_assets().save(asset)
+    data = training_data.write_records(str(base / 'data'), num_samples=4, num_frames=2)
+    return base, asset, data
+
+
+def _train_args(asset, data, output_dir, *extra):
+    return [sys.executable, '-m', 'mofl.train', f'--asset={asset}', f'--data={data}',
+            f'--output_dir={output_dir}', '--batch_size=2', '--num_frames=2', '--shape_dim=8',
+            '--albedo_dim=8', '--pretrain_steps=2', '--train_steps=4', '--finetune_steps=2',
+            '--checkpoint_every=2', '--log_every=1', '--summary_every=1',
+            '--image_summary_every=0', '--deterministic', '--shuffle_buffer=8', *extra]
+
+
+def _env():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
+
+
+def _checkpoint_variables(output_dir):
+    reader = tf.train.load_checkpoint(os.path.join(output_dir, 'checkpoints'))
+    names = [n for n in reader.get_variable_to_shape_map() if n.startswith('model/')
+             or 'optimizer' in n or n.startswith('step')]
+    return {n: reader.get_tensor(n) for n in names if 'OPTIMIZER_SLOT' not in n}
+
+
+def test_resume_after_sigkill_continues_exactly(run_inputs):
+    base, asset, data = run_inputs
+    straight = str(base / 'straight')
+    result = subprocess.run(_train_args(asset, data, straight), cwd=ROOT, env=_env(),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    killed = str(base / 'killed')
+    proc = subprocess.Popen(_train_args(asset, data, killed), cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    state = os.path.join(killed, 'checkpoints', 'checkpoint')
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if os.path.exists(state) and 'ckpt-4' in open(state).read():
+            break
+        assert proc.poll() is None, 'the run ended before it could be killed'
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert tf.train.latest_checkpoint(os.path.join(killed, 'checkpoints')).endswith('ckpt-4')
+
+    resumed = subprocess.run(_train_args(asset, data, killed), cwd=ROOT, env=_env(),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 'at step 4' in resumed.stderr            # resumed, not restarted
+    want, got = _checkpoint_variables(straight), _checkpoint_variables(killed)
+    assert int(got['step/.ATTRIBUTES/VARIABLE_VALUE']) == 8
+    assert set(want) == set(got)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_mirrored_strategy_on_two_cpu_devices(run_inputs):
+    base, asset, data = run_inputs
+    out = str(base / 'mirrored')
+    args = _train_args(asset, data, out, '--strategy=mirrored', '--num_cpu_devices=2')
+    args = [a for a in args if not a.startswith(('--pretrain_steps', '--finetune_steps'))]
+    result = subprocess.run(args + ['--pretrain_steps=0', '--finetune_steps=0'], cwd=ROOT,
+                            env=_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'with 2 replica(s)' in result.stderr
+    assert tf.train.latest_checkpoint(os.path.join(out, 'checkpoints')).endswith('ckpt-4')
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(run_inputs, tmp_path):
+    base, asset, data = run_inputs
+    out = str(tmp_path / 'nan')
+    args = _train_args(asset, data, out, '--checkpoint_iterator=false')
+    first = subprocess.run([a.replace('--train_steps=4', '--train_steps=0')
+                            .replace('--finetune_steps=2', '--finetune_steps=0') for a in args],
+                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    good = _checkpoint_variables(out)
+
+    bad_data = training_data.write_records(str(tmp_path / 'bad'), num_samples=2, num_frames=2,
+                                           landmark_value=float('nan'))
+    second = subprocess.run([a.replace(data, bad_data) for a in args], cwd=ROOT, env=_env(),
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 3
+    assert 'non-finite loss (landmark, total)' in second.stderr
+    assert tf.train.latest_checkpoint(os.path.join(out, 'checkpoints')).endswith('ckpt-2')
+    after = _checkpoint_variables(out)
+    for name in good:
+        np.testing.assert_array_equal(after[name], good[name])
+
+
+def test_stages_train_the_right_variables(run_inputs, tmp_path):
+    base, asset, data = run_inputs
+    from mofl.facemodel import assets as assets_lib
+    config = trainer_lib.TrainConfig(data=data, output_dir=str(tmp_path), batch_size=2,
+                                     num_frames=2, pretrain_steps=1, train_steps=1,
+                                     finetune_steps=1, learning_rate=1e-3,
+                                     reflectance_learning_rate=1e-1, image_summary_every=0,
+                                     checkpoint_every=100)
+    trainer = trainer_lib.Trainer(assets_lib.FaceAssets.load(asset),
+                                  model_lib.ModelConfig(shape_dim=4, albedo_dim=4), config)
+    face = trainer.model.face_model
+    snapshot = lambda: {v.name: v.numpy().copy() for v in
+                        (face.theta_shape, face.theta_albedo, face.mean_albedo)}
+    net_before = trainer.model.network.trainable_variables[0].numpy().copy()
+    before = snapshot()
+    trainer.train(max_steps=1)                          # stage 0: network only
+    after_pretrain = snapshot()
+    for name in before:
+        np.testing.assert_array_equal(after_pretrain[name], before[name])
+    assert not np.array_equal(trainer.model.network.trainable_variables[0].numpy(), net_before)
+    trainer.train(max_steps=1)                          # stage 1: everything
+    after_train = snapshot()
+    for name in before:
+        assert not np.array_equal(after_train[name], after_pretrain[name]), name
+    assert float(trainer.reflectance_optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
+    trainer.train(max_steps=1)                          # stage 2: larger reflectance rate
+    assert float(trainer.reflectance_optimizer.learning_rate.numpy()) == pytest.approx(1e-1)
+    assert float(trainer.optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
+    assert int(trainer.step.numpy()) == 3
+
+
+def test_train_binary_rejects_missing_data(tmp_path, run_inputs):
+    _, asset, _ = run_inputs
+    result = subprocess.run(_train_args(asset, str(tmp_path / 'nothing-*.tfrecord'),
+                                        str(tmp_path / 'out')), cwd=ROOT, env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert 'nothing-*.tfrecord' in result.stderr

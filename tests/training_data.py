@@ -1,0 +1,60 @@
+"""Tiny training fixtures: a small face asset and a few multi-frame records (fast tests)."""
+import os
+
+import numpy as np
+
+import synthetic_face
+from mofl.data import records
+from mofl.facemodel import assets as assets_lib
+from mofl.facemodel import geometry
+from mofl.facemodel import graph as graph_lib
+
+
+def tiny_assets(n=15, num_nodes=20):
+    """FaceAssets of the synthetic grid face (a few hundred vertices)."""
+    face = synthetic_face.grid_face(n=n)
+    v, tri, lm68 = face['vertices'], face['triangles'], face['landmarks68']
+    lm66 = np.delete(lm68, [60, 64]).astype(np.int32)
+    upper, lower = geometry.split_lips(v, tri, lm68, face['expression_basis'][0])
+    mask = np.ones(len(v), bool)
+    mesh = assets_lib.SourceMesh(
+        vertices=v, triangles=tri, face_mask=mask, landmark_indices=lm66,
+        contour_candidates=geometry.contour_candidate_lines(v, lm66[:17], mask, 6),
+        expression_basis=face['expression_basis'],
+        expression_sigma=np.full(2, assets_lib.BLENDSHAPE_SIGMA, np.float32),
+        expression_names=np.asarray(face['names']),
+        skin_color=np.array([0.7, 0.5, 0.4], np.float32),
+        open_mouth_vertices=v + 0.5 * face['expression_basis'][0],
+        upper_lip_vertices=upper, lower_lip_vertices=lower, source='synthetic')
+    return graph_lib.build_assets(mesh, num_nodes=num_nodes, k=3)
+
+
+def write_records(directory, num_samples=4, num_frames=2, seed=0, num_shards=2,
+                  landmark_value=None):
+    """Writes smooth random frames with face-like landmarks; returns the shard glob.
+
+    `landmark_value` overwrites every landmark coordinate (e.g. NaN for the NaN-guard test).
+    """
+    rng = np.random.default_rng(seed)
+    os.makedirs(directory, exist_ok=True)
+    import tensorflow as tf
+    writers = [tf.io.TFRecordWriter(os.path.join(directory, f'train-{i:05d}-of-{num_shards:05d}'
+                                                 '.tfrecord')) for i in range(num_shards)]
+    yy, xx = np.mgrid[0:240, 0:240] / 240.0
+    for s in range(num_samples):
+        frames = []
+        for _ in range(num_frames):
+            c = rng.random(3)
+            img = (0.5 + 0.3 * np.sin(6 * xx[..., None] * c + 4 * yy[..., None] * c[::-1]))
+            frames.append(np.clip(img * 255, 0, 255).astype(np.uint8))
+        lm = 120 + rng.normal(0, 40, size=(num_frames, 66, 2))
+        if landmark_value is not None:
+            lm[:] = landmark_value
+        sample = records.encode_sample(np.stack(frames), lm.astype(np.float32),
+                                       np.ones((num_frames, 66), np.float32),
+                                       np.zeros((num_frames, 3), np.float32),
+                                       identity=f'id{s:03d}', clip=f'id{s:03d}/v/0')
+        writers[s % num_shards].write(sample)
+    for w in writers:
+        w.close()
+    return os.path.join(directory, 'train-*.tfrecord')

@@ -1,0 +1,144 @@
+"""Benchmarks the rasterizer op against the pure-TF reference rasterizer on the same meshes.
+
+Rasterizes a face-sized mesh of about 18k triangles at 240×240, batch 8 (paper §3.3 image size),
+with the `MoflRasterizeTriangles` op and with `reference_rasterize_triangles`, checks that both
+agree, and prints milliseconds per image and the speed-up, the figure last.
+
+By default the mesh is a procedurally generated ellipsoid (75 × 100 × 90 mm half-axes) standing in
+for a face; `--asset=PATH` loads a face asset's template mesh instead. Each batch image gets its own
+small random head rotation; a simple perspective camera (BUILD_NOTES.md conventions) frames the
+mesh to fill about 80 % of the image height.
+
+    python -m tools.bench_render [--asset=PATH] [--batch_size=8] [--reference_images=1]
+"""
+import os
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+flags.DEFINE_string('asset', None, 'Face asset .npz to rasterize instead of the ellipsoid.')
+flags.DEFINE_integer('batch_size', 8, 'Images per op call.')
+flags.DEFINE_integer('image_size', 240, 'Square image side in pixels.')
+flags.DEFINE_integer('repeats', 20, 'Timed op calls per round, 5 rounds (after a warm-up call).')
+flags.DEFINE_integer('reference_images', 1,
+                     'Images the slow reference rasterizes (ms per image is what is compared).')
+flags.DEFINE_bool('cull_backfaces', False, 'Rasterize with back-face culling.')
+flags.DEFINE_integer('seed', 0, 'Seed of the random head rotations.')
+FLAGS = flags.FLAGS
+
+CAMERA_DISTANCE_MM = 600.0
+
+
+def ellipsoid_mesh(rows=91, cols=100, radii=(75.0, 100.0, 90.0)):
+    """Latitude-longitude ellipsoid; 2 · cols · (rows − 1) outward counter-clockwise triangles.
+
+    Returns:
+        vertices [V, 3] float32 (mm, model space), triangles [T, 3] int32.
+    """
+    theta = np.pi * np.arange(1, rows) / rows
+    phi = 2.0 * np.pi * np.arange(cols) / cols
+    theta, phi = np.meshgrid(theta, phi, indexing='ij')
+    ring = np.stack([np.sin(theta) * np.sin(phi), np.cos(theta), np.sin(theta) * np.cos(phi)],
+                    axis=-1).reshape(-1, 3)
+    unit = np.concatenate([[[0.0, 1.0, 0.0]], ring, [[0.0, -1.0, 0.0]]])
+    south = len(unit) - 1
+
+    def index(i, j):
+        return 1 + (i - 1) * cols + j % cols
+
+    triangles = []
+    for j in range(cols):
+        triangles.append((0, index(1, j), index(1, j + 1)))
+        triangles.append((south, index(rows - 1, j + 1), index(rows - 1, j)))
+    for i in range(1, rows - 1):
+        for j in range(cols):
+            a, b, c, d = index(i, j), index(i, j + 1), index(i + 1, j), index(i + 1, j + 1)
+            triangles += [(a, c, d), (a, d, b)]
+    return (unit * np.asarray(radii)).astype(np.float32), np.asarray(triangles, np.int32)
+
+
+def rotation(pitch, yaw, roll):
+    """R = Rz(roll) · Ry(yaw) · Rx(pitch), as in BUILD_NOTES.md."""
+    cx, sx, cy, sy, cz, sz = (np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw),
+                              np.cos(roll), np.sin(roll))
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def screen_vertices(model_vertices, batch_size, image_size, seed):
+    """Poses the mesh per image and projects it: returns [B, V, 3] (u, v, d) float32."""
+    rng = np.random.default_rng(seed)
+    centred = model_vertices - model_vertices.mean(axis=0)
+    height_mm = np.ptp(centred[:, 1])
+    focal = 0.8 * image_size * CAMERA_DISTANCE_MM / height_mm
+    principal = image_size / 2.0
+    out = []
+    for _ in range(batch_size):
+        angles = rng.uniform(-0.3, 0.3, size=3) * np.array([1.0, 1.5, 0.5])
+        camera = centred @ rotation(*angles).T + np.array([0.0, 0.0, -CAMERA_DISTANCE_MM])
+        d = -camera[:, 2]
+        out.append(np.stack([principal + focal * camera[:, 0] / d,
+                             principal - focal * camera[:, 1] / d, d], axis=-1))
+    return np.asarray(out, np.float32)
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from mofl.render import rasterize  # pylint: disable=import-outside-toplevel
+    from mofl.render import reference_rasterizer  # pylint: disable=import-outside-toplevel
+
+    if FLAGS.asset:
+        from mofl.facemodel.assets import FaceAssets  # pylint: disable=import-outside-toplevel
+        mesh = FaceAssets.load(FLAGS.asset).mesh
+        model_vertices, triangles, source = mesh.vertices, mesh.triangles, FLAGS.asset
+    else:
+        model_vertices, triangles = ellipsoid_mesh()
+        source = 'procedural ellipsoid'
+    size = FLAGS.image_size
+    vertices = tf.constant(screen_vertices(model_vertices, FLAGS.batch_size, size, FLAGS.seed))
+    triangles = tf.constant(triangles, tf.int32)
+    device = 'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'
+    print(f'mesh: {source}, {int(vertices.shape[1])} vertices, {int(triangles.shape[0])} '
+          f'triangles; batch {FLAGS.batch_size}, {size}x{size}, '
+          f'cull_backfaces={FLAGS.cull_backfaces}; op runs on {device}')
+
+    def run_op():
+        return rasterize.rasterize_triangles(vertices, triangles, (size, size),
+                                             cull_backfaces=FLAGS.cull_backfaces)
+
+    ids, depth, _ = run_op()  # warm-up (loads the library, allocates)
+    # The machine may be shared: take the median of 5 rounds, and report CPU time beside wall time.
+    wall_ms, cpu_ms = [], []
+    for _ in range(5):
+        wall_start, cpu_start = time.perf_counter(), time.process_time()
+        for _ in range(FLAGS.repeats):
+            ids, depth, _ = run_op()
+        ids.numpy()
+        images = FLAGS.repeats * FLAGS.batch_size
+        wall_ms.append(1e3 * (time.perf_counter() - wall_start) / images)
+        cpu_ms.append(1e3 * (time.process_time() - cpu_start) / images)
+    op_ms = float(np.median(wall_ms))
+    print(f'op: wall ms/image per round {np.round(wall_ms, 3).tolist()}, CPU ms/image (all '
+          f'threads) {np.median(cpu_ms):.3f}, {os.cpu_count()} CPU cores visible')
+    print(f'covered pixels: {np.mean(ids.numpy() >= 0):.3f}')
+
+    count = max(1, min(FLAGS.reference_images, FLAGS.batch_size))
+    start = time.perf_counter()
+    ref_ids, ref_depth, _ = reference_rasterizer.reference_rasterize_triangles(
+        vertices[:count], triangles, (size, size), cull_backfaces=FLAGS.cull_backfaces)
+    ref_ms = 1e3 * (time.perf_counter() - start) / count
+    same = (np.array_equal(ids.numpy()[:count], ref_ids.numpy()) and
+            np.array_equal(depth.numpy()[:count], ref_depth.numpy()))
+    print(f'op and reference agree on ids and depth of {count} image(s): {same}')
+    print(f'rasterize_triangles op: {op_ms:.3f} ms/image (median wall, batch {FLAGS.batch_size}) '
+          f'| pure-TF reference: {ref_ms:.1f} ms/image ({count} image(s)) | '
+          f'speed-up {ref_ms / op_ms:.0f}x')
+
+
+if __name__ == '__main__':
+    app.run(main)

@@ -1,0 +1,178 @@
+"""`make demo`: the main job of mofl on its embedded default, end to end, on this CPU.
+
+1. Face asset: the default one (ICT-FaceKit when available, else mediapipe), with a preview.
+2. Data: the synthetic ground-truth set (`tools.make_synthetic`), with a contact sheet.
+3. Training: `python -m mofl.train --flagfile=configs/demo.flags` (a few minutes; the loss curve
+   is plotted and its first/last values printed).
+4. Export: a SavedModel (`tools.export_savedmodel`).
+5. Reconstruction: overlays of held-out synthetic samples with the trained model.
+
+Each step skips work whose outputs already exist, and training resumes from its checkpoint, so
+re-running `make demo` continues where it stopped.
+"""
+import csv
+import os
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('output_dir', 'out/demo', 'Where everything is written.')
+flags.DEFINE_string('flagfile_train', 'configs/demo.flags', 'Training flag file.')
+flags.DEFINE_integer('num_identities', 24, 'Synthetic identities.')
+flags.DEFINE_integer('train_steps', None, 'Override the flag file\'s end-to-end steps.')
+flags.DEFINE_boolean('skip_training', False, 'Stop after the data (for quick looks).')
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _banner(text):
+    print(f'\n=== {text} ===', flush=True)
+
+
+def _run(args, what):
+    """Runs a mofl binary in a subprocess, streaming its output; raises on failure."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get('TF_CPP_MIN_LOG_LEVEL', '2'),
+               PYTHONUNBUFFERED='1')
+    start = time.time()
+    result = subprocess.run([sys.executable, '-m'] + args, cwd=ROOT, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f'{what} failed (exit code {result.returncode}): '
+                           f'python -m {" ".join(args)}')
+    print(f'[{what}: {time.time() - start:.0f} s]', flush=True)
+
+
+def build_asset(out):
+    from mofl.facemodel import default_assets, preview
+    _banner('1/5 face asset')
+    source, ict_dir = default_assets.default_source()
+    print(f'default asset source: {source}' + (f' ({ict_dir})' if ict_dir else
+                                                ' (no ICT-FaceKit data found)'))
+    assets = default_assets.load_default_assets()
+    png = os.path.join(out, 'asset_preview.png')
+    preview.write_preview(assets, png)
+    print(f'{assets.mesh.num_vertices} vertices, {len(assets.mesh.triangles)} triangles, '
+          f'{assets.graph.num_nodes} graph nodes, {assets.mesh.num_expressions} expressions '
+          f'-> {png}')
+    path = os.path.join(out, 'asset.npz')
+    assets.save(path)
+    return path
+
+
+def make_data(out, asset):
+    _banner('2/5 synthetic ground-truth data')
+    data = os.path.join(out, 'data')
+    if os.path.exists(os.path.join(data, 'manifest.json')):
+        print(f'{data} exists; reusing it')
+    else:
+        _run(['tools.make_synthetic', f'--output_dir={data}', f'--asset={asset}',
+              f'--num_identities={FLAGS.num_identities}',
+              f'--contact_sheet={os.path.join(out, "synthetic_contact_sheet.png")}'],
+             'make_synthetic')
+    return data
+
+
+def train(out, asset, data):
+    _banner('3/5 training (configs/demo.flags)')
+    run_dir = os.path.join(out, 'run')
+    args = ['mofl.train', f'--flagfile={FLAGS.flagfile_train}',
+            f'--data={os.path.join(data, "train-*")}', f'--output_dir={run_dir}',
+            f'--asset={asset}']
+    if FLAGS.train_steps is not None:
+        args.append(f'--train_steps={FLAGS.train_steps}')
+    _run(args, 'training')
+    plot_losses(run_dir, os.path.join(out, 'loss_curve.png'))
+    return run_dir
+
+
+def plot_losses(run_dir, png):
+    """Plots losses.csv and prints the first and last total loss of each stage."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    with open(os.path.join(run_dir, 'losses.csv')) as f:
+        rows = list(csv.DictReader(f))
+    steps = [int(r['step']) for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, key in zip(axes, ('total', 'photometric', 'landmark')):
+        ax.plot(steps, [float(r[key]) for r in rows])
+        ax.set_title(key)
+        ax.set_xlabel('step')
+        ax.set_yscale('log')
+    fig.tight_layout()
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+    for stage in sorted({r['stage'] for r in rows}):
+        sub = [r for r in rows if r['stage'] == stage]
+        head, tail = sub[:10], sub[-10:]
+        mean = lambda rs, k: sum(float(r[k]) for r in rs) / len(rs)
+        print(f'stage {stage}: steps {sub[0]["step"]}..{sub[-1]["step"]}: total loss '
+              f'{mean(head, "total"):.4g} (mean of first 10) -> {mean(tail, "total"):.4g} '
+              f'(mean of last 10); landmark {mean(head, "landmark"):.4g} -> '
+              f'{mean(tail, "landmark"):.4g}; photometric {mean(head, "photometric"):.4g} -> '
+              f'{mean(tail, "photometric"):.4g}')
+    print(f'loss curve -> {png}')
+
+
+def export(out, run_dir):
+    _banner('4/5 SavedModel export')
+    saved = os.path.join(out, 'savedmodel')
+    _run(['tools.export_savedmodel', f'--checkpoint_dir={run_dir}', f'--output_dir={saved}'],
+         'export')
+    return saved
+
+
+def reconstruct(out, run_dir, data):
+    _banner('5/5 reconstruction of held-out synthetic samples')
+    from mofl import trainer as trainer_lib
+    from mofl.data import pipeline
+    from mofl.render import image_renderer, overlay
+    import tensorflow as tf
+    _, model, step = trainer_lib.load_run(run_dir)
+    dataset = pipeline.make_dataset(os.path.join(data, 'test-*'), batch_size=1, num_frames=4,
+                                    shuffle=False, repeat=False)
+    rows = []
+    for batch in dataset.take(3):
+        images = batch['images']
+        outputs = model(images)
+        frames = images.shape[1]
+        flat = lambda x: tf.reshape(x, [frames] + x.shape[2:])
+        rendered = image_renderer.render_image(
+            flat(outputs['vertices']), model.triangles,
+            tf.repeat(outputs['albedo'], frames, axis=0), flat(outputs['sh']),
+            flat(outputs['rotation']), flat(outputs['translation']), camera=model.camera,
+            background=flat(images))
+        for f in range(frames):
+            frame = overlay.draw_landmarks(flat(images)[f].numpy(),
+                                           flat(outputs['landmarks'])[f].numpy())
+            rows.append(overlay.render_panels(frame, rendered, index=f, labels=not rows))
+    png = os.path.join(out, 'reconstructions.png')
+    overlay.save_png(png, overlay.stack_rows(rows))
+    print(f'trained model (step {step}) on 3 held-out samples × 4 frames -> {png}')
+
+
+def main(argv):
+    del argv
+    out = os.path.abspath(FLAGS.output_dir)
+    os.makedirs(out, exist_ok=True)
+    start = time.time()
+    try:
+        asset = build_asset(out)
+        data = make_data(out, asset)
+        if not FLAGS.skip_training:
+            run_dir = train(out, asset, data)
+            export(out, run_dir)
+            reconstruct(out, run_dir, data)
+    except RuntimeError as e:
+        logging.error('%s', e)
+        return 1
+    print(f'\ndemo finished in {time.time() - start:.0f} s; results in {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(app.run(main))
