@@ -115,17 +115,33 @@ def save_run_description(output_dir, assets, model_config, train_config):
         json.dump(dataclasses.asdict(train_config), f, indent=2)
 
 
-def load_run(output_dir):
-    """Rebuilds (assets, FmlModel) of a training run directory and restores its latest
-    checkpoint (model weights only).
+def load_run(output_dir, checkpoint=None):
+    """Rebuilds (assets, FmlModel) of a training run directory and restores a checkpoint
+    (model weights only).
+
+    Args:
+        output_dir: a mofl.train output directory.
+        checkpoint: optional checkpoint prefix (e.g. RUN/checkpoints/ckpt-400); default the
+            run's latest checkpoint.
 
     Returns:
         (assets, model, step) — step is the restored global step.
+
+    Raises:
+        FileNotFoundError: naming the folder or prefix, when there is nothing to restore (checked
+            before the model is built).
     """
     config_path = os.path.join(output_dir, 'model_config.json')
     if not os.path.exists(config_path):
         raise FileNotFoundError(f'{output_dir}: no model_config.json; is this a mofl.train '
                                 'output directory?')
+    if checkpoint is None:
+        checkpoint = tf.train.latest_checkpoint(os.path.join(output_dir, 'checkpoints'))
+        if checkpoint is None:
+            raise FileNotFoundError(f'{output_dir}/checkpoints: no checkpoint to load (has the '
+                                    'run saved one yet? see --checkpoint_every of mofl.train)')
+    elif not tf.io.gfile.exists(checkpoint + '.index'):
+        raise FileNotFoundError(f'{checkpoint}: no such checkpoint (no {checkpoint}.index)')
     with open(config_path) as f:
         values = json.load(f)
     values['image_size'] = tuple(values['image_size'])
@@ -134,11 +150,8 @@ def load_run(output_dir):
     model = model_lib.FmlModel(assets, model_config)
     build_model(model, model_config)
     step = tf.Variable(0, dtype=tf.int64)
-    checkpoint = tf.train.Checkpoint(model=model, step=step)
-    latest = tf.train.latest_checkpoint(os.path.join(output_dir, 'checkpoints'))
-    if latest is None:
-        raise FileNotFoundError(f'{output_dir}/checkpoints: no checkpoint to load')
-    checkpoint.restore(latest).expect_partial()
+    status = tf.train.Checkpoint(model=model, step=step).restore(checkpoint)
+    status.expect_partial().assert_existing_objects_matched()
     return assets, model, int(step.numpy())
 
 

@@ -1,0 +1,331 @@
+"""Benchmarks FML training and inference speed on this machine, with FLOP counts (supp. Tables 1–3).
+
+What is timed (all inside tf.function, after warm-up calls, on random images):
+- training: one full step of the end-to-end stage — forward pass, image formation, the five loss
+  terms (eq. 8–12), gradients of every trainable variable and the Adam update — on B samples of
+  M frames (default B = 1, M = 4, the paper's M);
+- inference: the whole model (network, face model, image formation) on a batch of N single frames,
+  i.e. B = N samples with M = 1 frame each (monocular reconstruction of N different images), for
+  each N of --infer_batch_sizes; reported as milliseconds per frame;
+- baseline: a square float32 matmul (--matmul_size) on the same CPU in the same run, whose
+  GFLOP/s is the reference the model's GFLOP/s is compared with (their ratio is printed).
+
+FLOPs are counted analytically from the built layers: 2·K·K·Cin·Cout·Hout·Wout per convolution
+and 2·in·out per fully connected layer (biases, ReLUs and pooling are not counted), with the
+activation sizes of Tables 1–3; the face model's matrix products (OCL of eq. 5, eq. 3, eq. 6) are
+counted the same way; the image formation (projection, normals, SH shading: a few hundred FLOPs
+per vertex) is left out. With --profile the analytic network count is cross-checked against
+TensorFlow's profiler on the traced graph of one frame. Training FLOPs are taken as 3× the
+forward FLOPs (backward ≈ 2× forward), the usual estimate.
+
+    python -m tools.bench_train [--num_frames=4] [--train_steps=10] [--infer_batch_sizes=1,8]
+"""
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+flags.DEFINE_string('asset', None, 'Face asset .npz (default: the default asset, ICT-FaceKit '
+                    'when available).')
+flags.DEFINE_integer('shape_dim', 500, 'g, learned shape modes (paper 500).')
+flags.DEFINE_integer('albedo_dim', 500, 'a, learned reflectance modes (paper 500).')
+flags.DEFINE_integer('batch_size', 1, 'B, samples per training step.')
+flags.DEFINE_integer('num_frames', 4, 'M, frames per training sample (paper 4).')
+flags.DEFINE_integer('warmup_steps', 3, 'Untimed training steps after tracing.')
+flags.DEFINE_integer('train_steps', 10, 'Timed training steps.')
+flags.DEFINE_list('infer_batch_sizes', ['1', '8'], 'N of the "batch of N single frames" '
+                  'inference runs (B = N, M = 1).')
+flags.DEFINE_integer('infer_repeats', 10, 'Timed inference calls per batch size.')
+flags.DEFINE_integer('matmul_size', 2048, 'Side of the square matmul baseline.')
+flags.DEFINE_boolean('profile', True, 'Cross-check the FLOP count with TF\'s profiler.')
+flags.DEFINE_integer('seed', 0, 'Seed of the random inputs.')
+FLAGS = flags.FLAGS
+
+IMAGE_SIZE = 240
+
+
+def _conv_flops(layer, out_hw):
+    """2·K·K·Cin·Cout·Hout·Wout of a built Conv2D."""
+    k_h, k_w, c_in, c_out = layer.kernel.shape
+    return 2 * k_h * k_w * c_in * c_out * out_hw[0] * out_hw[1]
+
+
+def _dense_flops(layer):
+    """2·in·out of a built Dense layer."""
+    fan_in, fan_out = layer.kernel.shape
+    return 2 * fan_in * fan_out
+
+
+def network_flop_rows(network):
+    """Per-row FLOPs of Tables 1–3 for a built FmlNetwork.
+
+    Kernel sizes come from the built layers, output sizes from the tables (an assertion against
+    the layers' actual activations runs in `check_activation_sizes`).
+
+    Returns:
+        list of (table, row, flops, per) with per 'frame' (runs once per frame) or 'sample' (once
+        per multi-frame sample: Table 2 and the identity rows of Table 3).
+    """
+    fe, idn, par = network.feature_extractor, network.identity_network, network.parameter_network
+    rows = [
+        ('Table 1', 'conv 11x11/4 -> 60x60x96', _conv_flops(fe.conv1, (60, 60)), 'frame'),
+        ('Table 1', 'conv 5x5/2 -> 14x14x256', _conv_flops(fe.conv2, (14, 14)), 'frame'),
+        ('Table 1', 'conv 3x3 -> 14x14x384 (low)', _conv_flops(fe.conv3, (14, 14)), 'frame'),
+        ('Table 1', 'conv 3x3/2 -> 7x7x256', _conv_flops(fe.conv4, (7, 7)), 'frame'),
+        ('Table 1', 'conv 3x3/2 -> 4x4x256 (medium)', _conv_flops(fe.conv5, (4, 4)), 'frame'),
+        ('Table 2', 'conv 3x3 -> 4x4x384', _conv_flops(idn.conv1, (4, 4)), 'sample'),
+        ('Table 2', 'conv 3x3 -> 4x4x256', _conv_flops(idn.conv2, (4, 4)), 'sample'),
+        ('Table 2', 'fc 4096 -> 1000', _dense_flops(idn.fc1), 'sample'),
+        ('Table 2', 'fc 1000 -> 1000', _dense_flops(idn.fc2), 'sample'),
+    ]
+    if idn.fc_out is not None:
+        rows.append(('Table 2', f'fc 1000 -> g+a = {idn.fc_out.units}',
+                     _dense_flops(idn.fc_out), 'sample'))
+    rows += [
+        ('Table 3', 'fc g+a -> 196', _dense_flops(par.fc_identity), 'sample'),
+        ('Table 3', 'conv 3x3 -> 14x14x384 (identity)', _conv_flops(par.conv_identity, (14, 14)),
+         'sample'),
+        ('Table 3', 'conv 3x3 768 -> 14x14x384', _conv_flops(par.conv1, (14, 14)), 'frame'),
+        ('Table 3', 'conv 3x3 -> 14x14x384', _conv_flops(par.conv2, (14, 14)), 'frame'),
+        ('Table 3', 'conv 3x3 -> 14x14x256', _conv_flops(par.conv3, (14, 14)), 'frame'),
+        ('Table 3', 'fc 6x6x256 -> 2048', _dense_flops(par.fc1), 'frame'),
+        ('Table 3', f'fc 2048 -> 6+b+27 = {par.num_outputs}', _dense_flops(par.fc_out), 'frame'),
+    ]
+    return rows
+
+
+def check_activation_sizes(network):
+    """Asserts that the spatial sizes used by `network_flop_rows` are the network's own."""
+    import tensorflow as tf
+    acts = network(tf.zeros([1, 1, IMAGE_SIZE, IMAGE_SIZE, 3]), return_activations=True)
+    acts = acts['activations']
+    expected = {'table1/conv1': (60, 60), 'table1/conv2': (14, 14),
+                'table1/low_features': (14, 14), 'table1/conv4': (7, 7),
+                'table1/medium_features': (4, 4), 'table2/conv1': (4, 4),
+                'table2/conv2': (4, 4), 'table3/conv_identity': (14, 14),
+                'table3/conv1': (14, 14), 'table3/conv2': (14, 14), 'table3/conv3': (14, 14),
+                'table3/pool': (6, 6)}
+    for name, size in expected.items():
+        got = tuple(acts[name].shape[1:3])
+        assert got == size, f'{name}: activation {got}, FLOP table assumes {size}'
+
+
+def face_model_flops(face_model, num_expressions):
+    """FLOPs of decoding (matrix products only) as (per call, per sample, per frame).
+
+    per call: OCL(Θs) = Θs − Q·(Qᵀ·Θs) (eq. 5), two [3G, r]×[r, g] products;
+    per sample: α·OCL(Θs)ᵀ (eq. 1), skinning S (k weights per vertex, eq. 2), Θa·β (eq. 6);
+    per frame: B·δ (eq. 3).
+    """
+    three_g, rank = face_model.ocl.basis.shape
+    g, a = face_model.shape_dim, face_model.albedo_dim
+    v, k = face_model.skin_weights.shape
+    per_call = 4 * three_g * rank * g
+    per_sample = 2 * g * three_g + 2 * k * 3 * v + 2 * a * 3 * v
+    per_frame = 2 * num_expressions * 3 * v
+    return per_call, per_sample, per_frame
+
+
+def profiler_flops(function, *specs):
+    """Float operations of the traced graph of `function` per TensorFlow's profiler, or None."""
+    import tensorflow as tf
+    try:
+        graph = tf.function(function).get_concrete_function(*specs).graph
+        options = (tf.compat.v1.profiler.ProfileOptionBuilder(
+            tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+            .with_empty_output().build())
+        return int(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
+    except Exception as e:   # the profiler is a v1 tool; its failure must not stop the bench
+        logging.warning('TF profiler FLOP count failed: %s', e)
+        return None
+
+
+def time_calls(function, args, repeats):
+    """Seconds of each of `repeats` timed calls of `function(*args)` (list)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function(*args)
+        _block(result)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _block(result):
+    """Forces the computation to finish (eager tensors are already done; fetch one value)."""
+    import tensorflow as tf
+    leaves = tf.nest.flatten(result)
+    if leaves:
+        leaves[0].numpy()
+
+
+def main(argv):
+    del argv
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from mofl import losses
+    from mofl import model as model_lib
+    from mofl import trainer as trainer_lib
+    from mofl.facemodel import assets as assets_lib
+    from mofl.facemodel import default_assets
+
+    load_before = os.getloadavg()
+    assets = (assets_lib.FaceAssets.load(FLAGS.asset) if FLAGS.asset
+              else default_assets.load_default_assets())
+    config = model_lib.ModelConfig(shape_dim=FLAGS.shape_dim, albedo_dim=FLAGS.albedo_dim)
+    keras.utils.set_random_seed(FLAGS.seed)
+    model = model_lib.FmlModel(assets, config)
+    trainer_lib.build_model(model, config)
+    mesh = assets.mesh
+    num_params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    net_params = sum(int(np.prod(v.shape)) for v in model.network.trainable_variables)
+
+    # FLOPs, analytic (Tables 1–3) and the face model's products.
+    check_activation_sizes(model.network)
+    rows = network_flop_rows(model.network)
+    net_frame = sum(f for *_, f, per in rows if per == 'frame')
+    net_sample = sum(f for *_, f, per in rows if per == 'sample')
+    face_call, face_sample, face_frame = face_model_flops(model.face_model, mesh.num_expressions)
+
+    def forward_flops(batch, frames):
+        """Analytic forward FLOPs of one model call on [batch, frames] images."""
+        return (batch * frames * (net_frame + face_frame) + batch * (net_sample + face_sample)
+                + face_call)
+
+    profiled = None
+    if FLAGS.profile:
+        spec = tf.TensorSpec([1, 1, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)
+        profiled = (profiler_flops(lambda x: model.network(x), spec),
+                    profiler_flops(lambda x: model(x), spec))
+
+    rng = np.random.default_rng(FLAGS.seed)
+    batch, frames = FLAGS.batch_size, FLAGS.num_frames
+
+    # Baseline: a dense matmul on the same CPU, same run.
+    n = FLAGS.matmul_size
+    mat_a = tf.constant(rng.random((n, n), np.float32))
+    mat_b = tf.constant(rng.random((n, n), np.float32))
+    matmul = tf.function(lambda x, y: tf.matmul(x, y))
+    time_calls(matmul, (mat_a, mat_b), 2)
+    matmul_times = time_calls(matmul, (mat_a, mat_b), 10)   # 10 more at the end of the run
+
+    # Training: the end-to-end stage's step (trainer.Trainer._replica_step without tf.distribute).
+    optimizer = keras.optimizers.Adam(learning_rate=1e-4)
+    variables = list(model.trainable_variables)
+    optimizer.build(variables)
+    weights = losses.paper_loss_weights(mesh.num_vertices)
+
+    @tf.function
+    def train_step(images, landmarks, confidence):
+        with tf.GradientTape() as tape:
+            outputs = model(images, training=True)
+            terms = model.loss_terms(outputs, images, landmarks, confidence)
+            total = losses.total_loss({k: terms[k] for k in trainer_lib.LOSS_TERMS}, weights)
+        grads = tape.gradient(total, variables)
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                 for g, v in zip(grads, variables)]
+        optimizer.apply_gradients(zip(grads, variables))
+        return total
+
+    images = tf.constant(rng.random((batch, frames, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
+    landmarks = tf.constant(120.0 + rng.normal(0.0, 30.0, (batch, frames, 66, 2)), tf.float32)
+    confidence = tf.ones([batch, frames, 66])
+    start = time.perf_counter()
+    train_step(images, landmarks, confidence).numpy()
+    trace_s = time.perf_counter() - start
+    for _ in range(FLAGS.warmup_steps):
+        train_step(images, landmarks, confidence).numpy()
+    train_times = time_calls(lambda: train_step(images, landmarks, confidence), (),
+                             FLAGS.train_steps)
+    loss = float(train_step(images, landmarks, confidence).numpy())
+    train_flops = 3 * forward_flops(batch, frames)
+
+    # Inference: batch of N single frames (B = N, M = 1), whole model; network alone for scale.
+    infer = tf.function(lambda x: model(x), reduce_retracing=True)
+    network_only = tf.function(lambda x: model.network(x), reduce_retracing=True)
+    inference = []
+    for size in (int(s) for s in FLAGS.infer_batch_sizes):
+        frames_in = tf.constant(rng.random((size, 1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
+        for name, function in (('model', infer), ('network only', network_only)):
+            time_calls(function, (frames_in,), 1)     # trace + warm up
+            times = time_calls(function, (frames_in,), FLAGS.infer_repeats)
+            flops = forward_flops(size, 1) if name == 'model' else size * (net_frame + net_sample)
+            inference.append((name, size, times, flops))
+    matmul_times += time_calls(matmul, (mat_a, mat_b), 10)
+    load_after = os.getloadavg()
+    median, best = np.median, np.min
+    matmul_s = median(matmul_times)
+    matmul_gflops = 2 * n ** 3 / matmul_s / 1e9
+    train_s = median(train_times)
+
+    # Report: the table first, the figures last.
+    print()
+    print(f'FML benchmark — {mesh.source} asset (V={mesh.num_vertices}, T={len(mesh.triangles)}, '
+          f'b={mesh.num_expressions}, G={assets.graph.num_nodes}), g={config.shape_dim}, '
+          f'a={config.albedo_dim}, {IMAGE_SIZE}x{IMAGE_SIZE} input')
+    print(f'TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores (shared with other jobs: '
+          f'load average {load_before[0]:.2f} before, {load_after[0]:.2f} after), GPUs: '
+          f'{len(tf.config.list_physical_devices("GPU"))}')
+    print(f'Trainable parameters: {num_params:,} ({net_params:,} in the network)')
+    print()
+    print('Forward FLOPs (analytic: 2·K·K·Cin·Cout·Hout·Wout per conv, 2·in·out per FC):')
+    print(f'  {"table":<8s} {"row":<36s} {"per":<7s} {"MFLOP":>10s}')
+    for table, row, flops, per in rows:
+        print(f'  {table:<8s} {row:<36s} {per:<7s} {flops / 1e6:10.1f}')
+    print(f'  {"face":<8s} {"OCL(Θs) (eq. 5)":<36s} {"call":<7s} {face_call / 1e6:10.1f}')
+    print(f'  {"face":<8s} {"identity + skinning + albedo":<36s} {"sample":<7s} '
+          f'{face_sample / 1e6:10.1f}')
+    print(f'  {"face":<8s} {"expression B·δ (eq. 3)":<36s} {"frame":<7s} '
+          f'{face_frame / 1e6:10.1f}')
+    print(f'  network per frame (Tables 1, 3 Siamese rows): {net_frame / 1e9:.3f} GFLOP; '
+          f'per sample (Table 2, Table 3 identity rows): {net_sample / 1e9:.3f} GFLOP')
+    single = forward_flops(1, 1)
+    print(f'  one single frame (B=1, M=1), network + face model: {single / 1e9:.3f} GFLOP')
+    if profiled is not None:
+        net_prof, model_prof = profiled
+        net_text = 'n/a' if net_prof is None else (
+            f'{net_prof / 1e9:.3f} GFLOP (analytic/profiler = '
+            f'{(net_frame + net_sample) / net_prof:.3f})')
+        model_text = 'n/a' if model_prof is None else f'{model_prof / 1e9:.3f} GFLOP'
+        print(f'  TF profiler, one frame: network {net_text}; whole model {model_text} '
+              '(the profiler also counts bias adds, ReLUs, pooling and image formation)')
+    print()
+    print('Timings: median (and best) of the timed calls; GFLOP/s and the ratio from the median.')
+    print(f'{"run":<52s} {"ms":>8s} {"(best)":>8s} {"per":<6s} {"GFLOP/s":>8s} '
+          f'{"vs matmul":>9s}')
+
+    def line(label, times, count, unit, flops):
+        gflops = flops / median(times) / 1e9
+        print(f'{label:<52s} {median(times) / count * 1e3:8.1f} {best(times) / count * 1e3:8.1f} '
+              f'{unit:<6s} {gflops:8.1f} {gflops / matmul_gflops:9.2f}')
+        return gflops
+
+    line(f'matmul {n}x{n} float32 (baseline, start + end)', matmul_times, 1, 'call',
+         2 * n ** 3)
+    for name, size, times, flops in inference:
+        line(f'inference {name}, batch of {size} single frames', times, size, 'frame', flops)
+    train_gflops = line(f'training step B={batch}, M={frames} (3x forward FLOPs)', train_times, 1,
+                        'step', train_flops)
+    print(f'(first training call incl. tracing: {trace_s:.1f} s; last loss {loss:.4g}; '
+          f'{FLAGS.train_steps} timed steps after {FLAGS.warmup_steps} warm-up; inference: '
+          f'{FLAGS.infer_repeats} timed calls per row after one warm-up)')
+    print()
+    model_rows = {size: (median(times), flops) for name, size, times, flops in inference
+                  if name == 'model'}
+    for size, (seconds, flops) in model_rows.items():
+        print(f'Inference, batch of {size} single frames: {seconds / size * 1e3:.1f} ms per frame, '
+              f'{flops / size / 1e9:.3f} GFLOP per frame, {flops / seconds / 1e9:.1f} GFLOP/s '
+              f'({flops / seconds / 1e9 / matmul_gflops:.2f}x the {matmul_gflops:.1f} GFLOP/s '
+              'matmul baseline)')
+    print(f'Training: {1.0 / train_s:.3f} steps/s (B={batch}, M={frames}), '
+          f'{forward_flops(batch, frames) / (batch * frames) / 1e9:.3f} GFLOP forward per frame, '
+          f'{train_gflops:.1f} GFLOP/s ({train_gflops / matmul_gflops:.2f}x the matmul baseline)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(app.run(main))

@@ -1,0 +1,52 @@
+"""Exports a trained FML model as a SavedModel for serving (see mofl/export.py for the outputs).
+
+    python -m tools.export_savedmodel --checkpoint_dir=RUN_DIR --output_dir=EXPORT_DIR
+    python -m tools.export_savedmodel --checkpoint=RUN_DIR/checkpoints/ckpt-400 --output_dir=...
+
+RUN_DIR is a `mofl.train` output directory (model_config.json, assets.npz, checkpoints/) or its
+`checkpoints/` folder; the latest checkpoint is exported unless `--checkpoint` names one. The
+signature `serving_default` takes images [N, 240, 240, 3] of one person; `metadata` returns the
+template, triangles, landmark indices, expression names and camera. `signature.json` beside the
+SavedModel lists every output with its unit. Load it with `mofl.export.load_exported(EXPORT_DIR)`.
+"""
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+flags.DEFINE_string('checkpoint_dir', None, 'mofl.train output directory or its checkpoints/ '
+                    'folder (the latest checkpoint is exported).')
+flags.DEFINE_string('checkpoint', None, 'A specific checkpoint prefix to export, e.g. '
+                    'RUN_DIR/checkpoints/ckpt-400 (default: the latest in --checkpoint_dir).')
+flags.DEFINE_string('output_dir', None, 'Where to write the SavedModel.', required=True)
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    if not FLAGS.checkpoint_dir and not FLAGS.checkpoint:
+        logging.error('Give --checkpoint_dir (a mofl.train output directory) or --checkpoint.')
+        return 1
+    from mofl import export as export_lib   # TensorFlow loads after flag parsing: fast --help
+    from mofl.facemodel import assets as assets_lib
+    try:
+        assets, model, step = export_lib.restore_run(FLAGS.checkpoint_dir, FLAGS.checkpoint)
+    except (FileNotFoundError, assets_lib.AssetError, ValueError) as e:
+        logging.error('Nothing exported: %s', e)
+        return 1
+    description = export_lib.export(model, assets, FLAGS.output_dir, step=step)
+    sizes = description['sizes']
+    print(f'Exported step {step} ({description["asset_source"]} asset: V={sizes["V"]}, '
+          f'T={sizes["T"]}, b={sizes["b"]}, g={sizes["g"]}, a={sizes["a"]}) to '
+          f'{FLAGS.output_dir}')
+    serving = description['signatures']['serving_default']
+    print('  serving_default(images {shape} {dtype})'.format(**serving['inputs']['images']))
+    for name, spec in serving['outputs'].items():
+        print(f'    {name:<19s} {spec["shape"]:<11s} {spec["dtype"]:<8s} {spec["description"]}')
+    print('  metadata() -> ' + ', '.join(description['signatures']['metadata']['outputs']))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(app.run(main))
