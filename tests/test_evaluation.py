@@ -1,6 +1,5 @@
 """Tests of mofl.evaluation: exact closest points, Procrustes, ICP, the RMSE protocol, scan
 loaders and the paper-style tables."""
-import os
 
 import numpy as np
 import pytest
@@ -475,7 +474,7 @@ def test_table2_and_table4_numbers():
     assert rows[0] == ['', 'Ours', '[24]']
     assert rows[2] == ['Mean', '2.00 mm', '1.50 mm']
     assert rows[3] == ['SD', f'{np.std(ours):.2f} mm', '0.50 mm']
-    rows = parse_markdown(metrics.table4_markdown({500: (20.654, 6.04), 0: (32.536, 8.881)},
+    rows = parse_markdown(tables.table4_markdown({500: (20.654, 6.04), 0: (32.536, 8.881)},
                                                   {'[3] M = 80': (21.95, 5.6)}))
     assert rows[0] == ['Size', 'M = 0', 'M = 500', '[3] M = 80']
     assert rows[2] == ['Mean', '32.54', '20.65', '21.95']

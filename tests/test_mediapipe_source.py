@@ -10,7 +10,6 @@ import scipy.spatial
 from mofl import landmarks
 from mofl.facemodel import assets
 from mofl.facemodel import subdivision
-from mofl.facemodel.sources import mediapipe_expressions
 from mofl.facemodel.sources import mediapipe_source
 from mofl.facemodel.sources import mediapipe_topology as topo
 

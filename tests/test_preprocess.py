@@ -5,8 +5,6 @@ import glob
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('GLOG_minloglevel', '2')

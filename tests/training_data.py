@@ -30,10 +30,11 @@ def tiny_assets(n=15, num_nodes=20):
 
 
 def write_records(directory, num_samples=4, num_frames=2, seed=0, num_shards=2,
-                  landmark_value=None):
+                  landmark_value=None, ground_truth=None):
     """Writes smooth random frames with face-like landmarks; returns the shard glob.
 
-    `landmark_value` overwrites every landmark coordinate (e.g. NaN for the NaN-guard test).
+    `landmark_value` overwrites every landmark coordinate (e.g. NaN for the NaN-guard test);
+    `ground_truth` ({name: array}) is stored with every sample.
     """
     rng = np.random.default_rng(seed)
     os.makedirs(directory, exist_ok=True)
@@ -53,8 +54,42 @@ def write_records(directory, num_samples=4, num_frames=2, seed=0, num_shards=2,
         sample = records.encode_sample(np.stack(frames), lm.astype(np.float32),
                                        np.ones((num_frames, 66), np.float32),
                                        np.zeros((num_frames, 3), np.float32),
-                                       identity=f'id{s:03d}', clip=f'id{s:03d}/v/0')
+                                       identity=f'id{s:03d}', clip=f'id{s:03d}/v/0',
+                                       ground_truth=ground_truth)
         writers[s % num_shards].write(sample)
     for w in writers:
         w.close()
     return os.path.join(directory, 'train-*.tfrecord')
+
+
+def checkpointed_run(run_dir, model_config, step=1, perturb_seed=None, assets=None):
+    """A mofl.train-style run directory (tiny asset unless given) with one checkpoint.
+
+    Args:
+        run_dir: the folder to create.
+        model_config: mofl.model.ModelConfig.
+        step: the checkpoint's step number.
+        perturb_seed: if not None, every network weight is moved off its initial value by
+            random noise (10 % of its spread), so outputs differ from input to input.
+        assets: optional FaceAssets.
+
+    Returns:
+        (assets, model) as checkpointed.
+    """
+    import tensorflow as tf
+    from mofl import model as model_lib
+    from mofl import trainer as trainer_lib
+    assets = assets or tiny_assets()
+    model = model_lib.FmlModel(assets, model_config)
+    trainer_lib.build_model(model, model_config)
+    if perturb_seed is not None:
+        rng = np.random.default_rng(perturb_seed)
+        for variable in model.network.variables:
+            value = variable.numpy()
+            noise = rng.normal(0.0, 0.1 * (float(np.std(value)) + 1e-3), value.shape)
+            variable.assign(value + noise.astype(np.float32))
+    trainer_lib.save_run_description(run_dir, assets, model_config, trainer_lib.TrainConfig())
+    tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model, step=tf.Variable(step, dtype=tf.int64)),
+        os.path.join(run_dir, 'checkpoints'), max_to_keep=1).save(step)
+    return assets, model

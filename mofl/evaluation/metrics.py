@@ -11,9 +11,6 @@ import numpy as np
 
 from mofl.evaluation import alignment
 from mofl.evaluation import distance
-# Re-exported so that callers find the per-mesh error and its summaries in one place.
-from mofl.evaluation.tables import (summarize, table1_markdown, table2_markdown,  # noqa: F401
-                                    table4_markdown)
 
 # Protocol constants (BUILD_NOTES.md, "Geometric evaluation protocol").
 ICP_ITERATIONS = 50            # upper bound; point-to-plane usually converges in < 15
