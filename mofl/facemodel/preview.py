@@ -103,7 +103,7 @@ def write_preview(assets, path, title=''):
             draw_mesh(ax, _rotate_y(v + mesh.expression_basis[u], 25.0), tri)
             name = f'{name} (δ=1, max {np.linalg.norm(mesh.expression_basis[u], axis=1).max():.1f} mm)'
         ax.set_title(name)
-    fig.suptitle(title or f'face asset: source={mesh.source}')
-    fig.tight_layout()
+    fig.suptitle(title or f'face asset: source={mesh.source}', fontsize=14)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(path, dpi=80)
     plt.close(fig)
