@@ -32,6 +32,7 @@ demo: install
 
 bench: install
 	$(PY) -m tools.bench_render
+	$(PY) -m tools.bench_train
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(OUT)

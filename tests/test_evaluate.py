@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import training_data
-from mofl import evaluate
 from mofl import model as model_lib
 from mofl import sample_data
 from mofl.evaluation import datasets
+from mofl.evaluation import protocols
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = model_lib.ModelConfig(shape_dim=4, albedo_dim=4)
@@ -63,14 +63,14 @@ def test_real_scan_protocol_on_a_photo(setup, tmp_path):
         landmarks=None, name='template'))
     pairs = tmp_path / 'pairs.csv'
     pairs.write_text(f'# scan,images\n{scan_path},{sample_data.astronaut_path()}\n')
-    table = evaluate.real_scans({1: runs[1]}, str(pairs), with_scale=False)
+    table = protocols.real_scans({1: runs[1]}, str(pairs), with_scale=False)
     values = table['surface']['results'][(1, 1)]
     assert len(values) == 1 and 0.0 <= values[0] < 50.0
 
 
 def test_photometric_table(setup):
     base, runs, data, _ = setup
-    table = evaluate.photometric({4: runs[1]}, data, max_samples=1)
+    table = protocols.photometric({4: runs[1]}, data, max_samples=1)
     mean, sd, count = table[4]
     assert count == 4 and 0.0 < mean < 255.0 and sd >= 0.0
 

@@ -5,7 +5,8 @@
 3. Training: `python -m mofl.train --flagfile=configs/demo.flags` (a few minutes; the loss curve
    is plotted and its first/last values printed).
 4. Export: a SavedModel (`tools.export_savedmodel`).
-5. Reconstruction: overlays of held-out synthetic samples with the trained model.
+5. Reconstruction: overlays of held-out synthetic samples, and `mofl.reconstruct` of a real
+   photo (scikit-image's astronaut) from the SavedModel: OBJ/PLY/JSON/overlay.
 
 Each step skips work whose outputs already exist, and training resumes from its checkpoint, so
 re-running `make demo` continues where it stopped.
@@ -155,6 +156,13 @@ def reconstruct(out, run_dir, data):
     print(f'trained model (step {step}) on 3 held-out samples × 4 frames -> {png}')
 
 
+def reconstruct_photo(out, saved):
+    from mofl import sample_data
+    photo_dir = os.path.join(out, 'astronaut')
+    _run(['mofl.reconstruct', f'--model={saved}', f'--input={sample_data.astronaut_path()}',
+          f'--output_dir={photo_dir}'], 'reconstruct (astronaut photo)')
+
+
 def main(argv):
     del argv
     out = os.path.abspath(FLAGS.output_dir)
@@ -165,8 +173,9 @@ def main(argv):
         data = make_data(out, asset)
         if not FLAGS.skip_training:
             run_dir = train(out, asset, data)
-            export(out, run_dir)
+            saved = export(out, run_dir)
             reconstruct(out, run_dir, data)
+            reconstruct_photo(out, saved)
     except RuntimeError as e:
         logging.error('%s', e)
         return 1
