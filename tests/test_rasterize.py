@@ -10,6 +10,7 @@ import tensorflow as tf
 from mofl.render import rasterize
 from mofl.render.ops import build_ops
 from mofl.render.reference_rasterizer import reference_rasterize_triangles
+from tools.bench_render import ellipsoid_mesh
 
 HEIGHT, WIDTH = 24, 32
 
@@ -37,30 +38,10 @@ def _project(points, focal=40.0, centre=(16.0, 12.0)):
 
 
 def _sphere(rows=6, cols=8, radius=1.0, centre=(0.0, 0.0, -4.0)):
-    """Closed latitude-longitude sphere with outward counter-clockwise triangles."""
-    vertices = [(0.0, radius, 0.0)]
-    for i in range(1, rows):
-        theta = np.pi * i / rows
-        for j in range(cols):
-            phi = 2.0 * np.pi * j / cols
-            vertices.append((radius * np.sin(theta) * np.sin(phi), radius * np.cos(theta),
-                             radius * np.sin(theta) * np.cos(phi)))
-    vertices.append((0.0, -radius, 0.0))
-    south = len(vertices) - 1
-
-    def ring(i, j):
-        return 1 + (i - 1) * cols + j % cols
-
-    triangles = []
-    for j in range(cols):
-        triangles.append((0, ring(1, j), ring(1, j + 1)))
-        triangles.append((south, ring(rows - 1, j + 1), ring(rows - 1, j)))
-    for i in range(1, rows - 1):
-        for j in range(cols):
-            a, b = ring(i, j), ring(i, j + 1)
-            c, d = ring(i + 1, j), ring(i + 1, j + 1)
-            triangles += [(a, c, d), (a, d, b)]
-    return np.asarray(vertices) + np.asarray(centre), np.asarray(triangles, np.int32)
+    """Closed latitude-longitude sphere (the bench's mesh) with outward counter-clockwise
+    triangles, in float64."""
+    vertices, triangles = ellipsoid_mesh(rows, cols, radii=(radius, radius, radius))
+    return vertices.astype(np.float64) + np.asarray(centre), triangles
 
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
