@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
@@ -99,8 +100,14 @@ def plot_losses(run_dir, png):
         rows = list(csv.DictReader(f))
     steps = [int(r['step']) for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    window = 20
     for ax, key in zip(axes, ('total', 'photometric', 'landmark')):
-        ax.plot(steps, [float(r[key]) for r in rows])
+        values = [float(r[key]) for r in rows]
+        ax.plot(steps, values, color='tab:blue', alpha=0.35, label='per step')
+        if len(values) >= window:
+            smooth = np.convolve(values, np.ones(window) / window, mode='valid')
+            ax.plot(steps[window - 1:], smooth, color='tab:blue', label=f'mean of {window}')
+        ax.legend()
         ax.set_title(key)
         ax.set_xlabel('step')
         ax.set_yscale('log')
