@@ -207,7 +207,7 @@ def smoothness_loss(node_displacements, edges):
 def chroma_weights(colors, edges, eta=PAPER_CHROMA_ETA):
     """Per-edge chroma similarity weights w_ij of eq. 11.
 
-    w_ij = exp(−η ‖h_i − h_j‖²) with chroma h = (r, g, b) / (r + g + b) of the colours from the
+    w_ij = exp(−η ‖h_i − h_j‖₂) with chroma h = (r, g, b) / (r + g + b) of the colours from the
     previous forward pass (p̂_old): the weights are constants of the loss, so no gradient flows
     through them (stop_gradient is applied here as well as by the caller).
 
@@ -228,7 +228,7 @@ def chroma_weights(colors, edges, eta=PAPER_CHROMA_ETA):
         chroma = tf.where(total > 1e-6, colors / tf.maximum(total, 1e-6),
                           tf.fill(tf.shape(colors), 1.0 / 3.0))
         diff = tf.gather(chroma, edges[:, 0], axis=1) - tf.gather(chroma, edges[:, 1], axis=1)
-        return tf.exp(-eta * tf.reduce_sum(tf.square(diff), axis=-1))
+        return tf.exp(-eta * tf.norm(diff, axis=-1))
 
 
 def appearance_sparsity_loss(albedo, edges, weights, p=PAPER_SPARSITY_EXPONENT):

@@ -20,6 +20,7 @@ from mofl import losses
 from mofl.facemodel import face_model as face_model_lib
 from mofl.nets import fml_network
 from mofl.render import camera as camera_lib
+from mofl.render import image_renderer
 from mofl.render import normals as normals_lib
 from mofl.render import sampling
 from mofl.render import shading
@@ -76,7 +77,7 @@ class FmlModel(keras.Model):
             num_shape_params=config.shape_dim,
             num_reflectance_params=config.albedo_dim,
             translation_init=(0.0, 0.0, -config.camera_distance),
-            sh_init=shading.ambient_sh([[1.0, 1.0, 1.0]])[0].numpy())
+            sh_init=fml_network.ambient_sh(1.0))
         self.face_model = face_model_lib.FaceModel(
             assets, shape_dim=config.shape_dim, albedo_dim=config.albedo_dim,
             shape_init_stddev=config.shape_init_stddev,
@@ -92,11 +93,6 @@ class FmlModel(keras.Model):
                   else np.ones(mesh.num_vertices, bool))
         self.photometric_mask = tf.constant(region, tf.bool)
         self.num_vertices = mesh.num_vertices
-
-    def identity_variables(self):
-        """Θs, Θa, r̄: the learned face model (trained in the end-to-end stages)."""
-        return [self.face_model.theta_shape, self.face_model.theta_albedo,
-                self.face_model.mean_albedo]
 
     def reflectance_variables(self):
         """Θa and r̄: the variables that get the larger fine-tuning learning rate (§4)."""
@@ -164,6 +160,22 @@ class FmlModel(keras.Model):
             'landmarks': landmarks,
         })
         return outputs
+
+    def render_sample(self, outputs, sample=0, background=None):
+        """Renders one sample of `call`'s outputs into an image per frame (needs the op).
+
+        Args:
+            outputs: `call`'s dict.
+            sample: which batch element.
+            background: optional [M, H, W, 3] images (e.g. the input frames) or a colour.
+
+        Returns:
+            image_renderer.RenderedImage with batch axis = the sample's M frames.
+        """
+        return image_renderer.render_image(
+            outputs['vertices'][sample], self.triangles, outputs['albedo'][sample],
+            outputs['sh'][sample], outputs['rotation'][sample], outputs['translation'][sample],
+            camera=self.camera, background=background)
 
     def loss_terms(self, outputs, images, landmarks, landmark_confidence, eta=losses.PAPER_CHROMA_ETA,
                    sparsity_exponent=losses.PAPER_SPARSITY_EXPONENT):

@@ -98,6 +98,7 @@ def main(argv):
         return 2
     run_asset = os.path.join(FLAGS.output_dir, 'assets.npz')
     try:
+        trainer_lib.check_resumed_model_config(FLAGS.output_dir, model_config)
         if os.path.exists(run_asset):
             assets = assets_lib.FaceAssets.load(run_asset)
             logging.info('Resuming with the run\'s own asset %s (source %s)', run_asset,

@@ -102,6 +102,23 @@ def make_strategy(name, num_cpu_devices=0):
     raise ValueError(f'unknown --strategy={name!r} (default, mirrored or multi_worker)')
 
 
+def check_resumed_model_config(output_dir, model_config):
+    """Raises ValueError when OUTPUT_DIR already holds a run whose model differs from
+    `model_config` (resuming it would not restore, and would overwrite its description)."""
+    path = os.path.join(output_dir, 'model_config.json')
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    wanted = json.loads(json.dumps(dataclasses.asdict(model_config)))
+    changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    if changed:
+        details = ', '.join(f'{k}: run {saved.get(k)!r} vs flags {wanted.get(k)!r}'
+                            for k in changed)
+        raise ValueError(f'{output_dir} holds a run with another model ({details}); resume it '
+                         'with its own settings or choose a new --output_dir')
+
+
 def save_run_description(output_dir, assets, model_config, train_config):
     """Writes the asset and both configs beside the checkpoints, so export, evaluation and a
     resumed run rebuild exactly this model."""
@@ -261,8 +278,9 @@ class Trainer:
         finite = tf.math.is_finite(total)
         for g in grads:
             finite &= tf.reduce_all(tf.math.is_finite(g))
-        # A non-finite step applies nothing (zero gradients, zero learning rate) and the host
-        # loop stops before anything is saved.
+        # A non-finite step applies zero gradients (Adam's momentum still moves the in-memory
+        # weights once) and the host loop then stops before anything is saved, so the last good
+        # checkpoint stays the latest.
         grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
         if cfg.gradient_clip_norm > 0:
             grads, _ = tf.clip_by_global_norm(grads, cfg.gradient_clip_norm)
@@ -373,20 +391,15 @@ class Trainer:
 
     def write_image_summary(self, step):
         """TensorBoard image: per frame of the first sample, input | overlay | albedo | shading."""
-        from mofl.render import image_renderer, overlay   # the op is needed only here
+        from mofl.render import overlay
         if self._summary_images is None:   # always the same sample, to watch it improve
             self._summary_images = next(iter(self.dataset.take(1)))['images'][:1]
-        images = self._summary_images
-        outputs = self.model(images, identity_enabled=self.config.stage_of(step - 1) > 0)
-        frames = images.shape[1]
-        flat = lambda x: tf.reshape(x, [frames] + x.shape[2:])
-        rendered = image_renderer.render_image(
-            flat(outputs['vertices']), self.model.triangles,
-            tf.repeat(outputs['albedo'], frames, axis=0), flat(outputs['sh']),
-            flat(outputs['rotation']), flat(outputs['translation']), camera=self.model.camera,
-            background=flat(images))
-        rows = [overlay.render_panels(flat(images)[f].numpy(), rendered, index=f, labels=(f == 0))
-                for f in range(frames)]
+        frames = self._summary_images[0]
+        outputs = self.model(self._summary_images,
+                             identity_enabled=self.config.stage_of(step - 1) > 0)
+        rendered = self.model.render_sample(outputs, background=frames)
+        rows = [overlay.render_panels(frames[f].numpy(), rendered, index=f, labels=(f == 0))
+                for f in range(frames.shape[0])]
         grid = overlay.stack_rows(rows)
         with self.writer.as_default(step=step):
             tf.summary.image('reconstruction', grid[None].astype(np.float32) / 255.0)

@@ -133,3 +133,13 @@ def test_build_assets_binary_reports_bad_input(tmp_path):
     assert result.returncode == 1
     assert 'vertex_indices.json' in result.stderr
     assert not os.path.exists(tmp_path / 'x.npz')
+
+
+def test_obj_negative_indices_count_back_from_the_face_line(tmp_path):
+    path = tmp_path / 'rel.obj'
+    path.write_text('v 0 0 0\nv 1 0 0\nv 0 1 0\nf -3 -2 -1\nv 5 5 5\nv 6 5 5\nv 5 6 5\n'
+                    'f -3 -2 -1\n')
+    _, polys = mesh_io.read_obj(str(path))
+    assert polys == [(0, 1, 2), (3, 4, 5)]
+    vertices, polys = mesh_io.read_obj(str(path), max_vertices=3, max_polygons=1)
+    assert vertices.shape == (3, 3) and polys == [(0, 1, 2)]

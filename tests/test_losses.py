@@ -131,12 +131,13 @@ def test_chroma_weights_hand_value_and_no_gradient():
     with tf.GradientTape() as tape:
         weights = losses.chroma_weights(colors_var, edges, eta=1.0)
     # Chroma (1,0,0), (1,0,0), (0,.5,.5); black counts as grey (1/3, 1/3, 1/3).
-    np.testing.assert_allclose(weights, [[1.0, np.exp(-1.5), 1.0]], rtol=1e-6)
+    np.testing.assert_allclose(weights, [[1.0, np.exp(-np.sqrt(1.5)), 1.0]], rtol=1e-6)
     assert tape.gradient(weights, colors_var) is None
-    # Default η = 80: chroma (1, 0, 0) vs (0.9, 0.1, 0) differ by 0.01 + 0.01.
+    # Default η = 80: chroma (1, 0, 0) vs (0.9, 0.1, 0) are √(0.01 + 0.01) apart (eq. 11's
+    # plain L2 norm, not its square).
     close = np.array([[[1, 0, 0], [1.8, 0.2, 0]]], np.float32)
     paper = losses.chroma_weights(close, np.array([[0, 1]], np.int32))
-    np.testing.assert_allclose(paper, [[np.exp(-80 * 0.02)]], rtol=1e-5)
+    np.testing.assert_allclose(paper, [[np.exp(-80 * np.sqrt(0.02))]], rtol=1e-5)
 
 
 def test_appearance_sparsity_loss_hand_value_and_gradient():

@@ -107,7 +107,7 @@ def test_output_affine_maps(network, outputs):
     b = NUM_EXPRESSIONS
     np.testing.assert_allclose(outputs['rotation'], 0.2 * raw[..., :3], rtol=1e-6)
     np.testing.assert_allclose(outputs['translation'],
-                               np.array([0, 0, -500.0]) + 10.0 * raw[..., 3:6], rtol=1e-6)
+                               np.array([0, 0, -1000.0]) + 10.0 * raw[..., 3:6], rtol=1e-6)
     np.testing.assert_allclose(outputs['expression'], raw[..., 6:6 + b], rtol=1e-6)
     np.testing.assert_allclose(outputs['sh'], ambient_sh() + 0.5 * raw[..., 6 + b:], rtol=1e-6,
                                atol=1e-6)

@@ -149,3 +149,33 @@ def test_train_binary_rejects_missing_data(tmp_path, run_inputs):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert 'nothing-*.tfrecord' in result.stderr
+
+
+def test_resuming_with_another_model_is_refused(run_inputs, tmp_path):
+    _, asset, data = run_inputs
+    out = str(tmp_path / 'run')
+    first = subprocess.run(_train_args(asset, data, out, '--train_steps=0', '--finetune_steps=0',
+                                       '--pretrain_steps=1'),
+                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = open(os.path.join(out, 'model_config.json')).read()
+    second = subprocess.run(_train_args(asset, data, out, '--shape_dim=9'), cwd=ROOT, env=_env(),
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 1
+    assert 'shape_dim: run 8 vs flags 9' in second.stderr
+    assert open(os.path.join(out, 'model_config.json')).read() == before
+
+
+def test_model_without_learned_modes_trains(run_inputs, tmp_path):
+    """Size 0 (supp. Table 4's first column): no Θs/Θa modes, inside tf.function."""
+    _, asset, data = run_inputs
+    from mofl.facemodel import assets as assets_lib
+    config = trainer_lib.TrainConfig(data=data, output_dir=str(tmp_path), batch_size=2,
+                                     num_frames=2, pretrain_steps=1, train_steps=1,
+                                     finetune_steps=0, image_summary_every=0,
+                                     checkpoint_every=100)
+    trainer = trainer_lib.Trainer(assets_lib.FaceAssets.load(asset),
+                                  model_lib.ModelConfig(shape_dim=0, albedo_dim=0), config)
+    trainer.restore()
+    history = trainer.train()
+    assert len(history) == 2 and all(np.isfinite(h['total']) for h in history)

@@ -8,8 +8,9 @@
 5. Reconstruction: overlays of held-out synthetic samples, and `mofl.reconstruct` of a real
    photo (scikit-image's astronaut) from the SavedModel: OBJ/PLY/JSON/overlay.
 
-Each step skips work whose outputs already exist, and training resumes from its checkpoint, so
-re-running `make demo` continues where it stopped.
+The synthetic data are reused when present and training resumes from its checkpoint, so
+re-running `make demo` continues where it stopped (asset, export and reconstructions are redone;
+they take seconds).
 """
 import csv
 import os
@@ -138,25 +139,17 @@ def reconstruct(out, run_dir, data):
     _banner('5/5 reconstruction of held-out synthetic samples')
     from mofl import trainer as trainer_lib
     from mofl.data import pipeline
-    from mofl.render import image_renderer, overlay
-    import tensorflow as tf
+    from mofl.render import overlay
     _, model, step = trainer_lib.load_run(run_dir)
     dataset = pipeline.make_dataset(os.path.join(data, 'test-*'), batch_size=1, num_frames=4,
                                     shuffle=False, repeat=False)
     rows = []
     for batch in dataset.take(3):
-        images = batch['images']
-        outputs = model(images)
-        frames = images.shape[1]
-        flat = lambda x: tf.reshape(x, [frames] + x.shape[2:])
-        rendered = image_renderer.render_image(
-            flat(outputs['vertices']), model.triangles,
-            tf.repeat(outputs['albedo'], frames, axis=0), flat(outputs['sh']),
-            flat(outputs['rotation']), flat(outputs['translation']), camera=model.camera,
-            background=flat(images))
-        for f in range(frames):
-            frame = overlay.draw_landmarks(flat(images)[f].numpy(),
-                                           flat(outputs['landmarks'])[f].numpy())
+        frames = batch['images'][0]
+        outputs = model(batch['images'])
+        rendered = model.render_sample(outputs, background=frames)
+        for f in range(frames.shape[0]):
+            frame = overlay.draw_landmarks(frames[f].numpy(), outputs['landmarks'][0, f].numpy())
             rows.append(overlay.render_panels(frame, rendered, index=f, labels=not rows))
     png = os.path.join(out, 'reconstructions.png')
     overlay.save_png(png, overlay.stack_rows(rows))

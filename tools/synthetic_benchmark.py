@@ -45,7 +45,10 @@ def main(argv):
     out = os.path.abspath(FLAGS.output_dir)
     os.makedirs(out, exist_ok=True)
     timings_path = os.path.join(out, 'timings.json')
-    timings = json.load(open(timings_path)) if os.path.exists(timings_path) else {}
+    timings = {}
+    if os.path.exists(timings_path):
+        with open(timings_path) as f:
+            timings = json.load(f)
     asset = [f'--asset={FLAGS.asset}'] if FLAGS.asset else []
     data = os.path.join(out, 'data')
     try:

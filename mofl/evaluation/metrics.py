@@ -1,9 +1,9 @@
 """Per-mesh geometric error of a reconstruction against a ground-truth scan (Tables 1–2, §4.2).
 
 `mesh_rmse` is the full protocol (written out step by step in BUILD_NOTES.md, "Geometric
-evaluation protocol"): landmark Procrustes (or centroid) initialisation, trimmed point-to-surface
-ICP of the predicted face region onto the scan, exact point-to-triangle distances of the
-predicted face-region vertices to the scan surface, RMSE in mm. `vertex_rmse` is the variant for
+evaluation protocol"): landmark Procrustes (or centroid) initialisation, point-to-surface ICP
+(outliers beyond 3 × the median rejected) of the predicted face region onto the scan, exact
+point-to-triangle distances of the predicted face-region vertices to the scan surface, RMSE in mm. `vertex_rmse` is the variant for
 ground truth in the predicted mesh's own topology (the synthetic benchmark, DESIGN.md §4), where
 the correspondence is known (the paper's "pre-computed dense correspondence map").
 """

@@ -8,6 +8,8 @@ import time
 import numpy as np
 from absl import logging
 
+from mofl import model as model_lib
+
 
 def parse_runs(spec):
     """'1:dirA,2:dirB' -> {1: 'dirA', 2: 'dirB'} (keys int)."""
@@ -124,9 +126,16 @@ def real_scans(runs, pairs_path, with_scale):
     with face_tracking.FaceTracker() as tracker:
         crops = {}
         for scan_path, images in pairs:   # detect and crop once, as mofl.reconstruct does
-            faces = [reconstruct_lib.crop_face(tracker, reconstruct_lib.read_image(p),
-                                               reconstruct_lib.DEFAULT_CROP_SCALE, 240,
-                                               os.path.basename(p), p) for p in images]
+            try:
+                faces = [reconstruct_lib.crop_face(tracker, reconstruct_lib.read_image(p),
+                                                   reconstruct_lib.DEFAULT_CROP_SCALE,
+                                                   model_lib.IMAGE_SIZE[0], os.path.basename(p),
+                                                   p)
+                         for p in images]
+            except reconstruct_lib.InputError as e:
+                logging.warning('skipping %s: %s', scan_path, e)
+                failures += 1
+                continue
             if any(face is None for face in faces):
                 logging.warning('skipping %s: no face found in one of %s', scan_path, images)
                 failures += 1

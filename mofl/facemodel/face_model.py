@@ -38,13 +38,10 @@ class FaceModel(keras.layers.Layer):
         self.albedo_dim = int(albedo_dim)
 
         self.template = tf.constant(mesh.vertices, tf.float32)                       # [V, 3]
-        self.triangles = tf.constant(mesh.triangles, tf.int32)                       # [T, 3]
-        self.mean_nodes = tf.constant(graph.nodes, tf.float32)                       # [G, 3]
         self.skin_indices = tf.constant(graph.skin_indices, tf.int32)                # [V, k]
         self.skin_weights = tf.constant(graph.skin_weights, tf.float32)              # [V, k]
         self.expression_basis = tf.constant(mesh.expression_basis, tf.float32)       # [b, V, 3]
         self.expression_sigma = tf.constant(mesh.expression_sigma, tf.float32)       # [b]
-        self.landmark_indices = tf.constant(mesh.landmark_indices, tf.int32)         # [66]
         graph_basis = ocl_lib.graph_expression_basis(
             graph.skinning_matrix(mesh.num_vertices), mesh.expression_basis)
         self.ocl = ocl_lib.OrthogonalComplementLayer(ocl_lib.orthonormal_basis(graph_basis))
@@ -73,6 +70,8 @@ class FaceModel(keras.layers.Layer):
         Returns:
             [B, G, 3] in mm.
         """
+        if self.shape_dim == 0:   # no learned modes (supp. Table 4, size 0)
+            return tf.zeros([tf.shape(shape_params)[0], self.num_nodes, 3], tf.float32)
         flat = tf.matmul(shape_params, self.shape_basis(), transpose_b=True)  # [B, 3G]
         return tf.reshape(flat, [-1, self.num_nodes, 3])
 
@@ -130,8 +129,10 @@ class FaceModel(keras.layers.Layer):
             albedo_params: [B, a] β.
 
         Returns:
-            [B, V, 3] linear RGB.
+            [B, V, 3] RGB reflectance as the images store it (sRGB-encoded values in [0, 1]).
         """
+        if self.albedo_dim == 0:
+            return tf.tile(self.mean_albedo[None], [tf.shape(albedo_params)[0], 1, 1])
         flat = tf.matmul(albedo_params, self.theta_albedo, transpose_b=True)   # [B, 3V]
         return self.mean_albedo[None] + tf.reshape(flat, [-1, self.num_vertices, 3])
 

@@ -41,8 +41,8 @@ def contour_candidate_lines(vertices, contour_vertices, face_mask, num_candidate
     """Candidate vertex lines for the sliding jaw-contour landmarks (paper §3.5, after [59]).
 
     Each jaw landmark gets the face-region vertices lying within `band` mm of the frontal-view
-    (x, y) line through the landmark that points away from the face centre (the nose-tip height
-    on the mid line), from half-way to the centre out to the mesh border, sorted outwards and
+    (x, y) line through the landmark that points away from the face centre (on the mid line,
+    level with the highest jaw landmark), from half-way to the centre out to the mesh border, sorted outwards and
     subsampled to `num_candidates`. As the head turns, the silhouette moves along these lines.
 
     Args:

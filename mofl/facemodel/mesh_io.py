@@ -33,15 +33,21 @@ def read_obj(path, max_vertices=None, max_polygons=None):
         (vertices [V, 3] float64, polygons: list of int tuples, 0-based).
     """
     verts, polys = [], []
+    num_seen = 0   # every `v` line so far: negative indices count back from here (OBJ rule)
     try:
         with _open_text(path) as f:
             for raw in f:
+                if (max_vertices is not None and max_polygons is not None and
+                        len(verts) >= max_vertices and len(polys) >= max_polygons):
+                    break   # both limits reached: the rest of the file is not needed
                 if raw.startswith(b'v '):
+                    num_seen += 1
                     if max_vertices is None or len(verts) < max_vertices:
                         verts.append(raw[2:].split()[:3])
                 elif raw.startswith(b'f '):
                     if max_polygons is None or len(polys) < max_polygons:
-                        polys.append([int(tok.split(b'/')[0]) for tok in raw[2:].split()])
+                        indices = [int(tok.split(b'/')[0]) for tok in raw[2:].split()]
+                        polys.append(tuple(i - 1 if i > 0 else num_seen + i for i in indices))
     except (OSError, EOFError, ValueError) as e:
         raise MeshFormatError(f'{path}: unreadable OBJ ({e})') from e
     if not verts:
@@ -52,9 +58,7 @@ def read_obj(path, max_vertices=None, max_polygons=None):
         raise MeshFormatError(f'{path}: malformed vertex line ({e})') from e
     if vertices.ndim != 2 or vertices.shape[1] != 3:
         raise MeshFormatError(f'{path}: vertex lines need 3 coordinates')
-    num_read = len(verts)
-    polygons = [tuple(i - 1 if i > 0 else num_read + i for i in p) for p in polys]
-    return vertices, polygons
+    return vertices, polys
 
 
 def read_obj_vertices(path, max_vertices=None):

@@ -26,7 +26,6 @@ SH layout: the 27 numbers are 9 SH coefficients × 3 colour channels, band-major
 Y_11, Y_2−2, ..., Y_22. The default `sh_init` lights the face with ambient light only and makes the
 shading factor Σ_k γ_k·H_k(n) equal `ambient` for the orthonormal basis (H_0 = Y_00 = 1 / (2√π)).
 """
-import math
 
 import keras
 import numpy as np
@@ -35,21 +34,15 @@ import tensorflow as tf
 from mofl.nets.feature_extractor import FeatureExtractor
 from mofl.nets.identity_network import SharedIdentityNetwork
 from mofl.nets.parameter_network import NUM_SH_PARAMS, ParameterEstimationNetwork
+from mofl.render import camera
+from mofl.render import shading
 
-SH_Y00 = 0.5 / math.sqrt(math.pi)  # Value of the orthonormal real SH basis function Y_00.
-DEFAULT_CAMERA_DISTANCE_MM = 500.0
+DEFAULT_CAMERA_DISTANCE_MM = camera.DEFAULT_DEPTH_MM  # the face fills the 240 crop there
 
 
-def ambient_sh(ambient=1.0, y00=SH_Y00):
-    """Returns [27] float32 SH coefficients of uniform white light with shading factor `ambient`.
-
-    Args:
-        ambient: the shading factor Σ_k γ_k·H_k(n) wanted for every normal n.
-        y00: the renderer's value of the constant basis function H_0.
-    """
-    sh = np.zeros([NUM_SH_PARAMS], np.float32)
-    sh[0:3] = ambient / y00
-    return sh
+def ambient_sh(ambient=1.0):
+    """[27] float32 SH coefficients of white ambient light whose shading factor is `ambient`."""
+    return shading.ambient_sh(np.full([1, 3], ambient, np.float32))[0].numpy()
 
 
 class FmlNetwork(keras.Model):

@@ -68,6 +68,11 @@ class ParameterEstimationNetwork(keras.Model):
         shape_params, reflectance_params, low_features = inputs
         acts = {}
         identity = tf.concat([shape_params, reflectance_params], axis=-1)
+        if identity.shape[-1] == 0:
+            # A model without learned modes (supp. Table 4, size 0): the FC of a 0-wide input is
+            # its bias alone. One zero column gives exactly that without a zero-size matmul,
+            # which oneDNN's fused kernels cannot run.
+            identity = tf.zeros([tf.shape(identity)[0], 1], identity.dtype)
         x = self.fc_identity(identity)
         x = acts['fc_identity'] = self.reshape_identity(x)
         identity_map = acts['conv_identity'] = self.conv_identity(x)  # [B, 14, 14, 384]

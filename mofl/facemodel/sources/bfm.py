@@ -21,11 +21,11 @@ import h5py
 import numpy as np
 import scipy.io
 
+from mofl import landmarks as landmark_layout
 from mofl.facemodel import assets as assets_lib
 from mofl.facemodel import geometry
 
 OPEN_MOUTH_LIP_GAP_MM = 4.0
-INNER_MOUTH_CORNERS_68 = (60, 64)
 CONTOUR_CANDIDATES = 12
 
 _LICENSE = ('Derived from the Basel Face Model 2009 (University of Basel), licensed to the user; '
@@ -112,7 +112,7 @@ def build_source(model_path, expression_path, landmarks_path, units_to_mm=0.001)
     landmarks68 = np.loadtxt(landmarks_path, dtype=np.int64).reshape(-1)
     if landmarks68.size != 68 or landmarks68.min() < 0 or landmarks68.max() >= n:
         raise ValueError(f'{landmarks_path}: need 68 vertex indices in 0..{n - 1}')
-    landmarks66 = np.delete(landmarks68, INNER_MOUTH_CORNERS_68).astype(np.int32)
+    landmarks66 = landmark_layout.drop_inner_mouth_corners(landmarks68, axis=0).astype(np.int32)
 
     if 'texMU' in model:
         tex = _interleaved_to_vertices(model['texMU'], n, model_path, 'texMU')

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from mofl import landmarks as landmark_layout
 from mofl.facemodel import assets as assets_lib
 from mofl.facemodel import mesh_io
 from mofl.facemodel import geometry
@@ -19,11 +20,10 @@ FACE_AREA_VERTICES = 9409        # vertices 0..9408
 FACE_AREA_POLYGONS = 9230        # polygons 0..9229
 NARROW_FACE_VERTICES = 6706      # vertices 0..6705: the face region used for evaluation
 CM_TO_MM = 10.0
-INNER_MOUTH_CORNERS_68 = (60, 64)
 # Weight of jawOpen used for the open-mouth template that places the graph nodes (§3.2): at 0.15
 # the ICT lips part by a few millimetres.
 OPEN_MOUTH_WEIGHT = 0.15
-# Constant initial reflectance r̄ (eq. 6): a mid skin tone in linear RGB [0, 1].
+# Constant initial reflectance r̄ (eq. 6): a mid skin tone, RGB in [0, 1] like the input images.
 DEFAULT_SKIN_COLOR = (0.70, 0.52, 0.42)
 # The fraction of the mouth's half-width, around its centre, whose lip vertices the graph must
 # keep apart; towards the corners the two lips are one surface anyway.
@@ -78,7 +78,7 @@ def build_source(ict_dir):
         shape = mesh_io.read_obj_vertices(_find_obj(ict_dir, name), FACE_AREA_VERTICES)
         basis[u] = (shape - neutral) * CM_TO_MM
 
-    landmarks66 = np.delete(landmarks68, INNER_MOUTH_CORNERS_68)
+    landmarks66 = landmark_layout.drop_inner_mouth_corners(landmarks68, axis=0)
     jaw_open = basis[names.index('jawOpen')]
     upper_lip, lower_lip = geometry.split_lips(vertices, triangles, landmarks68, jaw_open,
                                                LIP_CENTRE_FRACTION)

@@ -27,7 +27,6 @@ Landmarks: FaceMesh vertices keep their indices through the subdivision, so the 
 landmark vertices are `mofl.landmarks.MEDIAPIPE_TO_66` (see that module for the 468 → 68 map).
 """
 import dataclasses
-import os
 
 import numpy as np
 
@@ -335,11 +334,3 @@ def build_source(image_path=None, min_vertices=3000):
         license=LICENSE)
     mesh.validate(where=f'mediapipe source ({image_path or "astronaut.png"})')
     return mesh
-
-
-def default_image_exists():
-    """True when scikit-image's astronaut.png is installed."""
-    try:
-        return os.path.isfile(sample_data.astronaut_path())
-    except FileNotFoundError:
-        return False
