@@ -70,10 +70,15 @@ class ParameterEstimationNetwork(keras.Model):
         identity = tf.concat([shape_params, reflectance_params], axis=-1)
         if identity.shape[-1] == 0:
             # A model without learned modes (supp. Table 4, size 0): the FC of a 0-wide input is
-            # its bias alone. One zero column gives exactly that without a zero-size matmul,
-            # which oneDNN's fused kernels cannot run.
-            identity = tf.zeros([tf.shape(identity)[0], 1], identity.dtype)
-        x = self.fc_identity(identity)
+            # activation(bias). Computed directly, since oneDNN's fused kernels cannot run the
+            # zero-size matmul.
+            if not self.fc_identity.built:
+                self.fc_identity.build(identity.shape)
+            bias = tf.broadcast_to(self.fc_identity.bias,
+                                   [tf.shape(identity)[0], self.fc_identity.units])
+            x = self.fc_identity.activation(bias)
+        else:
+            x = self.fc_identity(identity)
         x = acts['fc_identity'] = self.reshape_identity(x)
         identity_map = acts['conv_identity'] = self.conv_identity(x)  # [B, 14, 14, 384]
 
