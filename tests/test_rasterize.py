@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from mofl.render import rasterize
+from mofl.render.procedural_meshes import ellipsoid_mesh
 from mofl.render.ops import build_ops
 from mofl.render.reference_rasterizer import reference_rasterize_triangles
-from tools.bench_render import ellipsoid_mesh
 
 HEIGHT, WIDTH = 24, 32
 
