@@ -57,6 +57,11 @@ class FaceModel(keras.layers.Layer):
             name='mean_albedo', shape=(self.num_vertices, 3),
             initializer=keras.initializers.Constant(skin))
 
+    def build(self, *args, **kwargs):
+        """Every weight is created in __init__ (its shapes come from the asset, not the input)."""
+        del args, kwargs
+        self.built = True
+
     def shape_basis(self):
         """[3G, g] OCL(Θs): the learned identity basis, orthogonal to the expressions."""
         return self.ocl(self.theta_shape)
