@@ -85,14 +85,7 @@ def photometric_loss(sampled_colors, rendered_colors, visibility):
         Scalar float32.
     """
     with tf.name_scope('photometric_loss'):
-        sampled_colors = tf.convert_to_tensor(sampled_colors, tf.float32)
-        rendered_colors = tf.convert_to_tensor(rendered_colors, tf.float32)
-        visibility = tf.cast(visibility, tf.float32)
-        # Select before squaring: a 0 mask times a non-finite colour of a hidden vertex (e.g.
-        # sampled outside the image) would put NaN in the value and the gradients.
-        diff = tf.where(visibility[..., tf.newaxis] > 0, sampled_colors - rendered_colors, 0.0)
-        squared = visibility * tf.reduce_sum(tf.square(diff), axis=-1)
-        return tf.reduce_mean(tf.reduce_sum(squared, axis=[1, 2]))
+        return _weighted_squared_distance(sampled_colors, rendered_colors, visibility)
 
 
 def landmark_loss(predicted, detected, confidence):
@@ -110,13 +103,29 @@ def landmark_loss(predicted, detected, confidence):
         Scalar float32.
     """
     with tf.name_scope('landmark_loss'):
-        predicted = tf.convert_to_tensor(predicted, tf.float32)
-        detected = tf.convert_to_tensor(detected, tf.float32)
-        confidence = tf.convert_to_tensor(confidence, tf.float32)
-        # Landmarks with confidence 0 may hold any value (even NaN); select them out first.
-        diff = tf.where(confidence[..., tf.newaxis] > 0, detected - predicted, 0.0)
-        squared = tf.reduce_sum(tf.square(diff), axis=-1)
-        return tf.reduce_mean(tf.reduce_sum(confidence * squared, axis=[1, 2]))
+        return _weighted_squared_distance(detected, predicted, confidence)
+
+
+def _weighted_squared_distance(a, b, weights):
+    """Σ_f Σ_i w_i ‖a_i − b_i‖² per sample, averaged over the batch.
+
+    Entries with weight 0 are selected out before squaring: they may hold any value (a hidden
+    vertex sampled outside the image, an undetected landmark, even NaN) without reaching the
+    value or the gradients.
+
+    Args:
+        a, b: [B, M, N, C].
+        weights: [B, M, N] (bool or float).
+
+    Returns:
+        Scalar float32.
+    """
+    a = tf.convert_to_tensor(a, tf.float32)
+    b = tf.convert_to_tensor(b, tf.float32)
+    weights = tf.cast(weights, tf.float32)
+    diff = tf.where(weights[..., tf.newaxis] > 0, a - b, 0.0)
+    squared = weights * tf.reduce_sum(tf.square(diff), axis=-1)
+    return tf.reduce_mean(tf.reduce_sum(squared, axis=[1, 2]))
 
 
 def select_contour_vertices(camera_vertices, camera_normals, contour_candidates):
