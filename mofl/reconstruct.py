@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 
 from mofl.data import face_tracking
+from mofl.data import video as video_lib
 from mofl.facemodel import mesh_io
 from mofl.render import camera as camera_lib
 from mofl.render import image_renderer
@@ -235,22 +236,12 @@ def read_video_frames(path, frame_stride=1, max_frames=0) -> Iterator[Tuple[int,
     """
     if not os.path.isfile(path):
         raise InputError(f'{path}: no such file')
-    capture = cv2.VideoCapture(path)
-    kept = 0
-    try:
-        number = 0
-        while capture.isOpened() and (not max_frames or kept < max_frames):
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            if number % frame_stride == 0:
-                kept += 1
-                yield number, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            number += 1
-        if number == 0:
-            raise InputError(f'{path}: not a readable video (no frame decoded)')
-    finally:
-        capture.release()
+    decoded = False
+    for number, frame in video_lib.iter_frames(path, frame_stride, max_kept=max_frames):
+        decoded = True
+        yield number, frame
+    if not decoded:
+        raise InputError(f'{path}: not a readable video (no frame decoded)')
 
 
 def crop_face(tracker, image_rgb, crop_scale, crop_size, name, source, frame_index=None):

@@ -50,6 +50,7 @@ from mofl.data import face_tracking
 from mofl.data import frame_sampling
 from mofl.data import head_pose
 from mofl.data import records
+from mofl.data import video as video_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('input_dir', None, 'Root of the video tree: ID/VIDEO/CLIP.mp4 (VoxCeleb2).')
@@ -169,24 +170,6 @@ def _init_worker(config: PreprocessConfig):
         normals=face_tracking.landmark_normals(template))
 
 
-def _iter_frames(path, stride, max_frames):
-    """(frame number, RGB frame) of every `stride`-th decoded frame."""
-    capture = cv2.VideoCapture(path)
-    try:
-        if not capture.isOpened():
-            return
-        index = 0
-        while not max_frames or index < max_frames:
-            ok, bgr = capture.read()
-            if not ok or bgr is None:
-                return
-            if index % stride == 0:
-                yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            index += 1
-    finally:
-        capture.release()
-
-
 def process_video(video):
     """Tracks, filters, crops and samples one clip (runs in a worker).
 
@@ -216,8 +199,9 @@ def _process_video(video, result):
     config, tracker = _WORKER['config'], _WORKER['tracker']
     size = config.image_size
     kept = []  # (frame number, crop, landmarks, confidence, euler, box)
-    for index, frame in _iter_frames(os.path.join(config.input_dir, video), config.frame_stride,
-                                     config.max_frames_per_video):
+    for index, frame in video_lib.iter_frames(os.path.join(config.input_dir, video),
+                                              config.frame_stride,
+                                              max_decoded=config.max_frames_per_video):
         result['frames_decoded'] += 1
         face = tracker.detect(frame)
         if face is None:
