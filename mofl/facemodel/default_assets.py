@@ -10,7 +10,7 @@ from absl import logging
 from mofl.facemodel import assets as assets_lib
 
 # Bump when the way sources or graphs are built changes, so cached assets are rebuilt.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 
 
 def default_source():

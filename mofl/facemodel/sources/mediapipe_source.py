@@ -94,16 +94,13 @@ def detect_landmarks(image, where='image'):
     Raises:
         NoFaceError: if no face is found.
     """
-    import mediapipe as mp
-    height, width = image.shape[:2]
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                         refine_landmarks=False) as face_mesh:
-        result = face_mesh.process(np.ascontiguousarray(image))
-    if not result.multi_face_landmarks:
+    from mofl.data import face_tracking   # mediapipe is heavy: import only when building
+    with face_tracking.FaceTracker() as tracker:
+        face = tracker.detect(image)
+    if face is None:
         raise NoFaceError(f'{where}: mediapipe FaceMesh found no face; the mediapipe face '
                           'source needs a clear frontal face photo')
-    points = np.array([[p.x, p.y, p.z] for p in result.multi_face_landmarks[0].landmark[:468]])
-    return points * np.array([width, height, width])
+    return face.mesh_landmarks[:468].astype(np.float64)
 
 
 def _frame(points, x_direction):
