@@ -18,6 +18,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from mofl.data import head_pose
 from mofl.render.procedural_meshes import ellipsoid_mesh
 
 flags.DEFINE_string('asset', None, 'Face asset .npz to rasterize instead of the ellipsoid.')
@@ -33,16 +34,6 @@ FLAGS = flags.FLAGS
 CAMERA_DISTANCE_MM = 600.0
 
 
-def rotation(pitch, yaw, roll):
-    """R = Rz(roll) · Ry(yaw) · Rx(pitch), as in BUILD_NOTES.md."""
-    cx, sx, cy, sy, cz, sz = (np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw),
-                              np.cos(roll), np.sin(roll))
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 def screen_vertices(model_vertices, batch_size, image_size, seed):
     """Poses the mesh per image and projects it: returns [B, V, 3] (u, v, d) float32."""
     rng = np.random.default_rng(seed)
@@ -53,7 +44,7 @@ def screen_vertices(model_vertices, batch_size, image_size, seed):
     out = []
     for _ in range(batch_size):
         angles = rng.uniform(-0.3, 0.3, size=3) * np.array([1.0, 1.5, 0.5])
-        camera = centred @ rotation(*angles).T + np.array([0.0, 0.0, -CAMERA_DISTANCE_MM])
+        camera = centred @ head_pose.euler_to_rotation(angles).T + np.array([0.0, 0.0, -CAMERA_DISTANCE_MM])
         d = -camera[:, 2]
         out.append(np.stack([principal + focal * camera[:, 0] / d,
                              principal - focal * camera[:, 1] / d, d], axis=-1))
