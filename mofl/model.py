@@ -92,7 +92,6 @@ class FmlModel(keras.Model):
         region = (mesh.face_mask if config.photometric_region == 'face'
                   else np.ones(mesh.num_vertices, bool))
         self.photometric_mask = tf.constant(region, tf.bool)
-        self.num_vertices = mesh.num_vertices
 
     def reflectance_variables(self):
         """Θa and r̄: the variables that get the larger fine-tuning learning rate (§4)."""
