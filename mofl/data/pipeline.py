@@ -93,8 +93,11 @@ def make_dataset(file_pattern, batch_size, num_frames, shuffle=True, repeat=True
         enough = tf.debugging.assert_greater_equal(
             sample['num_frames'], num_frames,
             message=f'a record has fewer frames than num_frames={num_frames}')
+        # Every per-frame tensor waits for the check, so a short record always fails with its
+        # message rather than with whichever shape check happens to run first.
         with tf.control_dependencies([enough]):
-            images = tf.identity(sample['images'][:num_frames])
+            sample = {k: tf.identity(v) for k, v in sample.items()}
+        images = sample['images'][:num_frames]
         out = {
             'images': tf.ensure_shape(images, [num_frames, image_size, image_size, 3]),
             'landmarks': tf.ensure_shape(sample['landmarks'][:num_frames],
