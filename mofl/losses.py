@@ -128,41 +128,43 @@ def _weighted_squared_distance(a, b, weights):
     return tf.reduce_mean(tf.reduce_sum(squared, axis=[1, 2]))
 
 
-def select_contour_vertices(camera_vertices, camera_normals, contour_candidates):
+def select_contour_vertices(camera_vertices, rotation, contour_candidates, outward_directions):
     """Picks each frame's sliding correspondence for the 17 jaw landmarks (§3.5).
 
-    Rule: a jaw landmark of a detector marks the face's silhouette, where the surface turns away
-    from the viewer. Among a landmark's candidate vertices that face the camera, we pick the one
-    whose unit normal is closest to perpendicular to the unit direction towards the camera,
-    i.e. the smallest cos θ = n̂ · (−p̂) ≥ 0. If no candidate faces the camera (the jaw line is
-    turned away) we take the candidate with the largest (least negative) cos θ, the one nearest
-    the silhouette from behind. The choice is a discrete index and carries no gradient; the
-    landmark position gathered with it stays differentiable in the vertices.
+    Rule: a jaw landmark of a detector marks the outline of the face in the image. Along each
+    landmark's candidate line we take the vertex that projects furthest outwards, i.e. the one
+    whose perspective projection (x/d, y/d), d = −z, has the largest component along the line's
+    outward direction rotated with the head (R·o, its x and y). The outermost projection of a
+    surface along a direction lies on its silhouette, so the choice slides smoothly along the line
+    as the head turns and never jumps into a concave fold (under the lower lip, say) whose normals
+    also happen to be perpendicular to the view. The choice is a discrete index and carries no
+    gradient; the landmark position gathered with it stays differentiable in the vertices.
 
     Args:
-        camera_vertices: [B, M, V, 3] camera-space vertex positions p (camera at the origin).
-        camera_normals: [B, M, V, 3] camera-space vertex normals n (need not be unit length).
+        camera_vertices: [B, M, V, 3] camera-space vertex positions (camera at the origin, looking
+            down −z).
+        rotation: [B, M, 3, 3] the head rotation R of each frame (model → camera).
         contour_candidates: [17, K] int32 candidate vertex lines, padded with −1; every line has
             at least one candidate.
+        outward_directions: [17, 3] model-space outward direction o of each line
+            (`mofl.facemodel.geometry.contour_outward_directions`).
 
     Returns:
         [B, M, 17] int32 vertex index chosen for each jaw landmark in each frame.
     """
     with tf.name_scope('select_contour_vertices'):
         vertices = tf.stop_gradient(tf.convert_to_tensor(camera_vertices, tf.float32))
-        normals = tf.stop_gradient(tf.convert_to_tensor(camera_normals, tf.float32))
+        rotation = tf.stop_gradient(tf.convert_to_tensor(rotation, tf.float32))
         candidates = tf.convert_to_tensor(contour_candidates, tf.int32)
+        directions = tf.convert_to_tensor(outward_directions, tf.float32)
         valid = candidates >= 0  # [17, K]
-        safe = tf.maximum(candidates, 0)
-        cand_vertices = tf.gather(vertices, safe, axis=2)  # [B, M, 17, K, 3]
-        cand_normals = tf.gather(normals, safe, axis=2)
-        to_camera = tf.math.l2_normalize(-cand_vertices, axis=-1)
-        cosine = tf.reduce_sum(tf.math.l2_normalize(cand_normals, axis=-1) * to_camera, axis=-1)
-        # One key, minimised: front-facing candidates (cos in [0, 1]) come first by cos; then
-        # back-facing ones (key in [2, 3]) by |cos|; padding never wins.
-        key = tf.where(cosine >= 0.0, cosine, 2.0 - cosine)
-        key = tf.where(valid, key, tf.fill(tf.shape(key), float('inf')))
-        best = tf.argmin(key, axis=-1, output_type=tf.int32)  # [B, M, 17]
+        cand_vertices = tf.gather(vertices, tf.maximum(candidates, 0), axis=2)  # [B, M, 17, K, 3]
+        depth = tf.maximum(-cand_vertices[..., 2:], 1e-6)
+        projected = cand_vertices[..., :2] / depth                              # [B, M, 17, K, 2]
+        outward = tf.einsum('bmij,lj->bmli', rotation, directions)[..., :2]     # [B, M, 17, 2]
+        key = tf.reduce_sum(projected * outward[..., tf.newaxis, :], axis=-1)   # [B, M, 17, K]
+        key = tf.where(valid, key, tf.fill(tf.shape(key), float('-inf')))
+        best = tf.argmax(key, axis=-1, output_type=tf.int32)                    # [B, M, 17]
         return _gather_candidate(candidates, best)
 
 

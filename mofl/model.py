@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from mofl import losses
 from mofl.facemodel import face_model as face_model_lib
+from mofl.facemodel import geometry
 from mofl.nets import fml_network
 from mofl.render import camera as camera_lib
 from mofl.render import image_renderer
@@ -49,6 +50,8 @@ class ModelConfig:
         visibility: 'backface' (the paper) or 'zbuffer'.
         photometric_region: 'face' (the asset's face mask) or 'all' vertices.
         shape_init_stddev, albedo_init_stddev: initial scale of Θs (mm) and Θa.
+        shape_basis_scale, albedo_basis_scale: units in which Θs and Θa are stored, i.e. their
+            learning-rate multipliers under Adam (`mofl.facemodel.face_model`); 1 = none.
     """
     shape_dim: int = 500
     albedo_dim: int = 500
@@ -58,6 +61,8 @@ class ModelConfig:
     photometric_region: str = 'face'
     shape_init_stddev: float = 0.01
     albedo_init_stddev: float = 1e-4
+    shape_basis_scale: float = 1.0
+    albedo_basis_scale: float = 1.0
     image_size: Tuple[int, int] = IMAGE_SIZE
 
 
@@ -81,11 +86,15 @@ class FmlModel(keras.Model):
         self.face_model = face_model_lib.FaceModel(
             assets, shape_dim=config.shape_dim, albedo_dim=config.albedo_dim,
             shape_init_stddev=config.shape_init_stddev,
-            albedo_init_stddev=config.albedo_init_stddev)
+            albedo_init_stddev=config.albedo_init_stddev,
+            shape_basis_scale=config.shape_basis_scale,
+            albedo_basis_scale=config.albedo_basis_scale)
         self.camera = camera_lib.Camera.centered(config.image_size, config.focal_length)
         mesh = assets.mesh
         self.triangles = tf.constant(mesh.triangles, tf.int32)
         self.contour_candidates = tf.constant(mesh.contour_candidates, tf.int32)
+        self.contour_directions = tf.constant(geometry.contour_outward_directions(
+            mesh.vertices, mesh.contour_candidates), tf.float32)
         self.landmark_indices = tf.constant(mesh.landmark_indices, tf.int32)
         self.graph_edges = tf.constant(assets.graph.edges, tf.int32)
         self.mesh_edges = tf.constant(assets.mesh_edges, tf.int32)
@@ -129,7 +138,7 @@ class FmlModel(keras.Model):
         flat = lambda x: tf.reshape(x, tf.concat([[batch * frames], tf.shape(x)[2:]], 0))
         unflat = lambda x: tf.reshape(x, tf.concat([[batch, frames], tf.shape(x)[1:]], 0))
 
-        screen, camera_vertices, _ = camera_lib.model_to_screen(
+        screen, camera_vertices, rotation = camera_lib.model_to_screen(
             flat(vertices), flat(params['rotation']), flat(params['translation']), self.camera)
         normals = normals_lib.vertex_normals(camera_vertices, self.triangles)
         albedo = tf.repeat(decoded['albedo'], frames, axis=0)       # [B·M, V, 3]
@@ -139,8 +148,8 @@ class FmlModel(keras.Model):
             image_size=self.config.image_size, mode=self.config.visibility)
 
         camera_vertices, normals, screen = unflat(camera_vertices), unflat(normals), unflat(screen)
-        contour = losses.select_contour_vertices(camera_vertices, normals,
-                                                 self.contour_candidates)
+        contour = losses.select_contour_vertices(camera_vertices, unflat(rotation),
+                                                 self.contour_candidates, self.contour_directions)
         landmark_vertices = losses.landmark_vertex_indices(self.landmark_indices, contour)
         landmarks = tf.gather(screen[..., :2], landmark_vertices, axis=2, batch_dims=2)
         outputs = dict(params)

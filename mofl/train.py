@@ -41,6 +41,10 @@ flags.DEFINE_enum('photometric_region', 'face', ['face', 'all'],
                   'Vertices in the photometric term: the asset\'s face mask or all.')
 flags.DEFINE_float('shape_init_stddev', 0.01, 'Initial stddev of Θs (mm per unit α).')
 flags.DEFINE_float('albedo_init_stddev', 1e-4, 'Initial stddev of Θa.')
+flags.DEFINE_float('shape_basis_scale', 1.0, 'Units (mm) in which Θs is stored: with Adam, a '
+                   'learning-rate multiplier for the learned shape basis (ours; 1 = none).')
+flags.DEFINE_float('albedo_basis_scale', 1.0, 'Units in which Θa is stored: with Adam, a '
+                   'learning-rate multiplier for the learned reflectance basis (ours; 1 = none).')
 # Schedule and optimisation.
 flags.DEFINE_integer('pretrain_steps', 0, 'Stage 0: expression pre-training steps.')
 flags.DEFINE_integer('train_steps', 100, 'Stage 1: end-to-end steps.')
@@ -49,6 +53,12 @@ flags.DEFINE_float('learning_rate', 1e-4, 'Adam learning rate.')
 flags.DEFINE_float('reflectance_learning_rate', 1e-3,
                    'Learning rate of Θa and r̄ in stage 2 (the paper\'s larger rate).')
 flags.DEFINE_float('gradient_clip_norm', 0.0, 'Global gradient norm clip (0: off).')
+flags.DEFINE_boolean('identity_output_init', False, 'Ours: when end-to-end training starts, '
+                     'rescale Table 2\'s last FC so that α and β have mean 0 and spread 1 over '
+                     'the first --identity_init_samples training samples (data-dependent '
+                     'initialisation; BUILD_NOTES.md "Training").')
+flags.DEFINE_integer('identity_init_samples', 16, 'Samples for --identity_output_init (≥ 2).',
+                     lower_bound=2)
 # Loss weights (supplement §2) and eq. 11 constants.
 flags.DEFINE_float('lambda_photometric', None, 'λpho (default 1.6/|V̄|).')
 flags.DEFINE_float('lambda_landmark', losses.PAPER_LANDMARK_WEIGHT, 'λlan.')
@@ -81,7 +91,8 @@ def configs_from_flags():
         shape_dim=FLAGS.shape_dim, albedo_dim=FLAGS.albedo_dim, focal_length=FLAGS.focal_length,
         camera_distance=FLAGS.camera_distance, visibility=FLAGS.visibility,
         photometric_region=FLAGS.photometric_region, shape_init_stddev=FLAGS.shape_init_stddev,
-        albedo_init_stddev=FLAGS.albedo_init_stddev)
+        albedo_init_stddev=FLAGS.albedo_init_stddev, shape_basis_scale=FLAGS.shape_basis_scale,
+        albedo_basis_scale=FLAGS.albedo_basis_scale)
     names = [f.name for f in dataclasses.fields(trainer_lib.TrainConfig)]
     train_config = trainer_lib.TrainConfig(**{n: getattr(FLAGS, n) for n in names})
     return model_config, train_config

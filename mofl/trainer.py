@@ -49,6 +49,8 @@ class TrainConfig:
     learning_rate: float = 1e-4
     reflectance_learning_rate: float = 1e-3
     gradient_clip_norm: float = 0.0
+    identity_output_init: bool = False
+    identity_init_samples: int = 16
     lambda_photometric: Optional[float] = None    # None: 1.6 / |V̄| (supplement §2)
     lambda_landmark: float = losses.PAPER_LANDMARK_WEIGHT
     lambda_smoothness: float = losses.PAPER_SMOOTHNESS_WEIGHT
@@ -110,6 +112,8 @@ def check_resumed_model_config(output_dir, model_config):
         return
     with open(path) as f:
         saved = json.load(f)
+    # Settings added after the run was written take their defaults (what the run used).
+    saved = {**json.loads(json.dumps(dataclasses.asdict(model_lib.ModelConfig()))), **saved}
     wanted = json.loads(json.dumps(dataclasses.asdict(model_config)))
     changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
     if changed:
@@ -340,6 +344,8 @@ class Trainer:
                 stage = cfg.stage_of(step)
                 self._set_learning_rates(stage)
                 logging.info('Stage %d (%s) from step %d', stage, STAGE_NAMES[stage], step)
+                if stage == 1 and step == cfg.pretrain_steps and cfg.identity_output_init:
+                    self.standardize_identity_outputs()
             terms = {k: float(v) for k, v in self._step_fn(stage)(self.iterator).items()}
             if terms['finite'] < 1.0:
                 bad = [k for k in LOSS_TERMS + ('total',) if not math.isfinite(terms[k])]
@@ -376,6 +382,26 @@ class Trainer:
                 on_step(done, terms)
         self.writer.flush()
         return history
+
+    def standardize_identity_outputs(self):
+        """Data-dependent initialisation of the identity head at the start of end-to-end
+        training (`--identity_output_init`): α and β get mean 0 and spread 1 over the first
+        `identity_init_samples` training samples (in file order, so a resumed run that starts
+        this stage again computes the same weights)."""
+        from mofl.data import pipeline
+        cfg = self.config
+        batch = next(iter(pipeline.make_dataset(
+            cfg.data, cfg.identity_init_samples, cfg.num_frames, shuffle=False, repeat=False,
+            image_size=self.model_config.image_size[0], drop_remainder=False)))
+        if batch['images'].shape[0] < 2:
+            raise ValueError(f'{cfg.data}: --identity_output_init needs at least 2 training '
+                             f'samples, found {batch["images"].shape[0]}')
+        with self.strategy.scope():
+            spread = self.model.network.standardize_identity_outputs(batch['images'])
+        if spread.size:
+            logging.info('Identity head standardised on %d samples: spread of α, β before '
+                         '%.3g (median), %.3g (max)', int(batch['images'].shape[0]),
+                         float(np.median(spread)), float(spread.max()))
 
     def _log_csv(self, step, stage, terms):
         """Appends the step's loss terms to OUTPUT_DIR/losses.csv (chief only)."""

@@ -2,6 +2,7 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,6 +10,7 @@ import tensorflow as tf
 import synthetic_face
 from mofl.facemodel import assets as assets_lib
 from mofl.facemodel import face_model
+from mofl.facemodel import geometry
 from mofl.facemodel import graph as graph_lib
 from mofl.facemodel import ocl
 
@@ -42,6 +44,37 @@ def test_ict_asset_counts_and_landmarks(ict_assets, ict_dir):
     assert np.argmin(jaw[:, 1]) == 8
     # Millimetres: the outer eye corners of an adult lie 80–110 mm apart.
     assert 80.0 < np.linalg.norm(left - right) < 110.0
+
+
+def _reverse_lines(candidates):
+    """Reverses each −1-padded line (padding stays at the end)."""
+    out = np.full_like(candidates, -1)
+    for j, line in enumerate(candidates):
+        line = line[line >= 0]
+        out[j, :line.size] = line[::-1]
+    return out
+
+
+def test_contour_outward_directions_point_away_from_the_face(ict_assets):
+    mesh = ict_assets.mesh
+    directions = geometry.contour_outward_directions(mesh.vertices, mesh.contour_candidates)
+    assert directions.shape == (17, 3)
+    np.testing.assert_allclose(np.linalg.norm(directions, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(directions[:, 2], 0.0)
+    assert directions[8, 1] < -0.95                       # the chin's line runs down
+    assert directions[0, 0] * directions[16, 0] < 0       # the two ends of the jaw: opposite sides
+    # Each direction points from the face's centre towards its own landmark.
+    jaw = mesh.vertices[mesh.landmark_indices[:17], :2]
+    centre = mesh.vertices[mesh.landmark_indices[17:], :2].mean(axis=0)
+    assert np.all(np.sum((jaw - centre) * directions[:, :2], axis=1) > 0)
+    # The order of a line's candidates does not matter.
+    np.testing.assert_array_equal(
+        geometry.contour_outward_directions(mesh.vertices, _reverse_lines(mesh.contour_candidates)),
+        directions)
+    single = np.full([17, 4], -1, np.int32)
+    single[:, 0] = mesh.landmark_indices[:17]
+    np.testing.assert_array_equal(
+        geometry.contour_outward_directions(mesh.vertices, single), 0.0)
 
 
 def test_ict_graph_has_paper_size_and_valid_skinning(ict_assets):
@@ -128,6 +161,43 @@ def test_decoding_matches_dense_equation_3():
     want = (face['vertices'].reshape(-1)[None, None] + (s @ basis @ alpha.numpy().T).T[:, None]
             + np.einsum('vb,kmb->kmv', b, delta.numpy()))
     np.testing.assert_allclose(got.reshape(2, 3, -1), want, atol=1e-3)
+
+
+def test_basis_scale_keeps_the_model_and_multiplies_the_adam_step():
+    """Θs, Θa stored in units s: same decoding and initial spread; one Adam step moves the
+    effective bases s times further than with s = 1 (module docstring, "Basis units")."""
+    face = synthetic_face.grid_face(n=15)
+    assets = graph_lib.build_assets(_synthetic_source(face), num_nodes=20, k=3)
+    alpha = tf.random.stateless_normal([2, 5], seed=[3, 4])
+    beta = tf.random.stateless_normal([2, 4], seed=[7, 8])
+    delta = tf.zeros([2, 1, 2])
+    plain = face_model.FaceModel(assets, shape_dim=5, albedo_dim=4, shape_init_stddev=1.0,
+                                 albedo_init_stddev=0.1)
+    scaled = face_model.FaceModel(assets, shape_dim=5, albedo_dim=4, shape_init_stddev=1.0,
+                                  albedo_init_stddev=0.1, shape_basis_scale=20.0,
+                                  albedo_basis_scale=5.0)
+    # Same seed: the stored weights are the plain ones divided by the scales.
+    np.testing.assert_allclose(scaled.theta_shape.numpy() * 20.0, plain.theta_shape.numpy(),
+                               rtol=1e-5)
+    np.testing.assert_allclose(scaled.vertices(alpha, delta), plain.vertices(alpha, delta),
+                               atol=1e-3)
+    np.testing.assert_allclose(scaled.albedo(beta), plain.albedo(beta), atol=1e-5)
+    steps = []
+    for model in (plain, scaled):
+        before_shape = model.shape_basis().numpy()
+        before_albedo = model.albedo_basis().numpy()
+        optimizer = keras.optimizers.Adam(learning_rate=1e-3)
+        with tf.GradientTape() as tape:
+            loss = (tf.reduce_sum(model.vertices(alpha, delta) ** 2)
+                    + tf.reduce_sum(model.albedo(beta) ** 2))
+        variables = [model.theta_shape, model.theta_albedo]
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        steps.append((np.abs(model.shape_basis().numpy() - before_shape).max(),
+                      np.abs(model.albedo_basis().numpy() - before_albedo).max()))
+    np.testing.assert_allclose(steps[1][0] / steps[0][0], 20.0, rtol=0.05)
+    np.testing.assert_allclose(steps[1][1] / steps[0][1], 5.0, rtol=0.05)
+    with pytest.raises(ValueError, match='scales must be > 0'):
+        face_model.FaceModel(assets, shape_dim=5, albedo_dim=4, shape_basis_scale=0.0)
 
 
 def test_asset_round_trip_and_errors(tmp_path):

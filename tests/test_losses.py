@@ -62,45 +62,72 @@ def test_landmark_loss_hand_value():
 
 
 def _contour_scene():
-    """Seven vertices, two frames; returns vertices, normals, candidate lines, expected picks."""
-    positions = np.array([[0, 0, -10]] * 5 + [[10, 0, -10]] * 2, np.float32)
-    normals = np.array([
-        [0, 0, 1],        # 0: faces the camera, cos = 1
-        [1, 0, 0.2],      # 1: front-facing, cos ≈ 0.196 (the silhouette of line A)
-        [1, 0, -0.1],     # 2: just back-facing, cos ≈ −0.0995
-        [0, 0, -1],       # 3: back-facing, cos = −1
-        [1, 0, -0.5],     # 4: back-facing, cos ≈ −0.447
-        [1, 0, 0],        # 5: n ⟂ z, but the view ray to (10, 0, −10) makes cos = −0.707
-        [1, 0, 1.2],      # 6: cos = 0.2 / (√2 · 1.562) ≈ 0.09 (> 0)
+    """Seven vertices, two frames; returns vertices, rotations, lines, directions, expected picks.
+
+    Camera space, camera at the origin looking down −z. Line A runs outwards along +x with a
+    vertex further back (2) whose projection x/d is smaller than that of vertex 1; line B runs
+    down (−y); line C has one candidate; line D mixes depths.
+    """
+    positions = np.array([
+        [10, 0, -100],    # 0: x/d = 0.10
+        [30, 0, -100],    # 1: x/d = 0.30 (outermost of line A)
+        [40, 0, -200],    # 2: x/d = 0.20 (further out in 3D, but behind: projects inside)
+        [0, -20, -100],   # 3: y/d = −0.20
+        [0, -45, -150],   # 4: y/d = −0.30 (lowest of line B)
+        [-25, 0, -100],   # 5: x/d = −0.25
+        [-20, 0, -50],    # 6: x/d = −0.40
     ], np.float32)
-    lines = [[0, 1, 2, -1], [3, 4, -1, -1], [2, -1, -1, -1], [5, 6, 0, -1]]
-    expected_frame0 = [1, 4, 2, 6]
-    # Frame 1: vertex 0 turned to the silhouette (cos 0.05 < cos of vertex 1), vertex 6 away.
-    normals_frame1 = normals.copy()
-    normals_frame1[0] = [1, 0, 0.05]
-    normals_frame1[6] = [-1, 0, 0]   # cos = +0.707: now vertex 0 (cos 0.05) wins line D
-    expected_frame1 = [0, 4, 2, 0]
+    lines = [[0, 1, 2, -1], [3, 4, -1, -1], [2, -1, -1, -1], [0, 5, 6, -1]]
+    directions = np.array([[1, 0, 0], [0, -1, 0], [0, 0, 0], [1, 0, 0]], np.float32)
+    identity = np.eye(3, dtype=np.float32)
+    # Frame 1: the head turned by 180° about y, so "outwards" along +x now points along −x.
+    turned = np.diag([-1.0, 1.0, -1.0]).astype(np.float32)
+    expected_frame0 = [1, 4, 2, 0]
+    expected_frame1 = [0, 4, 2, 6]
     candidates = np.array([lines[k % 4] for k in range(17)], np.int32)
+    outward = np.array([directions[k % 4] for k in range(17)], np.float32)
     vertices = np.stack([positions, positions])[None]          # [1, 2, 7, 3]
-    all_normals = np.stack([normals, normals_frame1])[None]    # [1, 2, 7, 3]
+    rotations = np.stack([identity, turned])[None]              # [1, 2, 3, 3]
     expected = np.array([[[expected_frame0[k % 4] for k in range(17)],
                           [expected_frame1[k % 4] for k in range(17)]]], np.int32)
-    return vertices, all_normals, candidates, expected
+    return vertices, rotations, candidates, outward, expected
 
 
-def test_select_contour_vertices_picks_silhouette_candidates():
-    vertices, normals, candidates, expected = _contour_scene()
-    chosen = losses.select_contour_vertices(vertices, normals, candidates)
+def test_select_contour_vertices_picks_the_outermost_projection():
+    vertices, rotations, candidates, outward, expected = _contour_scene()
+    chosen = losses.select_contour_vertices(vertices, rotations, candidates, outward)
     assert chosen.dtype == tf.int32
     np.testing.assert_array_equal(chosen, expected)
 
 
+def test_select_contour_vertices_lands_on_the_silhouette_of_a_turned_surface():
+    """A line on a cylinder (radius 60 mm, axis y, 1000 mm away) yawed by several angles: the
+    chosen vertex is where the view ray grazes the surface (normal ⟂ ray, to the 0.5° spacing)."""
+    angles = np.radians(np.arange(0.0, 150.0, 0.5))
+    radius, distance = 60.0, 1000.0
+    model = np.stack([radius * np.sin(angles), np.zeros_like(angles),
+                      radius * np.cos(angles)], axis=1).astype(np.float32)   # line along +x
+    line = np.full([17, len(angles)], -1, np.int32)
+    line[:] = np.arange(len(angles))
+    outward = np.tile(np.array([[1.0, 0.0, 0.0]], np.float32), [17, 1])
+    for yaw_deg in (-40.0, 0.0, 25.0, 50.0):
+        yaw = np.radians(yaw_deg)
+        rotation = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0],
+                             [-np.sin(yaw), 0, np.cos(yaw)]], np.float32)
+        points = model @ rotation.T + np.array([0, 0, -distance], np.float32)
+        chosen = losses.select_contour_vertices(points[None, None], rotation[None, None], line,
+                                                outward).numpy()[0, 0, 0]
+        normal = rotation @ np.array([np.sin(angles[chosen]), 0, np.cos(angles[chosen])])
+        ray = points[chosen] / np.linalg.norm(points[chosen])
+        assert abs(float(normal @ ray)) < np.sin(np.radians(0.6)), (yaw_deg, chosen)
+
+
 def test_select_contour_vertices_carries_no_gradient_and_landmarks_stay_differentiable():
-    vertices, normals, candidates, _ = _contour_scene()
+    vertices, rotations, candidates, outward, _ = _contour_scene()
     vertices = tf.Variable(vertices)
     landmark_indices = np.arange(66, dtype=np.int32) % 7
     with tf.GradientTape() as tape:
-        chosen = losses.select_contour_vertices(vertices, normals, candidates)
+        chosen = losses.select_contour_vertices(vertices, rotations, candidates, outward)
         indices = losses.landmark_vertex_indices(landmark_indices, chosen)
         points = tf.gather(vertices, indices, axis=2, batch_dims=2)   # [1, 2, 66, 3]
         value = tf.reduce_sum(points[..., 0])

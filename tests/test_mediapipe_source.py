@@ -9,6 +9,7 @@ import scipy.spatial
 
 from mofl import landmarks
 from mofl.facemodel import assets
+from mofl.facemodel import geometry
 from mofl.facemodel import subdivision
 from mofl.facemodel.sources import mediapipe_source
 from mofl.facemodel.sources import mediapipe_topology as topo
@@ -245,6 +246,10 @@ def test_contour_candidates(mesh):
         centre = np.array([0.0, v[4, 1]])
         dist = np.linalg.norm(v[line, :2] - centre, axis=1)
         assert dist[-1] < dist[0] - 5.0, 'candidate lines run towards the face centre'
+    # The sliding rule's outward directions point from the face's centre to the jaw.
+    directions = geometry.contour_outward_directions(v, cand)
+    inner = v[mesh.landmark_indices[17:], :2].mean(axis=0)
+    assert np.all(np.sum((v[jaw, :2] - inner) * directions[:, :2], axis=1) > 0)
     # Side landmarks slide roughly horizontally.
     side = cand[2][cand[2] >= 0]
     assert np.abs(v[side, 1] - v[side[0], 1]).max() < 0.5 * np.abs(v[side, 0] - v[side[0], 0]).max()

@@ -189,3 +189,27 @@ def test_feature_extractor_alone():
     low, medium = FeatureExtractor()(tf.zeros([1, 240, 240, 3]))
     assert low.shape == (1, 14, 14, 384)
     assert medium.shape == (1, 4, 4, 256)
+
+
+def test_identity_head_standardisation_is_an_affine_map_to_unit_spread():
+    """`standardize_outputs`: over the given samples every α_k, β_k gets mean 0 and spread 1;
+    for any other input the new outputs are the old ones under that same per-output map."""
+    head = SharedIdentityNetwork(num_shape_params=6, num_reflectance_params=4)
+    rng = np.random.default_rng(0)
+    # Small, nearly alike features (as after expression pre-training): a shared positive
+    # pattern plus a little per-sample variation.
+    common = rng.uniform(0.0, 0.004, [1, 1, 4, 4, 256])
+    features = tf.constant(common + rng.normal(0.0, 3e-4, [12, 2, 4, 4, 256]), tf.float32)
+    others = tf.constant(common + rng.normal(0.0, 3e-4, [5, 3, 4, 4, 256]), tf.float32)
+    before = np.concatenate([p.numpy() for p in head(features)], axis=1)         # [12, 10]
+    before_others = np.concatenate([p.numpy() for p in head(others)], axis=1)
+    spread = head.standardize_outputs(features)
+    np.testing.assert_allclose(spread, before.std(axis=0), rtol=1e-3)
+    after = np.concatenate([p.numpy() for p in head(features)], axis=1)
+    np.testing.assert_allclose(after.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(after.std(axis=0), 1.0, rtol=1e-3)
+    after_others = np.concatenate([p.numpy() for p in head(others)], axis=1)
+    np.testing.assert_allclose(after_others,
+                               (before_others - before.mean(axis=0)) / before.std(axis=0),
+                               rtol=1e-3, atol=1e-3)
+    assert SharedIdentityNetwork(0, 0).standardize_outputs(features).shape == (0,)

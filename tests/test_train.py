@@ -182,3 +182,40 @@ def test_model_without_learned_modes_trains(run_inputs, tmp_path):
     trainer.restore()
     history = trainer.train()
     assert len(history) == 2 and all(np.isfinite(h['total']) for h in history)
+
+
+def test_identity_output_init_standardises_alpha_when_end_to_end_training_starts(run_inputs,
+                                                                                tmp_path):
+    _, asset, data = run_inputs
+    from mofl.data import pipeline
+    from mofl.facemodel import assets as assets_lib
+    config = trainer_lib.TrainConfig(data=data, output_dir=str(tmp_path), batch_size=2,
+                                     num_frames=2, pretrain_steps=1, train_steps=1,
+                                     finetune_steps=0, learning_rate=1e-6,
+                                     identity_output_init=True, identity_init_samples=4,
+                                     image_summary_every=0, checkpoint_every=100)
+    trainer = trainer_lib.Trainer(assets_lib.FaceAssets.load(asset),
+                                  model_lib.ModelConfig(shape_dim=6, albedo_dim=5), config)
+    images = next(iter(pipeline.make_dataset(data, 4, 2, shuffle=False, repeat=False)))['images']
+
+    def identity_outputs():
+        out = trainer.model.network(images)
+        return np.concatenate([out['shape_params'], out['reflectance_params']], axis=1)
+
+    standardised = []
+    original = trainer.standardize_identity_outputs
+
+    def spy():   # records α, β right after the hook, before the first end-to-end step
+        original()
+        standardised.append(identity_outputs())
+
+    trainer.standardize_identity_outputs = spy
+    trainer.restore()
+    trainer.train(max_steps=1)                       # pre-training: the head is untouched
+    assert not standardised
+    spread_before = identity_outputs().std(axis=0)
+    assert np.all(spread_before < 0.1), spread_before
+    trainer.train(max_steps=1)                       # end-to-end: standardised first
+    assert len(standardised) == 1
+    np.testing.assert_allclose(standardised[0].mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(standardised[0].std(axis=0), 1.0, rtol=1e-3)

@@ -4,7 +4,8 @@
     python -m tools.synthetic_benchmark --output_dir=out/table1 --table4   # + Table 4
 
 Steps (each skipped when its output exists; trainings resume from their checkpoints):
-1. `tools.make_synthetic`: 160 identities × 2 samples × 4 frames, 20 % of identities held out.
+1. `tools.make_synthetic`: 1,000 identities × 2 samples × 4 frames, 10 % of identities held out
+   (1,800 training and 200 test samples, 4 shards).
 2. `mofl.train --flagfile=configs/synthetic_table1.flags --num_frames=M` for M = 1, 2, 4.
 3. `mofl.evaluate --dataset=synthetic`: Train M × Test M table with baselines → TABLE1.md/.json.
 4. (--table4) `mofl.train --flagfile=configs/synthetic_table4.flags` for model sizes
@@ -23,7 +24,8 @@ from absl import flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string('output_dir', 'out/table1', 'Where data, runs and tables go.')
 flags.DEFINE_string('asset', None, 'Face asset (default: the default asset).')
-flags.DEFINE_integer('num_identities', 160, 'Synthetic identities.')
+flags.DEFINE_integer('num_identities', 1000, 'Synthetic identities.')
+flags.DEFINE_float('test_fraction', 0.1, 'Fraction of identities held out for testing.')
 flags.DEFINE_list('train_frames', ['1', '2', '4'], 'Training M of the Table 1 runs.')
 flags.DEFINE_boolean('table4', False, 'Also train the model-size runs and the photometric table.')
 flags.DEFINE_list('model_sizes', ['0', '10', '50', '125', '500'], 'Table 4 model sizes.')
@@ -54,7 +56,8 @@ def main(argv):
     try:
         if not os.path.exists(os.path.join(data, 'manifest.json')):
             _run(['tools.make_synthetic', f'--output_dir={data}', '--samples_per_identity=2',
-                  f'--num_identities={FLAGS.num_identities}', '--test_fraction=0.2', '--seed=1',
+                  f'--num_identities={FLAGS.num_identities}', '--num_shards=4',
+                  f'--test_fraction={FLAGS.test_fraction}', '--seed=1',
                   f'--contact_sheet={os.path.join(out, "contact_sheet.png")}'] + asset,
                  timings, 'make_synthetic')
         runs = []

@@ -45,8 +45,9 @@ socket) are painted with a sclera/iris and a dark mouth interior, then the frame
 anti-alias) and sensor noise is added (σ uniform in [0.01, 0.02]).
 
 Landmarks (the record's "detections"): the 66 landmark vertices of each frame's ground-truth mesh
-projected into the image, the 17 jaw landmarks taken on the silhouette along each contour
-candidate line (`mofl.losses.select_contour_vertices`, the same rule as the loss), plus
+projected into the image, the 17 jaw landmarks at the outermost projection along each contour
+candidate line, i.e. on the face's outline (`mofl.losses.select_contour_vertices`, the same rule
+as the loss), plus
 detector-like noise: a per-frame shift (σ 0.5 px) and per-landmark Gaussian noise (σ 1.2 px,
 1.8 px on the jaw), up to twice that on the far side of a turned head. Confidence ≈ 0.95,
 lowered by up to 0.45 for landmarks on the side turned away (at yaw ≥ 45°), halved for landmarks
@@ -73,9 +74,9 @@ import numpy as np
 import tensorflow as tf
 
 from mofl import losses
+from mofl.facemodel import geometry
 from mofl.render import camera as camera_lib
 from mofl.render import image_renderer
-from mofl.render import normals as normals_lib
 from mofl.render import shading
 from mofl.render import visibility
 
@@ -670,6 +671,8 @@ class SyntheticGenerator:
         self.triangles = np.asarray(mesh.triangles, np.int32)
         self.landmark_indices = np.asarray(mesh.landmark_indices, np.int32)
         self.contour_candidates = np.asarray(mesh.contour_candidates, np.int32)
+        self.contour_directions = geometry.contour_outward_directions(mesh.vertices,
+                                                                     mesh.contour_candidates)
         self.expression_basis = np.asarray(mesh.expression_basis, np.float32)
         template = np.asarray(mesh.vertices, np.float32)
         if identity_model.template.shape != template.shape:
@@ -776,12 +779,11 @@ class SyntheticGenerator:
         rendered = image_renderer.render_image(
             vertices, self.triangles, albedo, sh, rotation, translation, camera=self.camera,
             background=background, rasterizer=self.rasterizer)
-        _, points_camera, _ = camera_lib.model_to_screen(vertices, rotation, translation,
-                                                         self.camera)
-        normals_camera = normals_lib.vertex_normals(points_camera, self.triangles)
+        _, points_camera, rotation_matrices = camera_lib.model_to_screen(
+            vertices, rotation, translation, self.camera)
         contour = losses.select_contour_vertices(points_camera[tf.newaxis],
-                                                 normals_camera[tf.newaxis],
-                                                 self.contour_candidates)
+                                                 rotation_matrices[tf.newaxis],
+                                                 self.contour_candidates, self.contour_directions)
         landmark_vertices = losses.landmark_vertex_indices(self.landmark_indices, contour)[0]
         screen = tf.gather(rendered.screen_vertices, landmark_vertices, batch_dims=1)
         visible = visibility.zbuffer_visibility(screen, rendered.triangle_ids, rendered.depth)

@@ -7,6 +7,13 @@
 Θs ∈ R^{3|G|×g}, Θa ∈ R^{3|V|×a} and r̄ ∈ R^{3|V|} are trained; v̄, S, B and ḡ come from the face
 asset and stay fixed. Nothing is initialised from a ground-truth identity or albedo model: Θs and
 Θa start as small random matrices and r̄ as the asset's constant skin colour (§3.2, §4).
+
+Basis units (ours): Θs and Θa are stored divided by fixed scales (`shape_basis_scale`,
+`albedo_basis_scale`) and multiplied back when used. The model is unchanged, but Adam moves each
+stored entry by about one learning rate per step whatever its units, so a scale s lets that basis
+learn s times faster in its own units (mm for Θs) than the network's weights: the "equalised
+learning rate" idea. With the network's learning rate of 1e−4..2e−4 and scale 1, Θs grows by at
+most 0.2 µm per step, far too slowly to reach identity offsets of several mm in a CPU-sized run.
 """
 import keras
 import numpy as np
@@ -25,11 +32,19 @@ class FaceModel(keras.layers.Layer):
         shape_init_stddev: stddev (mm per unit α) of Θs's random initialisation.
         albedo_init_stddev: stddev (reflectance per unit β) of Θa's random initialisation.
         seed: initialiser seed.
+        shape_basis_scale, albedo_basis_scale: units in which Θs and Θa are stored (see the
+            module docstring); 1 stores them as they are.
     """
 
     def __init__(self, assets, shape_dim=500, albedo_dim=500, shape_init_stddev=0.01,
-                 albedo_init_stddev=1e-4, seed=0, **kwargs):
+                 albedo_init_stddev=1e-4, seed=0, shape_basis_scale=1.0, albedo_basis_scale=1.0,
+                 **kwargs):
         super().__init__(**kwargs)
+        if shape_basis_scale <= 0 or albedo_basis_scale <= 0:
+            raise ValueError(f'basis scales must be > 0, got {shape_basis_scale}, '
+                             f'{albedo_basis_scale}')
+        self.shape_basis_scale = float(shape_basis_scale)
+        self.albedo_basis_scale = float(albedo_basis_scale)
         mesh, graph = assets.mesh, assets.graph
         self.num_vertices = mesh.num_vertices
         self.num_nodes = graph.num_nodes
@@ -48,10 +63,12 @@ class FaceModel(keras.layers.Layer):
 
         self.theta_shape = self.add_weight(
             name='theta_shape', shape=(3 * self.num_nodes, self.shape_dim),
-            initializer=keras.initializers.RandomNormal(stddev=shape_init_stddev, seed=seed))
+            initializer=keras.initializers.RandomNormal(
+                stddev=shape_init_stddev / self.shape_basis_scale, seed=seed))
         self.theta_albedo = self.add_weight(
             name='theta_albedo', shape=(3 * self.num_vertices, self.albedo_dim),
-            initializer=keras.initializers.RandomNormal(stddev=albedo_init_stddev, seed=seed + 1))
+            initializer=keras.initializers.RandomNormal(
+                stddev=albedo_init_stddev / self.albedo_basis_scale, seed=seed + 1))
         skin = np.tile(np.asarray(mesh.skin_color, np.float32)[None], (self.num_vertices, 1))
         self.mean_albedo = self.add_weight(
             name='mean_albedo', shape=(self.num_vertices, 3),
@@ -64,7 +81,11 @@ class FaceModel(keras.layers.Layer):
 
     def shape_basis(self):
         """[3G, g] OCL(Θs): the learned identity basis, orthogonal to the expressions."""
-        return self.ocl(self.theta_shape)
+        return self.ocl(self.shape_basis_scale * self.theta_shape)
+
+    def albedo_basis(self):
+        """[3V, a] Θa, the learned reflectance basis (in reflectance units)."""
+        return self.albedo_basis_scale * self.theta_albedo
 
     def node_displacements(self, shape_params):
         """Graph node displacements t = OCL(Θs)·α (eq. 1, 10).
@@ -138,7 +159,7 @@ class FaceModel(keras.layers.Layer):
         """
         if self.albedo_dim == 0:
             return tf.tile(self.mean_albedo[None], [tf.shape(albedo_params)[0], 1, 1])
-        flat = tf.matmul(albedo_params, self.theta_albedo, transpose_b=True)   # [B, 3V]
+        flat = tf.matmul(albedo_params, self.albedo_basis(), transpose_b=True)  # [B, 3V]
         return self.mean_albedo[None] + tf.reshape(flat, [-1, self.num_vertices, 3])
 
     def call(self, shape_params, albedo_params, expression):

@@ -77,3 +77,37 @@ def contour_candidate_lines(vertices, contour_vertices, face_mask, num_candidate
             order = order[np.argsort((xy[order] - p) @ direction)]
         lines[j, :order.size] = order
     return lines
+
+
+def contour_outward_directions(vertices, contour_candidates):
+    """Model-space outward direction of each jaw landmark's candidate line.
+
+    A line's direction is from its first to its last candidate in the template's frontal (x, y)
+    view, with the sign that points away from the centroid of all the lines' candidates (inside
+    the U of the jaw line), so lines stored in either order work (`contour_candidate_lines` sorts
+    outwards, the mediapipe source inwards). The sliding-landmark rule
+    (`mofl.losses.select_contour_vertices`) rotates these with the head.
+
+    Args:
+        vertices: [V, 3] template (mm).
+        contour_candidates: [17, K] int32 lines, −1 padded.
+
+    Returns:
+        [17, 3] float32 unit directions with z = 0 (all zero for a line of one candidate, which
+        has nothing to choose from).
+    """
+    vertices = np.asarray(vertices, np.float32)
+    candidates = np.asarray(contour_candidates)
+    centre = vertices[candidates[candidates >= 0], :2].mean(axis=0)
+    directions = np.zeros([len(candidates), 3], np.float32)
+    for j, line in enumerate(candidates):
+        line = line[line >= 0]
+        offset = vertices[line[-1], :2] - vertices[line[0], :2]
+        length = float(np.linalg.norm(offset))
+        if line.size < 2 or length == 0:
+            continue
+        direction = offset / length
+        if np.dot(vertices[line, :2].mean(axis=0) - centre, direction) < 0:
+            direction = -direction
+        directions[j, :2] = direction
+    return directions

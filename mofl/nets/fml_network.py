@@ -85,6 +85,23 @@ class FmlNetwork(keras.Model):
         self.parameter_network = ParameterEstimationNetwork(
             num_expressions, head_kernel_initializer=head_initializer)
 
+    def standardize_identity_outputs(self, images):
+        """Data-dependent initialisation of Table 2's last FC (see
+        `SharedIdentityNetwork.standardize_outputs`).
+
+        Args:
+            images: [N, M, 240, 240, 3] RGB in [0, 1], N ≥ 2 samples.
+
+        Returns:
+            [g + a] numpy: the spread of each identity output before the rescaling.
+        """
+        images = tf.convert_to_tensor(images, tf.float32)
+        batch_size, num_frames = tf.shape(images)[0], tf.shape(images)[1]
+        frames = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
+        _, medium = self.feature_extractor(frames)
+        medium = tf.reshape(medium, tf.concat([[batch_size, num_frames], tf.shape(medium)[1:]], 0))
+        return self.identity_network.standardize_outputs(medium)
+
     def call(self, images, training=None, return_activations=False):
         """Regresses all parameters of a batch of multi-frame samples.
 
