@@ -127,7 +127,23 @@ class FmlModel(keras.Model):
                 landmark_vertices [B, M, 66] int32 (contour slides per frame);
                 landmarks [B, M, 66, 2] projected landmark pixels.
         """
-        params = self.network(images, training=training)
+        return self.form_image(self.network(images, training=training),
+                               identity_enabled=identity_enabled)
+
+    def form_image(self, params, identity_enabled=True):
+        """Decodes parameters with the face model and forms the per-vertex image (§3.2–3.3).
+
+        Everything of `call` after the network, for parameters from any source (the network,
+        or free variables in a direct fit).
+
+        Args:
+            params: dict with shape_params [B, g], reflectance_params [B, a], rotation
+                [B, M, 3], translation [B, M, 3], expression [B, M, b], sh [B, M, 27].
+            identity_enabled: as in `call`.
+
+        Returns:
+            `call`'s dict.
+        """
         shape_params, reflectance_params = params['shape_params'], params['reflectance_params']
         if not identity_enabled:
             shape_params = tf.zeros_like(shape_params)

@@ -397,7 +397,7 @@ class Trainer:
             raise ValueError(f'{cfg.data}: --identity_output_init needs at least 2 training '
                              f'samples, found {batch["images"].shape[0]}')
         with self.strategy.scope():
-            spread = self.model.network.standardize_identity_outputs(batch['images'])
+            spread = self.model.network.standardize_identity_outputs(batch['images']).std
         if spread.size:
             logging.info('Identity head standardised on %d samples: spread of α, β before '
                          '%.3g (median), %.3g (max)', int(batch['images'].shape[0]),

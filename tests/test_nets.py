@@ -203,7 +203,7 @@ def test_identity_head_standardisation_is_an_affine_map_to_unit_spread():
     others = tf.constant(common + rng.normal(0.0, 3e-4, [5, 3, 4, 4, 256]), tf.float32)
     before = np.concatenate([p.numpy() for p in head(features)], axis=1)         # [12, 10]
     before_others = np.concatenate([p.numpy() for p in head(others)], axis=1)
-    spread = head.standardize_outputs(features)
+    spread = head.standardize_outputs(features).std
     np.testing.assert_allclose(spread, before.std(axis=0), rtol=1e-3)
     after = np.concatenate([p.numpy() for p in head(features)], axis=1)
     np.testing.assert_allclose(after.mean(axis=0), 0.0, atol=1e-3)
@@ -212,4 +212,32 @@ def test_identity_head_standardisation_is_an_affine_map_to_unit_spread():
     np.testing.assert_allclose(after_others,
                                (before_others - before.mean(axis=0)) / before.std(axis=0),
                                rtol=1e-3, atol=1e-3)
-    assert SharedIdentityNetwork(0, 0).standardize_outputs(features).shape == (0,)
+    assert SharedIdentityNetwork(0, 0).standardize_outputs(features).std.shape == (0,)
+
+
+def test_standardising_the_identity_head_keeps_the_per_frame_parameters():
+    """`FmlNetwork.standardize_identity_outputs` changes α, β only: Table 3 reads them too and
+    absorbs the same affine map, so pose, expression and light stay what they were, also for
+    images that were not used to measure the map."""
+    tf.random.set_seed(3)
+    net = FmlNetwork(num_expressions=5, num_shape_params=6, num_reflectance_params=4)
+    rng = np.random.default_rng(1)
+    images = tf.constant(rng.uniform(0, 1, [3, 2, 240, 240, 3]), tf.float32)
+    others = tf.constant(rng.uniform(0, 1, [2, 1, 240, 240, 3]), tf.float32)
+    before, before_others = net(images), net(others)
+    standardization = net.standardize_identity_outputs(images)
+    after, after_others = net(images), net(others)
+    identity = np.concatenate([after['shape_params'], after['reflectance_params']], axis=1)
+    np.testing.assert_allclose(identity.std(axis=0), 1.0, rtol=1e-3)
+    old_identity = np.concatenate([before_others['shape_params'],
+                                   before_others['reflectance_params']], axis=1)
+    new_identity = np.concatenate([after_others['shape_params'],
+                                   after_others['reflectance_params']], axis=1)
+    np.testing.assert_allclose(new_identity,
+                               (old_identity - standardization.mean) * standardization.scale,
+                               rtol=1e-3, atol=1e-3)
+    for key in ('rotation', 'translation', 'expression', 'sh'):
+        for old, new in ((before, after), (before_others, after_others)):
+            np.testing.assert_allclose(new[key], old[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    # Without the absorbed map the per-frame head would see different inputs.
+    assert np.abs(new_identity - old_identity).max() > 0.1

@@ -89,18 +89,26 @@ class FmlNetwork(keras.Model):
         """Data-dependent initialisation of Table 2's last FC (see
         `SharedIdentityNetwork.standardize_outputs`).
 
+        Table 3 reads α and β too; its first FC absorbs the same affine map, so the per-frame
+        parameters (pose, expression, light) are exactly what they were: only the face model
+        sees the standardised α and β. (Without it, α's jump from ≈ 0.01 to spread 1 fed a
+        large random identity map into the per-frame head.)
+
         Args:
             images: [N, M, 240, 240, 3] RGB in [0, 1], N ≥ 2 samples.
 
         Returns:
-            [g + a] numpy: the spread of each identity output before the rescaling.
+            identity_network.Standardization: the map applied to α and β.
         """
         images = tf.convert_to_tensor(images, tf.float32)
         batch_size, num_frames = tf.shape(images)[0], tf.shape(images)[1]
         frames = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
         _, medium = self.feature_extractor(frames)
         medium = tf.reshape(medium, tf.concat([[batch_size, num_frames], tf.shape(medium)[1:]], 0))
-        return self.identity_network.standardize_outputs(medium)
+        standardization = self.identity_network.standardize_outputs(medium)
+        self.parameter_network.absorb_identity_affine_map(standardization.mean,
+                                                          standardization.scale)
+        return standardization
 
     def call(self, images, training=None, return_activations=False):
         """Regresses all parameters of a batch of multi-frame samples.

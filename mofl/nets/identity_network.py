@@ -5,8 +5,15 @@ the mediumFeatures of Table 1; the text (§3.4) also says the medium-level featu
 pool mediumFeatures (DESIGN.md §2). The pooling is a mean over the frame axis, so any number of
 frames M ≥ 1 gives the same-shaped result (monocular or multi-frame reconstruction).
 """
+import collections
+
 import keras
+import numpy as np
 import tensorflow as tf
+
+# Per-output affine map applied by `SharedIdentityNetwork.standardize_outputs`:
+# new = (old − mean) · scale, with `std` the spread measured before it.
+Standardization = collections.namedtuple('Standardization', ['mean', 'std', 'scale'])
 
 
 class SharedIdentityNetwork(keras.Model):
@@ -53,18 +60,20 @@ class SharedIdentityNetwork(keras.Model):
             epsilon: outputs whose spread is below this are only centred.
 
         Returns:
-            [g + a] float32 numpy: each output's standard deviation before the rescaling (empty
-            when g = a = 0).
+            Standardization of [g + a] float32 numpy arrays (empty when g = a = 0): each
+            output's mean and standard deviation before the rescaling, and the factor applied,
+            so that new output = (old output − mean) · scale.
         """
         if self.fc_out is None:
-            return tf.zeros([0]).numpy()
+            empty = np.zeros([0], np.float32)
+            return Standardization(mean=empty, std=empty, scale=empty)
         _, _, acts = self(medium_features, return_activations=True)
         mean, variance = tf.nn.moments(acts['fc_identity'], axes=[0])
         std = tf.sqrt(variance)
         scale = tf.where(std > epsilon, 1.0 / tf.maximum(std, epsilon), tf.ones_like(std))
         self.fc_out.kernel.assign(self.fc_out.kernel * scale[tf.newaxis])
         self.fc_out.bias.assign((self.fc_out.bias - mean) * scale)
-        return std.numpy()
+        return Standardization(mean=mean.numpy(), std=std.numpy(), scale=scale.numpy())
 
     def call(self, medium_features, return_activations=False):
         """Pools the frames' features and regresses the identity parameters.

@@ -46,6 +46,26 @@ class ParameterEstimationNetwork(keras.Model):
         self.fc_out = keras.layers.Dense(self.num_outputs, name='fc_frame_params',
                                          kernel_initializer=head_kernel_initializer)
 
+    def absorb_identity_affine_map(self, mean, scale):
+        """Keeps this network's function when its identity inputs are remapped.
+
+        When the identity head's outputs change to new = (old − mean) · scale (per input), the
+        first FC's kernel rows are divided by `scale` and its bias gets kernel·mean, so it
+        computes exactly what it did from the old inputs.
+
+        Args:
+            mean: [g + a] per-input offset.
+            scale: [g + a] per-input factor (non-zero).
+        """
+        if not self.fc_identity.built or not len(mean):
+            return
+        kernel = self.fc_identity.kernel                                   # [g + a, 196]
+        mean = tf.constant(mean, kernel.dtype)
+        scale = tf.constant(scale, kernel.dtype)
+        self.fc_identity.bias.assign(self.fc_identity.bias + tf.linalg.matvec(kernel, mean,
+                                                                            transpose_a=True))
+        kernel.assign(kernel / scale[:, tf.newaxis])
+
     def call(self, inputs, return_activations=False):
         """Regresses the raw per-frame parameter vector of every frame.
 
