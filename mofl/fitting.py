@@ -28,8 +28,8 @@ from mofl.nets import fml_network
 
 IDENTITY_MODES = ('template', 'graph', 'ground_truth')
 
-# Radians, mm, δ and SH units per stored unit: with Adam every stored entry moves by about one
-# learning rate per step, so these set each parameter's step size (mm for the translation).
+# With Adam every stored entry moves by about one learning rate per step; the translation is
+# stored in units of 100 mm so that it moves ~1 mm per step (angles, δ and SH are stored as is).
 TRANSLATION_UNITS_MM = 100.0
 
 
