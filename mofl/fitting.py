@@ -125,8 +125,7 @@ class DirectFit(tf.Module):
         self.shape_params = tf.Variable(tf.zeros([n, shape_dim]), name='shape_params')
         # One-hot β: the model's Θa columns are then each sample's own reflectance offset.
         self.reflectance_params = tf.constant(np.eye(n, dtype=np.float32))
-        self._translation_init = tf.constant(
-            [0.0, 0.0, -self.model.config.camera_distance], tf.float32)
+        self._translation_init = tf.constant(self.model.initial_translation, tf.float32)
 
     def params(self):
         """The network-output dict `FmlModel.form_image` takes."""

@@ -10,7 +10,7 @@ images [B, M, 240, 240, 3]
 `FmlModel.loss_terms` turns that plus the batch's images and landmarks into the five terms.
 """
 import dataclasses
-from typing import Tuple
+from typing import Optional, Tuple
 
 import keras
 import numpy as np
@@ -46,17 +46,27 @@ class ModelConfig:
         shape_dim: g, learned graph deformation modes (paper 500).
         albedo_dim: learned reflectance modes (paper 500).
         focal_length: pixels, for the 240×240 crop.
-        camera_distance: mm, the untrained network's depth (−t_z).
+        camera_distance: mm; if set, an untrained network's translation is (0, 0, −distance)
+            (runs written before issue 11 all set 1000).
+        initial_translation: mm, an untrained network's translation; None (and no
+            camera_distance): where the data's faces are (`initial_translation_for`). mofl.train
+            stores the resolved value in the run's model_config.json.
         visibility: 'backface' (the paper) or 'zbuffer'.
         photometric_region: 'face' (the asset's face mask) or 'all' vertices.
         shape_init_stddev, albedo_init_stddev: initial scale of Θs (mm) and Θa.
         shape_basis_scale, albedo_basis_scale: units in which Θs and Θa are stored, i.e. their
             learning-rate multipliers under Adam (`mofl.facemodel.face_model`); 1 = none.
+        network_input_size: side the network resizes frames to (0: the data's; ours, for
+            CPU-scale studies).
+        width_multiplier: scales every hidden width of Tables 1–3 (1.0 = the tables).
+        initializer: 'he' (variance-preserving, default) or 'glorot' (Keras' default, the
+            old behaviour) for the network's ReLU rows.
     """
     shape_dim: int = 500
     albedo_dim: int = 500
     focal_length: float = camera_lib.DEFAULT_FOCAL_LENGTH_PX
-    camera_distance: float = camera_lib.DEFAULT_DEPTH_MM
+    camera_distance: Optional[float] = None
+    initial_translation: Optional[Tuple[float, float, float]] = None
     visibility: str = 'backface'
     photometric_region: str = 'face'
     shape_init_stddev: float = 0.01
@@ -64,6 +74,39 @@ class ModelConfig:
     shape_basis_scale: float = 1.0
     albedo_basis_scale: float = 1.0
     image_size: Tuple[int, int] = IMAGE_SIZE
+    network_input_size: int = 0
+    width_multiplier: float = 1.0
+    initializer: str = 'he'
+
+
+def initial_translation_for(assets, config):
+    """[3] float32 translation (mm) of an untrained network.
+
+    `config.initial_translation` if set, else (0, 0, −`config.camera_distance`) if that is set,
+    else the data's convention: the template, seen frontally, with its landmark-box centre on
+    the optical axis at the depth at which it fills the crop as `tools.preprocess` and
+    `tools.make_synthetic` cut it (`camera.depth_filling_crop`). Model space has its origin
+    behind the face, so that is (0, 6.6, −1,065) mm for ICT-FaceKit: the centre of the synthetic
+    faces' translations, where the old default (0, 0, −1,000) was 40–65 mm too near.
+    """
+    if config.initial_translation is not None:
+        return np.asarray(config.initial_translation, np.float32).reshape(3)
+    if config.camera_distance is not None:
+        return np.array([0.0, 0.0, -float(config.camera_distance)], np.float32)
+    landmarks = np.asarray(assets.mesh.vertices)[np.asarray(assets.mesh.landmark_indices)]
+    centre = 0.5 * (landmarks.min(0) + landmarks.max(0))
+    extent = float((landmarks.max(0)[:2] - landmarks.min(0)[:2]).max())
+    depth = camera_lib.depth_filling_crop(extent, config.focal_length, config.image_size[1])
+    return (np.array([0.0, 0.0, -depth]) - centre).astype(np.float32)
+
+
+def resolve_initial_translation(assets, config):
+    """`config` with `initial_translation` filled in (what a run stores, so that a later change
+    of the default cannot change a trained model)."""
+    if config.initial_translation is not None or config.camera_distance is not None:
+        return config
+    value = tuple(float(x) for x in initial_translation_for(assets, config))
+    return dataclasses.replace(config, initial_translation=value)
 
 
 class FmlModel(keras.Model):
@@ -77,12 +120,16 @@ class FmlModel(keras.Model):
     def __init__(self, assets, config=ModelConfig(), **kwargs):
         super().__init__(**kwargs)
         self.config = config
+        self.initial_translation = initial_translation_for(assets, config)
         self.network = fml_network.FmlNetwork(
             num_expressions=assets.mesh.num_expressions,
             num_shape_params=config.shape_dim,
             num_reflectance_params=config.albedo_dim,
-            translation_init=(0.0, 0.0, -config.camera_distance),
-            sh_init=fml_network.ambient_sh(1.0))
+            translation_init=self.initial_translation,
+            sh_init=fml_network.ambient_sh(1.0),
+            input_size=config.network_input_size,
+            width_multiplier=config.width_multiplier,
+            initializer=config.initializer)
         self.face_model = face_model_lib.FaceModel(
             assets, shape_dim=config.shape_dim, albedo_dim=config.albedo_dim,
             shape_init_stddev=config.shape_init_stddev,
@@ -106,7 +153,7 @@ class FmlModel(keras.Model):
         """Θa and r̄: the variables that get the larger fine-tuning learning rate (§4)."""
         return [self.face_model.theta_albedo, self.face_model.mean_albedo]
 
-    def call(self, images, training=None, identity_enabled=True):
+    def call(self, images, training=None, identity_enabled=True, stop_identity_gradient=False):
         """Regresses parameters and forms the per-vertex image of every frame.
 
         Args:
@@ -115,6 +162,8 @@ class FmlModel(keras.Model):
             identity_enabled: False zeroes α and β (the expression pre-training stage: the
                 face is the template with the constant skin colour, only pose, expression and
                 light are learned).
+            stop_identity_gradient: Table 3 reads α, β without sending gradients into the
+                identity path (`FmlNetwork.call`).
 
         Returns:
             dict:
@@ -127,8 +176,9 @@ class FmlModel(keras.Model):
                 landmark_vertices [B, M, 66] int32 (contour slides per frame);
                 landmarks [B, M, 66, 2] projected landmark pixels.
         """
-        return self.form_image(self.network(images, training=training),
-                               identity_enabled=identity_enabled)
+        params = self.network(images, training=training,
+                              stop_identity_gradient=stop_identity_gradient)
+        return self.form_image(params, identity_enabled=identity_enabled)
 
     def form_image(self, params, identity_enabled=True):
         """Decodes parameters with the face model and forms the per-vertex image (§3.2–3.3).

@@ -33,8 +33,9 @@ flags.DEFINE_integer('shape_dim', 500, 'g, learned graph shape modes (paper 500)
 flags.DEFINE_integer('albedo_dim', 500, 'Learned reflectance modes (paper 500).')
 flags.DEFINE_float('focal_length', model_lib.ModelConfig.focal_length,
                    'Focal length in pixels of the 240×240 crop.')
-flags.DEFINE_float('camera_distance', model_lib.ModelConfig.camera_distance,
-                   'Depth (mm) of an untrained network\'s face.')
+flags.DEFINE_float('camera_distance', None,
+                   'Depth (mm) of an untrained network\'s face (default: where the asset\'s '
+                   'template fills the crop as the data\'s crops are cut).')
 flags.DEFINE_enum('visibility', 'backface', ['backface', 'zbuffer'],
                   'Vertex visibility for the photometric term (paper: back-face culling).')
 flags.DEFINE_enum('photometric_region', 'face', ['face', 'all'],
@@ -45,6 +46,13 @@ flags.DEFINE_float('shape_basis_scale', 1.0, 'Units (mm) in which Θs is stored:
                    'learning-rate multiplier for the learned shape basis (ours; 1 = none).')
 flags.DEFINE_float('albedo_basis_scale', 1.0, 'Units in which Θa is stored: with Adam, a '
                    'learning-rate multiplier for the learned reflectance basis (ours; 1 = none).')
+flags.DEFINE_integer('network_input_size', 0, 'Ours: the network area-resizes frames to this '
+                     'side (0: the data\'s, 240 = Tables 1–3); for CPU-scale studies.',
+                     lower_bound=0)
+flags.DEFINE_float('width_multiplier', 1.0, 'Ours: scales every hidden width of Tables 1–3 '
+                   '(1.0 = the tables).')
+flags.DEFINE_enum('initializer', 'he', ['he', 'glorot'], 'Kernel init of the network\'s ReLU '
+                  'rows: he (variance-preserving) or glorot (Keras\' default; the old code).')
 # Schedule and optimisation.
 flags.DEFINE_integer('pretrain_steps', 0, 'Stage 0: expression pre-training steps.')
 flags.DEFINE_integer('train_steps', 100, 'Stage 1: end-to-end steps.')
@@ -52,11 +60,28 @@ flags.DEFINE_integer('finetune_steps', 0, 'Stage 2: reflectance fine-tuning step
 flags.DEFINE_float('learning_rate', 1e-4, 'Adam learning rate.')
 flags.DEFINE_float('reflectance_learning_rate', 1e-3,
                    'Learning rate of Θa and r̄ in stage 2 (the paper\'s larger rate).')
+flags.DEFINE_float('identity_path_lr_multiplier', 1.0, 'Learning rate of Table 1 conv4/conv5 '
+                   'and Table 2, relative to --learning_rate.')
+flags.DEFINE_float('shape_basis_lr_multiplier', 1.0, 'Learning rate of Θs relative to '
+                   '--learning_rate (on top of --shape_basis_scale).')
+flags.DEFINE_float('albedo_lr_multiplier', 1.0, 'Learning rate of Θa and r̄ in stages 0–1 '
+                   'relative to --learning_rate.')
+flags.DEFINE_float('lr_decay_fraction', 0.0, 'Every rate decays (half cosine) over this last '
+                   'fraction of each stage (0: constant).')
+flags.DEFINE_float('lr_decay_floor', 0.1, 'Factor reached at the end of each stage\'s decay.')
 flags.DEFINE_float('gradient_clip_norm', 0.0, 'Global gradient norm clip (0: off).')
-flags.DEFINE_boolean('identity_output_init', False, 'Ours: when end-to-end training starts, '
-                     'rescale Table 2\'s last FC so that α and β have mean 0 and spread 1 over '
-                     'the first --identity_init_samples training samples (data-dependent '
-                     'initialisation; BUILD_NOTES.md "Training").')
+flags.DEFINE_enum('pretrain_identity_path', 'stop_gradient',
+                  ['freeze', 'stop_gradient', 'freeze_trunk', 'train'],
+                  'Stage 0 and the identity path (Table 1 conv4/conv5, Table 2): freeze its '
+                  'variables; or also stop Table 3\'s gradient through α, β; or also freeze Table '
+                  '1\'s conv1–conv3, so that α, β stay exactly as initialised; or train it (the '
+                  'old code). BUILD_NOTES.md "Training".')
+flags.DEFINE_boolean('stop_identity_gradient', False, 'Stages 1–2: Table 3 reads α, β '
+                     'through tf.stop_gradient (identity learns only from the face model).')
+flags.DEFINE_boolean('identity_output_init', False, 'Legacy, not recommended (BUILD_NOTES.md '
+                     '"Training"): when end-to-end training starts, rescale Table 2\'s last FC '
+                     'so that α and β have mean 0 and spread 1 over the first '
+                     '--identity_init_samples training samples.')
 flags.DEFINE_integer('identity_init_samples', 16, 'Samples for --identity_output_init (≥ 2).',
                      lower_bound=2)
 # Loss weights (supplement §2) and eq. 11 constants.
@@ -92,7 +117,9 @@ def configs_from_flags():
         camera_distance=FLAGS.camera_distance, visibility=FLAGS.visibility,
         photometric_region=FLAGS.photometric_region, shape_init_stddev=FLAGS.shape_init_stddev,
         albedo_init_stddev=FLAGS.albedo_init_stddev, shape_basis_scale=FLAGS.shape_basis_scale,
-        albedo_basis_scale=FLAGS.albedo_basis_scale)
+        albedo_basis_scale=FLAGS.albedo_basis_scale,
+        network_input_size=FLAGS.network_input_size, width_multiplier=FLAGS.width_multiplier,
+        initializer=FLAGS.initializer)
     names = [f.name for f in dataclasses.fields(trainer_lib.TrainConfig)]
     train_config = trainer_lib.TrainConfig(**{n: getattr(FLAGS, n) for n in names})
     return model_config, train_config
@@ -109,7 +136,6 @@ def main(argv):
         return 2
     run_asset = os.path.join(FLAGS.output_dir, 'assets.npz')
     try:
-        trainer_lib.check_resumed_model_config(FLAGS.output_dir, model_config)
         if os.path.exists(run_asset):
             assets = assets_lib.FaceAssets.load(run_asset)
             logging.info('Resuming with the run\'s own asset %s (source %s)', run_asset,
@@ -119,6 +145,8 @@ def main(argv):
             logging.info('Using the %s face asset %s', assets.mesh.source, FLAGS.asset)
         else:
             assets = default_assets.load_default_assets()
+        model_config = model_lib.resolve_initial_translation(assets, model_config)
+        trainer_lib.check_resumed_model_config(FLAGS.output_dir, model_config)
         trainer = trainer_lib.Trainer(assets, model_config, train_config)
     except (assets_lib.AssetError, FileNotFoundError, ValueError) as e:
         logging.error('%s', e)

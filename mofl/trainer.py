@@ -5,11 +5,34 @@ end-to-end. After convergence, the network is fine-tuned using a larger learning
 reflectance."), by global step:
 
     stage 0  expression pre-training   steps [0, P)        identity off (α = β = 0): only the
-                                                            network learns pose, expression, light
-    stage 1  end-to-end                steps [P, P + T)     everything, learning rate lr
-    stage 2  reflectance fine-tuning   steps [P + T, end)   Θa, r̄ at lr_reflectance, rest at lr
+                                                            regressor learns pose, expression and
+                                                            light; the identity path stays exactly
+                                                            as initialised
+    stage 1  end-to-end                steps [P, P + T)     everything
+    stage 2  reflectance fine-tuning   steps [P + T, end)   Θa, r̄ at reflectance_learning_rate
 
-The step counter, both optimizers' state and (optionally) the input iterator are checkpointed,
+Parameter groups (ours), each with its own Adam whose state starts when the group first trains
+(so its bias correction starts at step 1, not at the global step) and its own learning rate:
+
+    trunk           Table 1 conv1–conv3 (lowFeatures)   learning_rate
+    frame_head      Table 3                             learning_rate
+    identity_path   Table 1 conv4, conv5, Table 2       learning_rate × identity_path_lr_multiplier
+    shape_basis     Θs                                  learning_rate × shape_basis_lr_multiplier
+    reflectance     Θa, r̄                               learning_rate × albedo_lr_multiplier
+                                                        (stage 2: reflectance_learning_rate)
+
+Why stage 0 leaves the identity path alone: the face model gets α = β = 0 there, so the only
+gradient conv4/conv5/Table 2 would get is "be a useful extra input to Table 3"; under it the path
+shrank and died before identity learning began (BUILD_NOTES.md "Training"). The modes of
+`pretrain_identity_path`: 'freeze' (its variables are not updated, but Table 3's gradient still
+flows through it into the shared lowFeatures rows) and 'stop_gradient' (Table 3 reads α, β
+through tf.stop_gradient, so that path is cut too; the default, chosen by the probe in
+BUILD_NOTES.md "Training"). Either way the trunk (conv1–conv3) learns, so α itself still
+changes; 'freeze_trunk' trains Table 3 alone in stage 0, which leaves α, β (and everything
+upstream of them) exactly as initialised. 'train' is the old behaviour.
+
+Every rate decays over the last `lr_decay_fraction` of each stage (`optim.stage_decay_factor`).
+The step counter, every optimizer's state and (optionally) the input iterator are checkpointed,
 so a killed run resumes exactly where its last checkpoint left it.
 """
 import dataclasses
@@ -26,9 +49,12 @@ from absl import logging
 
 from mofl import losses
 from mofl import model as model_lib
+from mofl import optim
 from mofl.facemodel import assets as assets_lib
 
 STAGE_NAMES = ('expression_pretraining', 'end_to_end', 'reflectance_finetuning')
+PARAMETER_GROUPS = ('trunk', 'frame_head', 'identity_path', 'shape_basis', 'reflectance')
+PRETRAIN_IDENTITY_PATH = ('freeze', 'stop_gradient', 'freeze_trunk', 'train')
 LOSS_TERMS = ('photometric', 'landmark', 'smoothness', 'sparsity', 'expression')
 
 
@@ -48,7 +74,14 @@ class TrainConfig:
     finetune_steps: int = 0
     learning_rate: float = 1e-4
     reflectance_learning_rate: float = 1e-3
+    identity_path_lr_multiplier: float = 1.0
+    shape_basis_lr_multiplier: float = 1.0
+    albedo_lr_multiplier: float = 1.0
+    lr_decay_fraction: float = 0.0
+    lr_decay_floor: float = 0.1
     gradient_clip_norm: float = 0.0
+    stop_identity_gradient: bool = False
+    pretrain_identity_path: str = 'stop_gradient'    # one of PRETRAIN_IDENTITY_PATH
     identity_output_init: bool = False
     identity_init_samples: int = 16
     lambda_photometric: Optional[float] = None    # None: 1.6 / |V̄| (supplement §2)
@@ -79,6 +112,116 @@ class TrainConfig:
         if step < self.pretrain_steps + self.train_steps:
             return 1
         return 2
+
+    def stage_bounds(self, stage):
+        """[start, end) global steps of `stage`."""
+        ends = np.cumsum([self.pretrain_steps, self.train_steps, self.finetune_steps])
+        return (0 if stage == 0 else int(ends[stage - 1])), int(ends[stage])
+
+    def trained_groups(self, stage):
+        """Names of the parameter groups `stage` updates."""
+        if stage == 0:
+            return {'freeze': ('trunk', 'frame_head'),
+                    'stop_gradient': ('trunk', 'frame_head'),
+                    'freeze_trunk': ('frame_head',),
+                    'train': ('trunk', 'frame_head', 'identity_path')}[self.pretrain_identity_path]
+        return PARAMETER_GROUPS
+
+    def stops_identity_gradient(self, stage):
+        """Whether Table 3 reads α, β through tf.stop_gradient in `stage`."""
+        if stage == 0:
+            return self.pretrain_identity_path == 'stop_gradient'
+        return self.stop_identity_gradient
+
+    def group_learning_rate(self, group, step):
+        """Learning rate of parameter `group` at global `step` (schedule included)."""
+        stage = self.stage_of(step)
+        base = {
+            'trunk': self.learning_rate,
+            'frame_head': self.learning_rate,
+            'identity_path': self.learning_rate * self.identity_path_lr_multiplier,
+            'shape_basis': self.learning_rate * self.shape_basis_lr_multiplier,
+            'reflectance': (self.reflectance_learning_rate if stage == 2
+                            else self.learning_rate * self.albedo_lr_multiplier),
+        }[group]
+        start, end = self.stage_bounds(stage)
+        return base * optim.stage_decay_factor(step, start, end, self.lr_decay_fraction,
+                                               self.lr_decay_floor)
+
+
+def parameter_groups(model):
+    """{group name: variables} of an FmlModel (PARAMETER_GROUPS, module docstring)."""
+    return {
+        'trunk': model.network.trunk_variables(),
+        'frame_head': model.network.frame_head_variables(),
+        'identity_path': model.network.identity_path_variables(),
+        'shape_basis': [model.face_model.theta_shape],
+        'reflectance': model.reflectance_variables(),
+    }
+
+
+def make_optimizers(group_variables, learning_rate):
+    """One built FusedAdam per parameter group (create under the strategy's scope)."""
+    optimizers = {}
+    for group in PARAMETER_GROUPS:
+        optimizers[group] = optim.FusedAdam(learning_rate=learning_rate, name=f'adam_{group}')
+        optimizers[group].build(group_variables[group])
+    return optimizers
+
+
+def train_step(model, batch, stage, config, group_variables, optimizers, loss_weights,
+               num_replicas=1):
+    """One optimisation step of `stage` on one replica's batch (call inside tf.function).
+
+    Args:
+        model: FmlModel.
+        batch: dict with images [B, M, H, W, 3], landmarks [B, M, 66, 2],
+            landmark_confidence [B, M, 66].
+        stage: 0, 1 or 2 (a Python int: each stage is its own graph).
+        config: TrainConfig.
+        group_variables, optimizers: from `parameter_groups` and `make_optimizers`.
+        loss_weights: dict term -> λ.
+        num_replicas: the loss is divided by it (gradients are summed across replicas).
+
+    Returns:
+        dict of scalars: the loss terms, total, visible_fraction, gradient_norm and finite
+        (1.0, or 0.0 when the loss or a gradient was NaN/Inf).
+    """
+    groups = config.trained_groups(stage)
+    variables = [v for g in groups for v in group_variables[g]]
+    # Only the trained groups are watched, so no gradient is computed for frozen ones.
+    watched = [v.value if isinstance(v, keras.Variable) else v for v in variables]
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(watched)
+        outputs = model(batch['images'], training=True, identity_enabled=stage > 0,
+                        stop_identity_gradient=config.stops_identity_gradient(stage))
+        terms = model.loss_terms(outputs, batch['images'], batch['landmarks'],
+                                 batch['landmark_confidence'], eta=config.chroma_eta,
+                                 sparsity_exponent=config.sparsity_exponent)
+        loss_terms = {k: terms[k] for k in LOSS_TERMS}
+        total = losses.total_loss(loss_terms, loss_weights)
+        scaled = total / num_replicas
+    grads = tape.gradient(scaled, watched)
+    grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+             for g, v in zip(grads, variables)]
+    # One finiteness check for everything: the global norm is finite iff every gradient
+    # entry is. A non-finite step is still applied in memory (NaNs may enter the weights),
+    # but the host loop raises before anything is saved, so the last good checkpoint stays
+    # the latest and nothing on disk is lost.
+    grad_norm = tf.linalg.global_norm(grads)
+    finite = tf.math.is_finite(total) & tf.math.is_finite(grad_norm)
+    if config.gradient_clip_norm > 0:
+        grads, _ = tf.clip_by_global_norm(grads, config.gradient_clip_norm, use_norm=grad_norm)
+    start = 0
+    for group in groups:
+        count = len(group_variables[group])
+        optimizers[group].apply_gradients(
+            zip(grads[start:start + count], group_variables[group]))
+        start += count
+    terms['total'] = total
+    terms['gradient_norm'] = grad_norm
+    terms['finite'] = tf.cast(finite, tf.float32)
+    return terms
 
 
 def make_strategy(name, num_cpu_devices=0):
@@ -166,6 +309,8 @@ def load_run(output_dir, checkpoint=None):
     with open(config_path) as f:
         values = json.load(f)
     values['image_size'] = tuple(values['image_size'])
+    if values.get('initial_translation') is not None:
+        values['initial_translation'] = tuple(values['initial_translation'])
     model_config = model_lib.ModelConfig(**values)
     assets = assets_lib.FaceAssets.load(os.path.join(output_dir, 'assets.npz'))
     model = model_lib.FmlModel(assets, model_config)
@@ -186,6 +331,9 @@ class Trainer:
     """Owns the strategy, model, optimizers, data, checkpoints and summaries of one run."""
 
     def __init__(self, assets, model_config, train_config):
+        if train_config.pretrain_identity_path not in PRETRAIN_IDENTITY_PATH:
+            raise ValueError(f'pretrain_identity_path must be one of {PRETRAIN_IDENTITY_PATH}, '
+                             f'got {train_config.pretrain_identity_path!r}')
         self.config = train_config
         self.model_config = model_config
         self.strategy = make_strategy(train_config.strategy, train_config.num_cpu_devices)
@@ -207,16 +355,8 @@ class Trainer:
             keras.utils.set_random_seed(train_config.seed)
             self.model = model_lib.FmlModel(assets, model_config)
             build_model(self.model, model_config)
-            self.optimizer = keras.optimizers.Adam(learning_rate=train_config.learning_rate)
-            self.reflectance_optimizer = keras.optimizers.Adam(
-                learning_rate=train_config.learning_rate)
-            reflectance_ids = {id(v) for v in self.model.reflectance_variables()}
-            self.reflectance_vars = self.model.reflectance_variables()
-            self.network_vars = list(self.model.network.trainable_variables)
-            self.other_vars = [v for v in self.model.trainable_variables
-                               if id(v) not in reflectance_ids]
-            self.optimizer.build(self.other_vars)
-            self.reflectance_optimizer.build(self.reflectance_vars)
+            self.group_variables = parameter_groups(self.model)
+            self.optimizers = make_optimizers(self.group_variables, train_config.learning_rate)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
 
         from mofl.data import pipeline   # data files only matter to the trainer, not the model
@@ -227,8 +367,8 @@ class Trainer:
                                         shuffle_buffer=train_config.shuffle_buffer)
         self.dataset = dataset.map(lambda b: {k: b[k] for k in ('images', 'landmarks',
                                                                 'landmark_confidence')})
-        tracked = dict(model=self.model, optimizer=self.optimizer,
-                       reflectance_optimizer=self.reflectance_optimizer, step=self.step)
+        tracked = dict(model=self.model, step=self.step,
+                       **{f'optimizer_{g}': o for g, o in self.optimizers.items()})
         # A plain tf.data iterator is checkpointable (shuffle buffer included), so a resumed run
         # sees exactly the batches it would have seen. Distributed iterators are not: those runs
         # re-create the input and skip the batches already consumed (same seed, same order).
@@ -266,37 +406,8 @@ class Trainer:
         return step
 
     def _replica_step(self, batch, stage):
-        cfg = self.config
-        with tf.GradientTape() as tape:
-            outputs = self.model(batch['images'], training=True, identity_enabled=stage > 0)
-            terms = self.model.loss_terms(outputs, batch['images'], batch['landmarks'],
-                                          batch['landmark_confidence'], eta=cfg.chroma_eta,
-                                          sparsity_exponent=cfg.sparsity_exponent)
-            loss_terms = {k: terms[k] for k in LOSS_TERMS}
-            total = losses.total_loss(loss_terms, self.loss_weights)
-            scaled = total / self.num_replicas
-        variables = self.network_vars if stage == 0 else self.other_vars + self.reflectance_vars
-        grads = tape.gradient(scaled, variables)
-        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-                 for g, v in zip(grads, variables)]
-        finite = tf.math.is_finite(total)
-        for g in grads:
-            finite &= tf.reduce_all(tf.math.is_finite(g))
-        # A non-finite step applies zero gradients (Adam's momentum still moves the in-memory
-        # weights once) and the host loop then stops before anything is saved, so the last good
-        # checkpoint stays the latest.
-        grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
-        if cfg.gradient_clip_norm > 0:
-            grads, _ = tf.clip_by_global_norm(grads, cfg.gradient_clip_norm)
-        if stage == 0:
-            self.optimizer.apply_gradients(zip(grads, variables))
-        else:
-            n = len(self.other_vars)
-            self.optimizer.apply_gradients(zip(grads[:n], self.other_vars))
-            self.reflectance_optimizer.apply_gradients(zip(grads[n:], self.reflectance_vars))
-        terms['total'] = total
-        terms['finite'] = tf.cast(finite, tf.float32)
-        return terms
+        return train_step(self.model, batch, stage, self.config, self.group_variables,
+                          self.optimizers, self.loss_weights, self.num_replicas)
 
     def _step_fn(self, stage):
         if stage not in self._step_fns:
@@ -311,11 +422,9 @@ class Trainer:
             self._step_fns[stage] = step_fn
         return self._step_fns[stage]
 
-    def _set_learning_rates(self, stage):
-        cfg = self.config
-        self.optimizer.learning_rate.assign(cfg.learning_rate)
-        self.reflectance_optimizer.learning_rate.assign(
-            cfg.reflectance_learning_rate if stage == 2 else cfg.learning_rate)
+    def _set_learning_rates(self, step):
+        for group, optimizer in self.optimizers.items():
+            optimizer.learning_rate.assign(self.config.group_learning_rate(group, step))
 
     def train(self, max_steps=None, on_step=None):
         """Runs until the schedule's last step (or `max_steps` more steps).
@@ -340,9 +449,9 @@ class Trainer:
         t0 = time.time()
         stage = None
         for step in range(start_step, end_step):
+            self._set_learning_rates(step)
             if cfg.stage_of(step) != stage:
                 stage = cfg.stage_of(step)
-                self._set_learning_rates(stage)
                 logging.info('Stage %d (%s) from step %d', stage, STAGE_NAMES[stage], step)
                 if stage == 1 and step == cfg.pretrain_steps and cfg.identity_output_init:
                     self.standardize_identity_outputs()
@@ -360,10 +469,10 @@ class Trainer:
                 if done % cfg.summary_every == 0 or done == end_step:
                     for k in LOSS_TERMS + ('total', 'visible_fraction'):
                         tf.summary.scalar(f'loss/{k}', terms[k])
-                    tf.summary.scalar('learning_rate/network', float(
-                        self.optimizer.learning_rate.numpy()))
-                    tf.summary.scalar('learning_rate/reflectance', float(
-                        self.reflectance_optimizer.learning_rate.numpy()))
+                    for group, optimizer in self.optimizers.items():
+                        tf.summary.scalar(f'learning_rate/{group}',
+                                          float(optimizer.learning_rate.numpy()))
+                    tf.summary.scalar('gradient_norm', terms['gradient_norm'])
                     tf.summary.scalar('stage', stage)
                 if cfg.image_summary_every and (done % cfg.image_summary_every == 0
                                                 or done == end_step):

@@ -1,5 +1,6 @@
 """Tests of mofl.render.camera: pose convention, projection by hand, inverse, gradients."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from mofl.render import camera as camera_lib
@@ -110,3 +111,27 @@ def test_pose_gradient_matches_numerical():
     theoretical, numerical = tf.test.compute_gradient(screen_of, [euler, translation])
     for t, n in zip(theoretical, numerical):
         np.testing.assert_allclose(t, n, rtol=1e-5, atol=1e-5)
+
+
+def test_depth_filling_crop_and_the_models_default_distance():
+    from mofl import model as model_lib
+    import training_data
+    # A 150 mm landmark box in a 1.6× crop of 240 px at f = 1000 px: 240 px = 1.6 · 150 mm · f / d.
+    assert camera_lib.depth_filling_crop(150.0, 1000.0, 240, 1.6) == pytest.approx(1000.0)
+    with pytest.raises(ValueError, match='landmark_extent_mm'):
+        camera_lib.depth_filling_crop(0.0)
+    assets = training_data.tiny_assets()
+    points = assets.mesh.vertices[assets.mesh.landmark_indices]
+    centre = 0.5 * (points.min(0) + points.max(0))
+    extent = (points.max(0)[:2] - points.min(0)[:2]).max()
+    config = model_lib.ModelConfig(shape_dim=2, albedo_dim=2)
+    depth = 1000.0 * 1.6 * extent / 240
+    want = np.array([0.0, 0.0, -depth]) - centre
+    np.testing.assert_allclose(model_lib.initial_translation_for(assets, config), want,
+                               rtol=1e-6)
+    model = model_lib.FmlModel(assets, config)
+    np.testing.assert_allclose(model.network.translation_init.numpy(), want, rtol=1e-6)
+    # The untrained model puts the template's landmark centre on the optical axis at that depth.
+    fixed = model_lib.ModelConfig(shape_dim=2, albedo_dim=2, camera_distance=900.0)
+    np.testing.assert_allclose(model_lib.initial_translation_for(assets, fixed) + centre,
+                               [0.0, 0.0, -900.0], atol=1e-3)

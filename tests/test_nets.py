@@ -79,7 +79,7 @@ def outputs(network, images):
 
 def test_every_table_activation_shape(outputs):
     acts = outputs['activations']
-    expected = {}
+    expected = {'table1/input': (NUM_FRAMES, 240, 240, 3)}   # the centred frames
     for row, shape in TABLE1_SHAPES.items():
         expected[f'table1/{row}'] = (NUM_FRAMES,) + shape
     for row, shape in TABLE2_SHAPES.items():
@@ -241,3 +241,74 @@ def test_standardising_the_identity_head_keeps_the_per_frame_parameters():
             np.testing.assert_allclose(new[key], old[key], rtol=1e-4, atol=1e-5, err_msg=key)
     # Without the absorbed map the per-frame head would see different inputs.
     assert np.abs(new_identity - old_identity).max() > 0.1
+
+
+def _real_frames():
+    """[2, 2, 240, 240, 3] crops of scikit-image's astronaut (a face, a uniform suit, a flag)."""
+    import cv2
+    from mofl import sample_data
+    image = cv2.cvtColor(cv2.imread(sample_data.astronaut_path()), cv2.COLOR_BGR2RGB)
+    boxes = ((0, 80, 300, 380), (40, 120, 280, 360), (200, 0, 512, 312), (0, 250, 262, 512))
+    crops = [cv2.resize(image[r0:r1, c0:c1], (240, 240), interpolation=cv2.INTER_AREA)
+             for r0, c0, r1, c1 in boxes]
+    return (np.stack(crops).reshape(2, 2, 240, 240, 3) / 255.0).astype(np.float32)
+
+
+def _rms(x):
+    return float(np.sqrt(np.mean(np.square(x))))
+
+
+@pytest.mark.parametrize('initializer', ['he', 'glorot'])
+def test_activation_rms_of_every_row_stays_near_the_input_on_real_images(initializer):
+    """He init keeps every row of Tables 1–3 within 0.3–3× the centred input's RMS; Keras'
+    Glorot default does not (it shrank the identity path 100-fold, BUILD_NOTES "Training").
+    Table 3's last FC is left out: its kernel is shrunk on purpose (`head_init_scale`)."""
+    tf.random.set_seed(0)
+    net = FmlNetwork(num_expressions=NUM_EXPRESSIONS, initializer=initializer)
+    acts = net(_real_frames(), return_activations=True)['activations']
+    reference = _rms(acts['table1/input'])
+    ratios = {row: _rms(value) / reference for row, value in acts.items()
+              if row not in ('table1/input', 'table3/fc_frame_params')}
+    assert len(ratios) == len(TABLE1_SHAPES) + len(TABLE2_SHAPES) + len(TABLE3_SHAPES) - 1
+    if initializer == 'he':
+        for row, ratio in ratios.items():
+            assert 0.3 <= ratio <= 3.0, (row, ratio)
+    else:
+        assert min(ratios.values()) < 0.3, ratios
+
+
+def test_smaller_network_follows_the_input_size_and_width():
+    """--network_input_size=128, --width_multiplier=0.5: 128 → 32 → 15 → 7 → 4 → 2, half widths,
+    Table 3's identity map on the 7×7 low-feature grid; the data stays 240²."""
+    net = FmlNetwork(num_expressions=5, num_shape_params=8, num_reflectance_params=8,
+                     input_size=128, width_multiplier=0.5)
+    out = net(tf.zeros([1, 2, 240, 240, 3]), return_activations=True)
+    shapes = {k: tuple(v.shape[1:]) for k, v in out['activations'].items()}
+    assert shapes['table1/input'] == (128, 128, 3)
+    assert shapes['table1/conv1'] == (32, 32, 48)
+    assert shapes['table1/pool1'] == (15, 15, 48)
+    assert shapes['table1/conv2'] == (7, 7, 128)
+    assert shapes['table1/low_features'] == (7, 7, 192)
+    assert shapes['table1/conv4'] == (4, 4, 128)
+    assert shapes['table1/medium_features'] == (2, 2, 128)
+    assert shapes['table2/fc1'] == (500,)
+    assert shapes['table2/fc_identity'] == (16,)
+    assert shapes['table3/fc_identity'] == (7, 7, 1)
+    assert shapes['table3/concat'] == (7, 7, 384)
+    assert shapes['table3/pool'] == (3, 3, 128)
+    assert shapes['table3/fc1'] == (1024,)
+    assert out['rotation'].shape == (1, 2, 3)
+    with pytest.raises(ValueError, match='too small'):
+        FmlNetwork(num_expressions=5, input_size=32)
+
+
+def test_identity_path_and_regressor_partition_the_network(network):
+    identity = network.identity_path_variables()
+    regressor = network.regressor_variables()
+    ids = lambda vs: {id(v) for v in vs}
+    assert not ids(identity) & ids(regressor)
+    assert ids(identity) | ids(regressor) == ids(network.trainable_variables)
+    names = {v.path for v in identity}
+    assert any('conv4' in n for n in names) and any('conv5' in n for n in names)
+    assert ids(network.identity_network.trainable_variables) <= ids(identity)
+    assert not any('parameter_network' in n or 'conv3_3x3_low' in n for n in names)

@@ -37,6 +37,14 @@ def _env():
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
 
 
+def _single_thread_env():
+    """One compute thread and no oneDNN: with --deterministic, runs are then bit-exact however
+    loaded the machine is (multi-threaded CPU kernels once differed in the last bits, which
+    Adam's normalisation amplified to 2e-5 in a slot)."""
+    return dict(_env(), TF_NUM_INTRAOP_THREADS='1', TF_NUM_INTEROP_THREADS='1',
+                TF_ENABLE_ONEDNN_OPTS='0', OMP_NUM_THREADS='1')
+
+
 def _checkpoint_variables(output_dir):
     reader = tf.train.load_checkpoint(os.path.join(output_dir, 'checkpoints'))
     names = [n for n in reader.get_variable_to_shape_map() if n.startswith('model/')
@@ -47,12 +55,12 @@ def _checkpoint_variables(output_dir):
 def test_resume_after_sigkill_continues_exactly(run_inputs):
     base, asset, data = run_inputs
     straight = str(base / 'straight')
-    result = subprocess.run(_train_args(asset, data, straight), cwd=ROOT, env=_env(),
+    result = subprocess.run(_train_args(asset, data, straight), cwd=ROOT, env=_single_thread_env(),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 
     killed = str(base / 'killed')
-    proc = subprocess.Popen(_train_args(asset, data, killed), cwd=ROOT, env=_env(),
+    proc = subprocess.Popen(_train_args(asset, data, killed), cwd=ROOT, env=_single_thread_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     state = os.path.join(killed, 'checkpoints', 'checkpoint')
     deadline = time.time() + 600
@@ -66,18 +74,15 @@ def test_resume_after_sigkill_continues_exactly(run_inputs):
     assert proc.returncode == -signal.SIGKILL
     assert tf.train.latest_checkpoint(os.path.join(killed, 'checkpoints')).endswith('ckpt-4')
 
-    resumed = subprocess.run(_train_args(asset, data, killed), cwd=ROOT, env=_env(),
+    resumed = subprocess.run(_train_args(asset, data, killed), cwd=ROOT, env=_single_thread_env(),
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'at step 4' in resumed.stderr            # resumed, not restarted
     want, got = _checkpoint_variables(straight), _checkpoint_variables(killed)
     assert int(got['step/.ATTRIBUTES/VARIABLE_VALUE']) == 8
     assert set(want) == set(got)
-    # Bit-exact on a quiet machine. On a loaded 2-core CPU the last bits have differed once
-    # (max 8e-6 in an Adam slot, whose tiny entries blow that up relatively); a real resume bug
-    # (fresh optimizer state, restarted or skipped data) moves these values by 1e-4 and more.
-    for name in want:
-        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    for name in want:   # bit-exact: weights, every Adam slot and counter, the step
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
 def test_mirrored_strategy_on_two_cpu_devices(run_inputs):
@@ -114,35 +119,65 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(run_inputs, tmp_pa
         np.testing.assert_array_equal(after[name], good[name])
 
 
+def _trainer(asset, data, output_dir, model_config=None, **train):
+    from mofl.facemodel import assets as assets_lib
+    values = dict(data=data, output_dir=str(output_dir), batch_size=2, num_frames=2,
+                  pretrain_steps=1, train_steps=1, finetune_steps=1, learning_rate=1e-3,
+                  reflectance_learning_rate=1e-1, image_summary_every=0, checkpoint_every=100)
+    values.update(train)
+    return trainer_lib.Trainer(assets_lib.FaceAssets.load(asset),
+                               model_config or model_lib.ModelConfig(shape_dim=4, albedo_dim=4),
+                               trainer_lib.TrainConfig(**values))
+
+
+def _group_snapshot(trainer):
+    return {g: [v.numpy().copy() for v in vs] for g, vs in trainer.group_variables.items()}
+
+
+def _changed(before, after):
+    return {g: [not np.array_equal(a, b) for a, b in zip(after[g], before[g])] for g in before}
+
+
 def test_stages_train_the_right_variables(run_inputs, tmp_path):
     base, asset, data = run_inputs
-    from mofl.facemodel import assets as assets_lib
-    config = trainer_lib.TrainConfig(data=data, output_dir=str(tmp_path), batch_size=2,
-                                     num_frames=2, pretrain_steps=1, train_steps=1,
-                                     finetune_steps=1, learning_rate=1e-3,
-                                     reflectance_learning_rate=1e-1, image_summary_every=0,
-                                     checkpoint_every=100)
-    trainer = trainer_lib.Trainer(assets_lib.FaceAssets.load(asset),
-                                  model_lib.ModelConfig(shape_dim=4, albedo_dim=4), config)
-    face = trainer.model.face_model
-    snapshot = lambda: {v.name: v.numpy().copy() for v in
-                        (face.theta_shape, face.theta_albedo, face.mean_albedo)}
-    net_before = trainer.model.network.trainable_variables[0].numpy().copy()
-    before = snapshot()
-    trainer.train(max_steps=1)                          # stage 0: network only
-    after_pretrain = snapshot()
-    for name in before:
-        np.testing.assert_array_equal(after_pretrain[name], before[name])
-    assert not np.array_equal(trainer.model.network.trainable_variables[0].numpy(), net_before)
+    trainer = _trainer(asset, data, tmp_path)
+    trainer.restore()
+    before = _group_snapshot(trainer)
+    trainer.train(max_steps=1)                          # stage 0: the regressor only
+    after_pretrain = _group_snapshot(trainer)
+    changed = _changed(before, after_pretrain)
+    assert all(changed['trunk']) and all(changed['frame_head'])
+    for group in ('identity_path', 'shape_basis', 'reflectance'):
+        assert not any(changed[group]), group
     trainer.train(max_steps=1)                          # stage 1: everything
-    after_train = snapshot()
-    for name in before:
-        assert not np.array_equal(after_train[name], after_pretrain[name]), name
-    assert float(trainer.reflectance_optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
+    changed = _changed(after_pretrain, _group_snapshot(trainer))
+    for group, flags in changed.items():
+        assert all(flags), group
+    rates = {g: float(o.learning_rate.numpy()) for g, o in trainer.optimizers.items()}
+    assert rates['reflectance'] == pytest.approx(1e-3)
     trainer.train(max_steps=1)                          # stage 2: larger reflectance rate
-    assert float(trainer.reflectance_optimizer.learning_rate.numpy()) == pytest.approx(1e-1)
-    assert float(trainer.optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
+    rates = {g: float(o.learning_rate.numpy()) for g, o in trainer.optimizers.items()}
+    assert rates['reflectance'] == pytest.approx(1e-1)
+    assert rates['trunk'] == rates['frame_head'] == pytest.approx(1e-3)
     assert int(trainer.step.numpy()) == 3
+    # Each group's Adam counts only the steps it was applied: Θs joined at step 1.
+    assert int(trainer.optimizers['frame_head'].iterations.numpy()) == 3
+    assert int(trainer.optimizers['shape_basis'].iterations.numpy()) == 2
+
+
+@pytest.mark.parametrize('mode', ['freeze', 'stop_gradient', 'freeze_trunk', 'train'])
+def test_pretraining_leaves_the_identity_path_as_initialised(run_inputs, tmp_path, mode):
+    """The old behaviour ('train') must move the identity path, or this test could not fail."""
+    _, asset, data = run_inputs
+    trainer = _trainer(asset, data, tmp_path, pretrain_steps=3, train_steps=0,
+                       finetune_steps=0, pretrain_identity_path=mode)
+    trainer.restore()
+    before = _group_snapshot(trainer)
+    trainer.train()
+    changed = _changed(before, _group_snapshot(trainer))
+    assert any(changed['identity_path']) == (mode == 'train')
+    assert any(changed['trunk']) == (mode != 'freeze_trunk')
+    assert all(changed['frame_head'])
 
 
 def test_train_binary_rejects_missing_data(tmp_path, run_inputs):
@@ -188,14 +223,9 @@ def test_identity_output_init_standardises_alpha_when_end_to_end_training_starts
                                                                                 tmp_path):
     _, asset, data = run_inputs
     from mofl.data import pipeline
-    from mofl.facemodel import assets as assets_lib
-    config = trainer_lib.TrainConfig(data=data, output_dir=str(tmp_path), batch_size=2,
-                                     num_frames=2, pretrain_steps=1, train_steps=1,
-                                     finetune_steps=0, learning_rate=1e-6,
-                                     identity_output_init=True, identity_init_samples=4,
-                                     image_summary_every=0, checkpoint_every=100)
-    trainer = trainer_lib.Trainer(assets_lib.FaceAssets.load(asset),
-                                  model_lib.ModelConfig(shape_dim=6, albedo_dim=5), config)
+    trainer = _trainer(asset, data, tmp_path, model_lib.ModelConfig(
+        shape_dim=6, albedo_dim=5, initializer='glorot'), finetune_steps=0, learning_rate=1e-6,
+        identity_output_init=True, identity_init_samples=4, pretrain_identity_path='train')
     images = next(iter(pipeline.make_dataset(data, 4, 2, shuffle=False, repeat=False)))['images']
 
     def identity_outputs():
@@ -219,3 +249,36 @@ def test_identity_output_init_standardises_alpha_when_end_to_end_training_starts
     assert len(standardised) == 1
     np.testing.assert_allclose(standardised[0].mean(axis=0), 0.0, atol=1e-3)
     np.testing.assert_allclose(standardised[0].std(axis=0), 1.0, rtol=1e-3)
+
+
+def test_pretraining_length_changes_pose_but_not_identity_of_the_exported_model(run_inputs,
+                                                                                tmp_path):
+    """Same seed, 1 vs 5 pre-training steps with --pretrain_identity_path=freeze_trunk, each
+    exported: α, β and the identity mesh and albedo are identical, the regressed pose is not.
+    (With the default 'stop_gradient' the identity path's own weights stay as initialised, see
+    test_pretraining_leaves_the_identity_path_as_initialised, but α moves with the shared
+    trunk that stage 0 trains.)"""
+    _, asset, data = run_inputs
+    from mofl import export as export_lib
+    results = {}
+    for steps in (1, 5):
+        out = str(tmp_path / f'pre{steps}')
+        args = [a for a in _train_args(asset, data, out) if not a.startswith(
+            ('--pretrain_steps', '--train_steps', '--finetune_steps', '--checkpoint_every'))]
+        trained = subprocess.run(args + [f'--pretrain_steps={steps}', '--train_steps=0',
+                                         '--finetune_steps=0', f'--checkpoint_every={steps}',
+                                         '--pretrain_identity_path=freeze_trunk'],
+                                 cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        saved = str(tmp_path / f'saved{steps}')
+        exported = subprocess.run([sys.executable, '-m', 'tools.export_savedmodel',
+                                   f'--checkpoint_dir={out}', f'--output_dir={saved}'],
+                                  cwd=ROOT, env=_env(), capture_output=True, text=True,
+                                  timeout=600)
+        assert exported.returncode == 0, exported.stderr[-3000:]
+        images = np.random.default_rng(0).uniform(size=(2, 240, 240, 3)).astype(np.float32)
+        results[steps] = export_lib.load_exported(saved).reconstruct(images)
+    for key in ('shape_params', 'reflectance_params', 'identity_vertices', 'albedo'):
+        np.testing.assert_array_equal(results[1][key], results[5][key], err_msg=key)
+    for key in ('rotation', 'translation'):
+        assert np.abs(results[1][key] - results[5][key]).max() > 1e-6, key

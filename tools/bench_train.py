@@ -1,9 +1,13 @@
 """Benchmarks FML training and inference speed on this machine, with FLOP counts (supp. Tables 1–3).
 
 What is timed (all inside tf.function, after warm-up calls, on random images):
-- training: one full step of the end-to-end stage — forward pass, image formation, the five loss
-  terms (eq. 8–12), gradients of every trainable variable and the Adam update — on B samples of
-  M frames (default B = 1, M = 4, the paper's M);
+- training: the trainer's own step of the end-to-end stage (`trainer.train_step`: forward pass,
+  image formation, the five loss terms of eq. 8–12, gradients, the finiteness check and one
+  FusedAdam per parameter group) on B samples of M frames (default B = 1, M = 4, the paper's M);
+  then its parts alone — the network's forward+backward, gradients of the whole loss, the
+  optimizer, the guard — and, as the baseline in the same run, the previous trainer's step (one
+  Keras Adam for everything, a tf.where guard per variable); the ratio full step / network
+  forward+backward is printed for both;
 - inference: the whole model (network, face model, image formation) on a batch of N single frames,
   i.e. B = N samples with M = 1 frame each (monocular reconstruction of N different images), for
   each N of --infer_batch_sizes; reported as milliseconds per frame;
@@ -213,35 +217,108 @@ def main(argv):
     time_calls(matmul, (mat_a, mat_b), 2)
     matmul_times = time_calls(matmul, (mat_a, mat_b), 10)   # 10 more at the end of the run
 
-    # Training: the end-to-end stage's step (trainer.Trainer._replica_step without tf.distribute).
-    optimizer = keras.optimizers.Adam(learning_rate=1e-4)
-    variables = list(model.trainable_variables)
-    optimizer.build(variables)
+    # Training: the trainer's own end-to-end step (trainer.train_step: parameter groups, one
+    # FusedAdam each, one global-norm finiteness check), and its parts timed alone; the
+    # previous trainer's step (one Keras Adam, a tf.where guard per variable) is the baseline.
     weights = losses.paper_loss_weights(mesh.num_vertices)
-
-    @tf.function
-    def train_step(images, landmarks, confidence):
-        with tf.GradientTape() as tape:
-            outputs = model(images, training=True)
-            terms = model.loss_terms(outputs, images, landmarks, confidence)
-            total = losses.total_loss({k: terms[k] for k in trainer_lib.LOSS_TERMS}, weights)
-        grads = tape.gradient(total, variables)
-        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-                 for g, v in zip(grads, variables)]
-        optimizer.apply_gradients(zip(grads, variables))
-        return total
-
+    train_config = trainer_lib.TrainConfig(learning_rate=1e-4)
+    groups = trainer_lib.parameter_groups(model)
+    optimizers = trainer_lib.make_optimizers(groups, 1e-4)
+    variables = [v for g in trainer_lib.PARAMETER_GROUPS for v in groups[g]]
+    network_variables = model.network.trainable_variables
     images = tf.constant(rng.random((batch, frames, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
     landmarks = tf.constant(120.0 + rng.normal(0.0, 30.0, (batch, frames, 66, 2)), tf.float32)
-    confidence = tf.ones([batch, frames, 66])
+    batch_dict = {'images': images, 'landmarks': landmarks,
+                  'landmark_confidence': tf.ones([batch, frames, 66])}
+
+    def total_loss():
+        outputs = model(images, training=True)
+        terms = model.loss_terms(outputs, images, landmarks, batch_dict['landmark_confidence'])
+        return losses.total_loss({k: terms[k] for k in trainer_lib.LOSS_TERMS}, weights)
+
+    @tf.function
+    def full_step():
+        return trainer_lib.train_step(model, batch_dict, 1, train_config, groups, optimizers,
+                                      weights)['total']
+
+    output_weights = None
+
+    @tf.function
+    def network_forward_backward():
+        with tf.GradientTape() as tape:
+            outputs = model.network(images)
+            loss = tf.add_n([tf.reduce_sum(outputs[k] * output_weights[k])
+                             for k in sorted(output_weights)])
+        return tape.gradient(loss, network_variables)
+
+    @tf.function
+    def loss_gradients():
+        with tf.GradientTape() as tape:
+            total = total_loss()
+        return tape.gradient(total, variables)
+
+    @tf.function
+    def fused_adam_apply(grads):
+        start = 0
+        for group in trainer_lib.PARAMETER_GROUPS:
+            count = len(groups[group])
+            optimizers[group].apply_gradients(zip(grads[start:start + count], groups[group]))
+            start += count
+        return grads[0]
+
+    keras_adam = keras.optimizers.Adam(learning_rate=1e-4)
+    keras_adam.build(variables)
+
+    @tf.function
+    def keras_adam_apply(grads):
+        keras_adam.apply_gradients(zip(grads, variables))
+        return grads[0]
+
+    @tf.function
+    def global_norm_guard(grads):
+        return tf.math.is_finite(tf.linalg.global_norm(grads))
+
+    @tf.function
+    def per_variable_guard(grads):
+        finite = tf.constant(True)
+        for g in grads:
+            finite &= tf.reduce_all(tf.math.is_finite(g))
+        return [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+
+    previous_adam = keras.optimizers.Adam(learning_rate=1e-4)
+    previous_adam.build(variables)
+
+    @tf.function
+    def previous_step():
+        with tf.GradientTape() as tape:
+            total = total_loss()
+        grads = per_variable_guard(tape.gradient(total, variables))
+        previous_adam.apply_gradients(zip(grads, variables))
+        return total
+
     start = time.perf_counter()
-    train_step(images, landmarks, confidence).numpy()
+    loss = float(full_step().numpy())
     trace_s = time.perf_counter() - start
-    for _ in range(FLAGS.warmup_steps):
-        train_step(images, landmarks, confidence).numpy()
-    train_times = time_calls(lambda: train_step(images, landmarks, confidence), (),
-                             FLAGS.train_steps)
-    loss = float(train_step(images, landmarks, confidence).numpy())
+    # Every part below updates the weights with its own optimizer or stale gradients; each
+    # starts again from these weights, so all are timed on the same, sane model.
+    weights_before = [v.numpy() for v in model.variables]
+    initial = model.network(images)
+    output_weights = {k: tf.constant(rng.normal(0.0, 1.0, v.shape), tf.float32)
+                      for k, v in initial.items()}
+    grads = [tf.convert_to_tensor(g) for g in loss_gradients()]
+    parts = {}
+    for name, function, args in (
+            ('full', full_step, ()), ('previous', previous_step, ()),
+            ('network', network_forward_backward, ()), ('gradients', loss_gradients, ()),
+            ('fused_adam', fused_adam_apply, (grads,)), ('keras_adam', keras_adam_apply, (grads,)),
+            ('norm_guard', global_norm_guard, (grads,)),
+            ('where_guard', per_variable_guard, (grads,))):
+        for variable, value in zip(model.variables, weights_before):
+            variable.assign(value)
+        for _ in range(FLAGS.warmup_steps):
+            _block(function(*args))
+        parts[name] = time_calls(function, args, FLAGS.train_steps)
+    train_times = parts['full']
     train_flops = 3 * forward_flops(batch, frames)
 
     # Inference: batch of N single frames (B = N, M = 1), whole model; network alone for scale.
@@ -310,9 +387,27 @@ def main(argv):
         line(f'inference {name}, batch of {size} single frames', times, size, 'frame', flops)
     train_gflops = line(f'training step B={batch}, M={frames} (3x forward FLOPs)', train_times, 1,
                         'step', train_flops)
-    print(f'(first training call incl. tracing: {trace_s:.1f} s; last loss {loss:.4g}; '
+    print(f'(first training call incl. tracing: {trace_s:.1f} s; its loss {loss:.4g}; '
           f'{FLAGS.train_steps} timed steps after {FLAGS.warmup_steps} warm-up; inference: '
           f'{FLAGS.infer_repeats} timed calls per row after one warm-up)')
+    print()
+    ms = {k: median(v) * 1e3 for k, v in parts.items()}
+    network_ms = ms['network']
+    print(f'Training step B={batch}, M={frames}, end-to-end stage, parts timed alone (median ms; '
+          f'ratio to the network\'s forward+backward):')
+    rows = [
+        ('network forward+backward (Tables 1-3)', ms['network']),
+        ('face model + image formation + losses (+ backward)',
+         max(ms['gradients'] - ms['network'], 0.0)),
+        (f'optimizer: FusedAdam per group ({num_params:,} variables)', ms['fused_adam']),
+        ('  previous: one Keras Adam', ms['keras_adam']),
+        ('finiteness guard: global gradient norm', ms['norm_guard']),
+        ('  previous: tf.where per variable', ms['where_guard']),
+        ('full step, this trainer', ms['full']),
+        ('  previous trainer\'s step (Keras Adam + per-variable guard)', ms['previous']),
+    ]
+    for label, value in rows:
+        print(f'  {label:<62s} {value:8.1f} ms  {value / network_ms:5.2f}x')
     print()
     model_rows = {size: (median(times), flops) for name, size, times, flops in inference
                   if name == 'model'}
@@ -321,6 +416,9 @@ def main(argv):
               f'{flops / size / 1e9:.3f} GFLOP per frame, {flops / seconds / 1e9:.1f} GFLOP/s '
               f'({flops / seconds / 1e9 / matmul_gflops:.2f}x the {matmul_gflops:.1f} GFLOP/s '
               'matmul baseline)')
+    print(f'Full step / network forward+backward: {ms["full"] / network_ms:.2f} (this trainer), '
+          f'{ms["previous"] / network_ms:.2f} (previous trainer); full step '
+          f'{ms["previous"] / ms["full"]:.2f}x faster than before')
     print(f'Training: {1.0 / train_s:.3f} steps/s (B={batch}, M={frames}), '
           f'{forward_flops(batch, frames) / (batch * frames) / 1e9:.3f} GFLOP forward per frame, '
           f'{train_gflops:.1f} GFLOP/s ({train_gflops / matmul_gflops:.2f}x the matmul baseline)')

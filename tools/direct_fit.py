@@ -53,27 +53,6 @@ def _manifest(data):
     return {}
 
 
-def load_samples(data, num_samples, num_frames, image_size):
-    """The first `num_samples` samples as numpy arrays (images, landmarks, ground truth)."""
-    from mofl.data import pipeline
-    from mofl.data import records
-    dataset = pipeline.make_dataset(data, batch_size=1, num_frames=num_frames, shuffle=False,
-                                    repeat=False, image_size=image_size)
-    keys = ('images', 'landmarks', 'landmark_confidence', 'pose', records.GT_VERTICES,
-            records.GT_EXPRESSION_VERTICES)
-    samples = {k: [] for k in keys}
-    for batch in dataset.take(num_samples):
-        missing = [k for k in keys if k not in batch]
-        if missing:
-            raise ValueError(f'{data}: the records have no {", ".join(missing)} (direct fits '
-                             'need the synthetic ground truth of tools.make_synthetic)')
-        for k in keys:
-            samples[k].append(batch[k][0].numpy())
-    if not samples['images']:
-        raise ValueError(f'{data}: no samples')
-    return {k: np.stack(v) for k, v in samples.items()}
-
-
 def identity_basis_for(mesh, manifest, ict_dir):
     """[K, V, 3] the identity model the data was drawn from."""
     from mofl.data import synthetic
@@ -126,6 +105,7 @@ def markdown(results, num_samples, num_frames):
 def main(argv):
     del argv
     from mofl import fitting
+    from mofl.data import pipeline
     from mofl.facemodel import assets as assets_lib
     from mofl.facemodel import default_assets
     unknown = [m for m in FLAGS.identity if m not in fitting.IDENTITY_MODES]
@@ -138,8 +118,8 @@ def main(argv):
         asset_path = FLAGS.asset or manifest.get('asset')
         assets = (assets_lib.FaceAssets.load(asset_path) if asset_path
                   else default_assets.load_default_assets())
-        samples = load_samples(FLAGS.data, FLAGS.num_samples, FLAGS.num_frames,
-                               image_size=240)
+        samples = pipeline.load_ground_truth_samples(FLAGS.data, FLAGS.num_samples,
+                                                     FLAGS.num_frames, image_size=240)
         basis = (identity_basis_for(assets.mesh, manifest, FLAGS.ict_dir)
                  if 'ground_truth' in FLAGS.identity else None)
     except (ValueError, FileNotFoundError, assets_lib.AssetError) as e:

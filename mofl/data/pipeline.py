@@ -3,6 +3,7 @@
 Shards are interleaved, records parsed and JPEG-decoded in parallel, shuffled, batched and
 prefetched. Each element is one batch of multi-frame samples, [B, M, 240, 240, 3].
 """
+import numpy as np
 import tensorflow as tf
 
 from mofl.data import records
@@ -118,3 +119,37 @@ def make_dataset(file_pattern, batch_size, num_frames, shuffle=True, repeat=True
     ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def load_ground_truth_samples(data, num_samples, num_frames, image_size=240):
+    """The first `num_samples` samples (file order) with their synthetic ground truth, as numpy.
+
+    Args:
+        data: TFRecord glob(s) written by tools.make_synthetic.
+        num_samples: how many samples (fewer if the files hold fewer).
+        num_frames: M.
+        image_size: the records' crop side.
+
+    Returns:
+        dict of stacked arrays: images [N, M, S, S, 3], landmarks [N, M, 66, 2],
+        landmark_confidence [N, M, 66], pose [N, M, 3], identity [N] (bytes),
+        gt_vertices [N, V, 3], gt_expression_vertices [N, M, V, 3].
+
+    Raises:
+        ValueError: naming `data`, when it holds no samples or no ground truth.
+    """
+    dataset = make_dataset(data, batch_size=1, num_frames=num_frames, shuffle=False,
+                           repeat=False, image_size=image_size)
+    keys = ('images', 'landmarks', 'landmark_confidence', 'pose', 'identity',
+            records.GT_VERTICES, records.GT_EXPRESSION_VERTICES)
+    samples = {k: [] for k in keys}
+    for batch in dataset.take(num_samples):
+        missing = [k for k in keys if k not in batch]
+        if missing:
+            raise ValueError(f'{data}: the records have no {", ".join(missing)} (this needs the '
+                             'synthetic ground truth of tools.make_synthetic)')
+        for k in keys:
+            samples[k].append(batch[k][0].numpy())
+    if not samples['images']:
+        raise ValueError(f'{data}: no samples')
+    return {k: np.stack(v) for k, v in samples.items()}

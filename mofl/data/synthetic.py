@@ -86,7 +86,7 @@ ICT_FACE_AREA_VERTICES = 9409
 ICT_CM_TO_MM = 10.0
 DEFAULT_TRUNCATION = 2.5
 # tools.preprocess crops a square of 1.6× the landmark box; the synthetic faces are framed alike.
-CROP_SCALE = 1.6
+CROP_SCALE = camera_lib.LANDMARK_CROP_SCALE
 # Caps on single blendshape weights (a wide-open jaw leaves ICT's face area with a large hole).
 EXPRESSION_WEIGHT_CAPS = {'jawOpen': 0.5, 'mouthClose': 0.3}
 _IDENTITY_CACHE_VERSION = 1
@@ -685,8 +685,8 @@ class SyntheticGenerator:
         self.landmark_side = (landmarks[:, 0] - self.landmark_centre[0]) / \
             max(float(np.abs(landmarks[:, 0] - self.landmark_centre[0]).max()), 1e-6)
         box = landmarks.max(0)[:2] - landmarks.min(0)[:2]
-        focal = float(self.camera.focal_x)
-        self.base_depth = focal * CROP_SCALE * float(box.max()) / self.camera.image_size[1]
+        self.base_depth = camera_lib.depth_filling_crop(
+            float(box.max()), float(self.camera.focal_x), self.camera.image_size[1], CROP_SCALE)
 
     def identity(self, index):
         """Identity `index` (drawn from the stream (seed, index, 0))."""

@@ -14,12 +14,22 @@ units with fixed (not learned) affine maps, which is standard practice and adds 
     expression  = expression_scale · raw[6:6+b]                      (blendshape coefficients δ)
     sh          = sh_init + sh_scale · raw[6+b:]                     (γ, 27 numbers)
 
-With the default Glorot initialisation the raw outputs of an untrained network are already small
-(|raw| < 0.1 on random images in our check), so an untrained network starts near a frontal face
-(R ≈ I) at the default distance, with a neutral expression and ambient white light;
-`head_init_scale` < 1 shrinks the last FC's initial kernel further if wanted. The identity
-parameters α, β are returned as the FC gives them: they multiply the learned bases Θs, Θa, whose
-own initialisation sets their scale.
+The hidden rows start He-normal (variance-preserving, `feature_extractor`), so the last FC of
+Table 3 sees inputs of RMS ≈ 0.5 and, at Glorot scale, would start at |raw| ≈ 1 (rotations of
+0.2 rad, expressions of one σ); its initial kernel is therefore shrunk by `head_init_scale`
+(default 0.1), so that an untrained network starts near a frontal face (R ≈ I) at the default
+distance, with a neutral expression and ambient white light. The identity parameters α, β are
+returned as Table 2's last FC gives them (Glorot, RMS ≈ its input's); they multiply the learned
+bases Θs, Θa, whose own initialisation sets their scale.
+
+Identity path. Table 1's conv4/conv5 and Table 2 feed only α, β (`identity_path_variables`);
+expression pre-training leaves them as initialised (`mofl.trainer`). `call(...,
+stop_identity_gradient=True)` lets Table 3 read α, β without sending gradients back into that
+path.
+
+Smaller networks (ours, CPU-scale studies): `input_size` area-resizes the frames inside the
+network (the camera, landmarks and photometric term keep the data's pixels) and
+`width_multiplier` scales every hidden width; 240 and 1.0 are Tables 1–3 exactly.
 
 SH layout: the 27 numbers are 9 SH coefficients × 3 colour channels, band-major: sh[3·k + c] is
 γ_k for channel c (reshape to [..., 9, 3]), k in the order of the real SH basis Y_00, Y_1−1, Y_10,
@@ -31,6 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mofl.nets import feature_extractor as feature_extractor_lib
 from mofl.nets.feature_extractor import FeatureExtractor
 from mofl.nets.identity_network import SharedIdentityNetwork
 from mofl.nets.parameter_network import NUM_SH_PARAMS, ParameterEstimationNetwork
@@ -60,13 +71,23 @@ class FmlNetwork(keras.Model):
         sh_scale: SH coefficient per raw unit.
         head_init_scale: multiplier of the standard deviation of the last FC's initial kernel
             (1 = Keras' Glorot scale); smaller values keep untrained outputs nearer the offsets.
+        input_size: side the frames are area-resized to before Table 1 (0 or 240 with 240²
+            data: none).
+        width_multiplier: scales every hidden width of Tables 1–3 (1.0 = the tables).
+        initializer: 'he' (default) or 'glorot' kernels for the ReLU rows.
     """
 
     def __init__(self, num_expressions, num_shape_params=500, num_reflectance_params=500,
                  translation_init=(0.0, 0.0, -DEFAULT_CAMERA_DISTANCE_MM), translation_scale=10.0,
                  rotation_scale=0.2, expression_scale=1.0, sh_init=None, sh_scale=0.5,
-                 head_init_scale=1.0, name='fml_network', **kwargs):
+                 head_init_scale=0.1, input_size=0, width_multiplier=1.0, initializer='he',
+                 name='fml_network', **kwargs):
         super().__init__(name=name, **kwargs)
+        if input_size < 0:
+            raise ValueError(f'input_size must be >= 0, got {input_size}')
+        self.input_size = int(input_size)
+        low_grid, _ = feature_extractor_lib.feature_grids(self.input_size or
+                                                          feature_extractor_lib.IMAGE_SIZE)
         self.num_expressions = int(num_expressions)
         self.num_shape_params = int(num_shape_params)
         self.num_reflectance_params = int(num_reflectance_params)
@@ -80,10 +101,40 @@ class FmlNetwork(keras.Model):
         head_initializer = keras.initializers.VarianceScaling(
             scale=float(head_init_scale) ** 2, mode='fan_avg', distribution='uniform')
 
-        self.feature_extractor = FeatureExtractor()
-        self.identity_network = SharedIdentityNetwork(num_shape_params, num_reflectance_params)
+        self.feature_extractor = FeatureExtractor(width_multiplier=width_multiplier,
+                                                  initializer=initializer)
+        self.identity_network = SharedIdentityNetwork(
+            num_shape_params, num_reflectance_params, width_multiplier=width_multiplier,
+            initializer=initializer)
         self.parameter_network = ParameterEstimationNetwork(
-            num_expressions, head_kernel_initializer=head_initializer)
+            num_expressions, head_kernel_initializer=head_initializer, low_grid=low_grid,
+            width_multiplier=width_multiplier, initializer=initializer)
+
+    def identity_path_variables(self):
+        """Variables that feed only α, β: Table 1's conv4, conv5 and all of Table 2."""
+        layers = self.feature_extractor.identity_path_layers()
+        return ([v for layer in layers for v in layer.trainable_variables] +
+                list(self.identity_network.trainable_variables))
+
+    def trunk_variables(self):
+        """Table 1's conv1–conv3: the lowFeatures rows, shared by both paths."""
+        fe = self.feature_extractor
+        return [v for layer in (fe.conv1, fe.conv2, fe.conv3) for v in layer.trainable_variables]
+
+    def frame_head_variables(self):
+        """Table 3: the per-frame parameter regressor."""
+        return list(self.parameter_network.trainable_variables)
+
+    def regressor_variables(self):
+        """Every variable outside the identity path: the trunk and Table 3."""
+        return self.trunk_variables() + self.frame_head_variables()
+
+    def _frames(self, images):
+        """[B, M, H, W, 3] → [B·M, S, S, 3] frames at the network's input size."""
+        frames = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
+        if self.input_size and images.shape[2:4] != (self.input_size, self.input_size):
+            frames = tf.image.resize(frames, [self.input_size, self.input_size], method='area')
+        return frames
 
     def standardize_identity_outputs(self, images):
         """Data-dependent initialisation of Table 2's last FC (see
@@ -102,15 +153,14 @@ class FmlNetwork(keras.Model):
         """
         images = tf.convert_to_tensor(images, tf.float32)
         batch_size, num_frames = tf.shape(images)[0], tf.shape(images)[1]
-        frames = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
-        _, medium = self.feature_extractor(frames)
+        _, medium = self.feature_extractor(self._frames(images))
         medium = tf.reshape(medium, tf.concat([[batch_size, num_frames], tf.shape(medium)[1:]], 0))
         standardization = self.identity_network.standardize_outputs(medium)
         self.parameter_network.absorb_identity_affine_map(standardization.mean,
                                                           standardization.scale)
         return standardization
 
-    def call(self, images, training=None, return_activations=False):
+    def call(self, images, training=None, return_activations=False, stop_identity_gradient=False):
         """Regresses all parameters of a batch of multi-frame samples.
 
         Args:
@@ -118,6 +168,8 @@ class FmlNetwork(keras.Model):
             training: unused (no dropout or batch norm); accepted for the Keras API.
             return_activations: also return the activations of every table row, under keys
                 'table1/<row>' ([B·M, ...]), 'table2/<row>' ([B, ...]) and 'table3/<row>'.
+            stop_identity_gradient: Table 3 reads α, β through tf.stop_gradient (the identity
+                path then learns only from the face model's use of α, β).
 
         Returns:
             dict with
@@ -132,8 +184,9 @@ class FmlNetwork(keras.Model):
         images = tf.convert_to_tensor(images, tf.float32)
         batch_size = tf.shape(images)[0]
         num_frames = tf.shape(images)[1]
-        frames = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
+        frames = self._frames(images)
         low, medium, acts1 = self.feature_extractor(frames, return_activations=True)
+        acts1 = {'input': (frames - 0.5) * 2.0, **acts1}
         low = tf.reshape(low, tf.concat([[batch_size, num_frames], tf.shape(low)[1:]], 0))
         medium = tf.reshape(medium,
                             tf.concat([[batch_size, num_frames], tf.shape(medium)[1:]], 0))
@@ -141,8 +194,10 @@ class FmlNetwork(keras.Model):
         shape_params, reflectance_params, more = self.identity_network(
             medium, return_activations=True)
         acts2.update(more)
-        raw, acts3 = self.parameter_network((shape_params, reflectance_params, low),
-                                            return_activations=True)
+        identity_inputs = (shape_params, reflectance_params)
+        if stop_identity_gradient:
+            identity_inputs = tuple(tf.stop_gradient(x) for x in identity_inputs)
+        raw, acts3 = self.parameter_network((*identity_inputs, low), return_activations=True)
         b = self.num_expressions
         outputs = {
             'shape_params': shape_params,

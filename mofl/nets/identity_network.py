@@ -11,6 +11,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mofl.nets.feature_extractor import relu_initializer
+from mofl.nets.feature_extractor import scaled_width
+
 # Per-output affine map applied by `SharedIdentityNetwork.standardize_outputs`:
 # new = (old − mean) · scale, with `std` the spread measured before it.
 Standardization = collections.namedtuple('Standardization', ['mean', 'std', 'scale'])
@@ -23,21 +26,29 @@ class SharedIdentityNetwork(keras.Model):
         num_shape_params: g, size of the learned shape subspace (paper: 500; Table 4 of the
             supplement also uses 0, 10, 50, 125).
         num_reflectance_params: a, size of the learned reflectance subspace (paper: 500).
+        width_multiplier: scales the hidden rows' widths (1.0 = Table 2; α, β keep g and a).
+        initializer: 'he' or 'glorot' kernels for the ReLU rows (see `feature_extractor`).
     """
 
-    def __init__(self, num_shape_params=500, num_reflectance_params=500,
-                 name='identity_network', **kwargs):
+    def __init__(self, num_shape_params=500, num_reflectance_params=500, width_multiplier=1.0,
+                 initializer='he', name='identity_network', **kwargs):
         super().__init__(name=name, **kwargs)
         if num_shape_params < 0 or num_reflectance_params < 0:
             raise ValueError(f'identity sizes must be >= 0, got g={num_shape_params}, '
                              f'a={num_reflectance_params}')
         self.num_shape_params = int(num_shape_params)
         self.num_reflectance_params = int(num_reflectance_params)
-        self.conv1 = keras.layers.Conv2D(384, 3, padding='same', activation='relu', name='conv1')
-        self.conv2 = keras.layers.Conv2D(256, 3, padding='same', activation='relu', name='conv2')
+        width = lambda c: scaled_width(c, width_multiplier)
+        kernel = lambda: relu_initializer(initializer)
+        self.conv1 = keras.layers.Conv2D(width(384), 3, padding='same', activation='relu',
+                                         kernel_initializer=kernel(), name='conv1')
+        self.conv2 = keras.layers.Conv2D(width(256), 3, padding='same', activation='relu',
+                                         kernel_initializer=kernel(), name='conv2')
         self.flatten = keras.layers.Flatten(name='flatten')
-        self.fc1 = keras.layers.Dense(1000, activation='relu', name='fc1')
-        self.fc2 = keras.layers.Dense(1000, activation='relu', name='fc2')
+        self.fc1 = keras.layers.Dense(width(1000), activation='relu', kernel_initializer=kernel(),
+                                      name='fc1')
+        self.fc2 = keras.layers.Dense(width(1000), activation='relu', kernel_initializer=kernel(),
+                                      name='fc2')
         num_outputs = self.num_shape_params + self.num_reflectance_params
         # A model without learned identity (g = a = 0, supplement Table 4 "size 0") has no output
         # layer at all: Dense needs at least one unit.
@@ -46,6 +57,11 @@ class SharedIdentityNetwork(keras.Model):
 
     def standardize_outputs(self, medium_features, epsilon=1e-12):
         """Data-dependent initialisation of the last FC (ours; Salimans & Kingma 2016).
+
+        Legacy (`--identity_output_init`, off by default): with He initialisation and a frozen
+        identity path in pre-training it is not needed, and it is harmful (BUILD_NOTES.md
+        "Training"): it multiplies the last kernel by the inverse of a tiny spread, so every
+        later Adam step upstream moves α far, and alike for every input. Kept for ablations.
 
         Rescales the kernel and bias of `fc_identity` so that, over the given samples, every
         output (each α_k and β_k) has mean 0 and standard deviation 1; the layer is unchanged

@@ -14,6 +14,10 @@ b expression coefficients and 27 SH illumination coefficients. Table 3 lists b =
 import keras
 import tensorflow as tf
 
+from mofl.nets.feature_extractor import LOW_FEATURES_SHAPE
+from mofl.nets.feature_extractor import relu_initializer
+from mofl.nets.feature_extractor import scaled_width
+
 NUM_RIGID_PARAMS = 6
 NUM_SH_PARAMS = 27
 
@@ -24,25 +28,36 @@ class ParameterEstimationNetwork(keras.Model):
     Args:
         num_expressions: b, the number of blendshapes of the face asset.
         head_kernel_initializer: initializer of the last FC's kernel (see `FmlNetwork`).
+        low_grid: side of the lowFeatures grid (14 in Table 3; the identity FC + reshape make a
+            map of that size).
+        width_multiplier: scales every hidden row's width (1.0 = Table 3).
+        initializer: 'he' or 'glorot' kernels for the ReLU rows (see `feature_extractor`).
     """
 
     def __init__(self, num_expressions, head_kernel_initializer='glorot_uniform',
+                 low_grid=LOW_FEATURES_SHAPE[0], width_multiplier=1.0, initializer='he',
                  name='parameter_network', **kwargs):
         super().__init__(name=name, **kwargs)
         if num_expressions < 0:
             raise ValueError(f'num_expressions must be >= 0, got {num_expressions}')
         self.num_expressions = int(num_expressions)
         self.num_outputs = NUM_RIGID_PARAMS + self.num_expressions + NUM_SH_PARAMS
-        self.fc_identity = keras.layers.Dense(14 * 14, activation='relu', name='fc_identity')
-        self.reshape_identity = keras.layers.Reshape((14, 14, 1), name='reshape_identity')
-        self.conv_identity = keras.layers.Conv2D(384, 3, padding='same', activation='relu',
-                                                 name='conv_identity')
-        self.conv1 = keras.layers.Conv2D(384, 3, padding='same', activation='relu', name='conv1')
-        self.conv2 = keras.layers.Conv2D(384, 3, padding='same', activation='relu', name='conv2')
-        self.conv3 = keras.layers.Conv2D(256, 3, padding='same', activation='relu', name='conv3')
+        grid = int(low_grid)
+        width = lambda c: scaled_width(c, width_multiplier)
+        kernel = lambda: relu_initializer(initializer)
+        conv = lambda c, row: keras.layers.Conv2D(width(c), 3, padding='same', activation='relu',
+                                                  kernel_initializer=kernel(), name=row)
+        self.fc_identity = keras.layers.Dense(grid * grid, activation='relu',
+                                              kernel_initializer=kernel(), name='fc_identity')
+        self.reshape_identity = keras.layers.Reshape((grid, grid, 1), name='reshape_identity')
+        self.conv_identity = conv(384, 'conv_identity')
+        self.conv1 = conv(384, 'conv1')
+        self.conv2 = conv(384, 'conv2')
+        self.conv3 = conv(256, 'conv3')
         self.pool = keras.layers.MaxPooling2D(3, strides=2, padding='valid', name='pool_3x3_s2')
         self.flatten = keras.layers.Flatten(name='flatten')
-        self.fc1 = keras.layers.Dense(2048, activation='relu', name='fc1')
+        self.fc1 = keras.layers.Dense(width(2048), activation='relu', kernel_initializer=kernel(),
+                                      name='fc1')
         self.fc_out = keras.layers.Dense(self.num_outputs, name='fc_frame_params',
                                          kernel_initializer=head_kernel_initializer)
 

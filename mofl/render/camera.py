@@ -23,11 +23,35 @@ from tensorflow_graphics.geometry.transformation import rotation_matrix_3d
 DEFAULT_IMAGE_SIZE = (240, 240)
 DEFAULT_FOCAL_LENGTH_PX = 1000.0
 DEFAULT_DEPTH_MM = 1000.0
+# The training crop's side relative to the longer side of the face's 2D landmark box (the crop
+# convention of tools.preprocess and of the synthetic data).
+LANDMARK_CROP_SCALE = 1.6
 # Depth below which projection clamps d, so points at or behind the camera plane give large but
 # finite pixel coordinates instead of inf/NaN (they are masked as out-of-image downstream).
 MIN_DEPTH_MM = 1.0
 
 Scalar = Union[float, tf.Tensor]
+
+
+def depth_filling_crop(landmark_extent_mm, focal_length=DEFAULT_FOCAL_LENGTH_PX,
+                       crop_size=DEFAULT_IMAGE_SIZE[1], crop_scale=LANDMARK_CROP_SCALE):
+    """Depth (mm) at which a face fills the training crop the way the data's crops are cut.
+
+    A frontal face whose 2D landmark box has longer side `landmark_extent_mm` spans
+    crop_size / crop_scale pixels at depth f · crop_scale · extent / crop_size.
+
+    Args:
+        landmark_extent_mm: longer side of the landmarks' x-y bounding box, mm (> 0).
+        focal_length: pixels.
+        crop_size: crop side, pixels.
+        crop_scale: crop side / landmark box side.
+
+    Returns:
+        float, mm.
+    """
+    if not landmark_extent_mm > 0:
+        raise ValueError(f'landmark_extent_mm must be > 0, got {landmark_extent_mm}')
+    return float(focal_length) * float(crop_scale) * float(landmark_extent_mm) / float(crop_size)
 
 
 @dataclasses.dataclass(frozen=True)
