@@ -131,7 +131,12 @@ def test_depth_filling_crop_and_the_models_default_distance():
                                rtol=1e-6)
     model = model_lib.FmlModel(assets, config)
     np.testing.assert_allclose(model.network.translation_init.numpy(), want, rtol=1e-6)
-    # The untrained model puts the template's landmark centre on the optical axis at that depth.
+    # An explicit distance keeps the old meaning (runs before issue 11 store 1000 mm); an
+    # explicit translation wins; mofl.train stores the resolved default in the run.
     fixed = model_lib.ModelConfig(shape_dim=2, albedo_dim=2, camera_distance=900.0)
-    np.testing.assert_allclose(model_lib.initial_translation_for(assets, fixed) + centre,
-                               [0.0, 0.0, -900.0], atol=1e-3)
+    np.testing.assert_allclose(model_lib.initial_translation_for(assets, fixed), [0, 0, -900.0])
+    assert model_lib.resolve_initial_translation(assets, fixed) == fixed
+    resolved = model_lib.resolve_initial_translation(assets, config)
+    np.testing.assert_allclose(resolved.initial_translation, want, rtol=1e-6)
+    np.testing.assert_allclose(model_lib.initial_translation_for(assets, resolved), want,
+                               rtol=1e-6)

@@ -1,4 +1,5 @@
 """The training binary: stages, tf.distribute on CPU, exact resume after SIGKILL, NaN guard."""
+import json
 import os
 import signal
 import subprocess
@@ -197,6 +198,8 @@ def test_resuming_with_another_model_is_refused(run_inputs, tmp_path):
                            cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     before = open(os.path.join(out, 'model_config.json')).read()
+    # The untrained translation is stored resolved, so a later default cannot change the run.
+    assert len(json.loads(before)['initial_translation']) == 3
     second = subprocess.run(_train_args(asset, data, out, '--shape_dim=9'), cwd=ROOT, env=_env(),
                             capture_output=True, text=True, timeout=600)
     assert second.returncode == 1
