@@ -70,7 +70,7 @@ flags.DEFINE_float('lr_decay_fraction', 0.0, 'Every rate decays (half cosine) ov
                    'fraction of each stage (0: constant).')
 flags.DEFINE_float('lr_decay_floor', 0.1, 'Factor reached at the end of each stage\'s decay.')
 flags.DEFINE_float('gradient_clip_norm', 0.0, 'Global gradient norm clip (0: off).')
-flags.DEFINE_enum('pretrain_identity_path', 'stop_gradient',
+flags.DEFINE_enum('pretrain_identity_path', 'freeze_trunk',
                   ['freeze', 'stop_gradient', 'freeze_trunk', 'train'],
                   'Stage 0 and the identity path (Table 1 conv4/conv5, Table 2): freeze its '
                   'variables; or also stop Table 3\'s gradient through α, β; or also freeze Table '

@@ -5,9 +5,9 @@ end-to-end. After convergence, the network is fine-tuned using a larger learning
 reflectance."), by global step:
 
     stage 0  expression pre-training   steps [0, P)        identity off (α = β = 0): only the
-                                                            regressor learns pose, expression and
-                                                            light; the identity path stays exactly
-                                                            as initialised
+                                                            regressor (Table 3 by default) learns
+                                                            pose, expression and light; the
+                                                            identity path stays as initialised
     stage 1  end-to-end                steps [P, P + T)     everything
     stage 2  reflectance fine-tuning   steps [P + T, end)   Θa, r̄ at reflectance_learning_rate
 
@@ -26,10 +26,10 @@ gradient conv4/conv5/Table 2 would get is "be a useful extra input to Table 3"; 
 shrank and died before identity learning began (BUILD_NOTES.md "Training"). The modes of
 `pretrain_identity_path`: 'freeze' (its variables are not updated, but Table 3's gradient still
 flows through it into the shared lowFeatures rows) and 'stop_gradient' (Table 3 reads α, β
-through tf.stop_gradient, so that path is cut too; the default, chosen by the probe in
-BUILD_NOTES.md "Training"). Either way the trunk (conv1–conv3) learns, so α itself still
-changes; 'freeze_trunk' trains Table 3 alone in stage 0, which leaves α, β (and everything
-upstream of them) exactly as initialised. 'train' is the old behaviour.
+through tf.stop_gradient, so that path is cut too). Either way the trunk (conv1–conv3) learns,
+so α itself still changes; 'freeze_trunk' (the default, chosen by the probe in BUILD_NOTES.md
+"Training") trains Table 3 alone in stage 0, which leaves α, β (and everything upstream of them)
+exactly as initialised. 'train' is the old behaviour.
 
 Every rate decays over the last `lr_decay_fraction` of each stage (`optim.stage_decay_factor`).
 The step counter, every optimizer's state and (optionally) the input iterator are checkpointed,
@@ -81,7 +81,7 @@ class TrainConfig:
     lr_decay_floor: float = 0.1
     gradient_clip_norm: float = 0.0
     stop_identity_gradient: bool = False
-    pretrain_identity_path: str = 'stop_gradient'    # one of PRETRAIN_IDENTITY_PATH
+    pretrain_identity_path: str = 'freeze_trunk'    # one of PRETRAIN_IDENTITY_PATH
     identity_output_init: bool = False
     identity_init_samples: int = 16
     lambda_photometric: Optional[float] = None    # None: 1.6 / |V̄| (supplement §2)

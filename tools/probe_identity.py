@@ -11,9 +11,9 @@ loss settings (`COMMON_FLAGS` plus the flags given here); only the variant's own
     old             the checkout given by --old_checkout, run with the settings its own
                     synthetic configuration used (--identity_output_init)
     freeze          this code: stage 0 freezes the identity path
-    stop_gradient   this code: stage 0 also stops Table 3's gradient through α, β (the
+    stop_gradient   this code: stage 0 also stops Table 3's gradient through α, β
+    freeze_trunk    this code: stage 0 trains Table 3 only, α, β stay as initialised (the
                     default)
-    freeze_trunk    this code: stage 0 trains Table 3 only (α, β stay as initialised)
     glorot          this code with Keras' default initialisation (ablation)
 
 A finished run is not retrained (mofl.train resumes and finds nothing to do). Each run is then
