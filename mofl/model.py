@@ -85,7 +85,7 @@ def initial_translation_for(assets, config):
     `config.initial_translation` if set, else (0, 0, −`config.camera_distance`) if that is set,
     else the data's convention: the template, seen frontally, with its landmark-box centre on
     the optical axis at the depth at which it fills the crop as `tools.preprocess` and
-    `tools.make_synthetic` cut it (`camera.depth_filling_crop`). Model space has its origin
+    `tools.make_synthetic` cut it (`camera.frontal_face_placement`). Model space has its origin
     behind the face, so that is (0, 6.6, −1,065) mm for ICT-FaceKit: the centre of the synthetic
     faces' translations, where the old default (0, 0, −1,000) was 40–65 mm too near.
     """
@@ -94,9 +94,8 @@ def initial_translation_for(assets, config):
     if config.camera_distance is not None:
         return np.array([0.0, 0.0, -float(config.camera_distance)], np.float32)
     landmarks = np.asarray(assets.mesh.vertices)[np.asarray(assets.mesh.landmark_indices)]
-    centre = 0.5 * (landmarks.min(0) + landmarks.max(0))
-    extent = float((landmarks.max(0)[:2] - landmarks.min(0)[:2]).max())
-    depth = camera_lib.depth_filling_crop(extent, config.focal_length, config.image_size[1])
+    centre, depth = camera_lib.frontal_face_placement(landmarks, config.focal_length,
+                                                      config.image_size[1])
     return (np.array([0.0, 0.0, -depth]) - centre).astype(np.float32)
 
 

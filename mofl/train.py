@@ -34,8 +34,9 @@ flags.DEFINE_integer('albedo_dim', 500, 'Learned reflectance modes (paper 500).'
 flags.DEFINE_float('focal_length', model_lib.ModelConfig.focal_length,
                    'Focal length in pixels of the 240×240 crop.')
 flags.DEFINE_float('camera_distance', None,
-                   'Depth (mm) of an untrained network\'s face (default: where the asset\'s '
-                   'template fills the crop as the data\'s crops are cut).')
+                   'If set, an untrained network\'s translation is (0, 0, -distance) mm; default: '
+                   'the template\'s landmark centre on the optical axis where it fills the crop '
+                   'as the data\'s crops are cut.')
 flags.DEFINE_enum('visibility', 'backface', ['backface', 'zbuffer'],
                   'Vertex visibility for the photometric term (paper: back-face culling).')
 flags.DEFINE_enum('photometric_region', 'face', ['face', 'all'],

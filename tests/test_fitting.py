@@ -1,8 +1,5 @@
 """Tests of the direct reference fits (`mofl.fitting`, `tools.direct_fit`)."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,9 +8,6 @@ import training_data
 from mofl import fitting
 from mofl.data import synthetic
 from mofl.evaluation import metrics
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.fixture(scope='module')
 def scene():
@@ -76,26 +70,14 @@ def test_bad_settings_are_refused():
         fitting.LinearIdentityFaceModel(assets, np.zeros([2, 5, 3]), albedo_dim=1)
 
 
-def _run(module, args):
-    return subprocess.run([sys.executable, '-m', module] + args, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
-
-
 def test_binary_on_a_synthetic_set_and_on_records_without_ground_truth(tmp_path):
     """`tools.direct_fit` reads the asset and identity model from the data's manifest, writes
     the table; records without ground truth are refused with the reason."""
-    asset_path = str(tmp_path / 'grid.npz')
-    training_data.tiny_assets(n=21, num_nodes=30).save(asset_path)
-    data = tmp_path / 'data'
-    made = _run('tools.make_synthetic', [f'--output_dir={data}', f'--asset={asset_path}',
-                                         '--num_identities=2', '--samples_per_identity=1',
-                                         '--num_frames=2', '--test_fraction=0.5', '--seed=2'])
-    assert made.returncode == 0, made.stderr[-3000:]
+    asset_path, data = training_data.write_synthetic_set(str(tmp_path), num_identities=2, seed=2)
     output = str(tmp_path / 'fit' / 'DIRECT')
-    result = _run('tools.direct_fit', [f'--data={data}/train-*', '--num_frames=2',
-                                       '--pose_steps=5', '--identity_steps=5',
-                                       f'--output={output}'])
+    result = training_data.run_module('tools.direct_fit', [
+        f'--data={data}/train-*', '--num_frames=2', '--pose_steps=5', '--identity_steps=5',
+        f'--output={output}'])
     assert result.returncode == 0, result.stderr[-3000:]
     table = open(output + '.md').read()
     for label in ('Template (α = 0)', 'Free graph deformation', 'Ground-truth identity model'):
@@ -105,7 +87,7 @@ def test_binary_on_a_synthetic_set_and_on_records_without_ground_truth(tmp_path)
 
     plain = training_data.write_records(str(tmp_path / 'plain'), num_samples=1,
                                         num_frames=2, num_shards=1)
-    result = _run('tools.direct_fit', [f'--data={plain}', '--num_frames=2',
-                                       f'--asset={asset_path}', '--identity=template'])
+    result = training_data.run_module('tools.direct_fit', [
+        f'--data={plain}', '--num_frames=2', f'--asset={asset_path}', '--identity=template'])
     assert result.returncode == 1
     assert 'no gt_vertices' in result.stderr

@@ -1,38 +1,24 @@
 """tools.probe_identity end to end on a tiny synthetic set: trains variants, measures them."""
 import json
 import os
-import subprocess
-import sys
 
 import training_data
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _run(module, args):
-    return subprocess.run([sys.executable, '-m', module] + args, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
-
 
 def test_probe_trains_variants_and_measures_the_identity_path(tmp_path):
-    asset = str(tmp_path / 'grid.npz')
-    training_data.tiny_assets(n=21, num_nodes=30).save(asset)
-    data = tmp_path / 'data'
-    made = _run('tools.make_synthetic', [f'--output_dir={data}', f'--asset={asset}',
-                                         '--num_identities=4', '--samples_per_identity=1',
-                                         '--num_frames=2', '--test_fraction=0.5', '--seed=3'])
-    assert made.returncode == 0, made.stderr[-3000:]
+    asset, data = training_data.write_synthetic_set(str(tmp_path), num_identities=4, seed=3)
     out = tmp_path / 'probe'
     args = [f'--data={data}/train-*', f'--test_data={data}/test-*', f'--output_dir={out}',
             f'--asset={asset}', '--batch_size=2', '--num_frames=2', '--pretrain_steps=2',
             '--train_steps=1', '--num_test_samples=2',
             '--train_flags=shape_dim=4,albedo_dim=4']
-    refused = _run('tools.probe_identity', args + ['--variants=freeze,nonsense'])
+    refused = training_data.run_module('tools.probe_identity',
+                                       args + ['--variants=freeze,nonsense'], timeout=600)
     assert refused.returncode == 1 and 'nonsense' in refused.stderr
     assert not os.path.exists(out / 'freeze' / 'checkpoints')     # refused before training
-    result = _run('tools.probe_identity', args + ['--variants=freeze,freeze_trunk',
-                                                  '--pretrain_only=freeze_trunk'])
+    result = training_data.run_module(
+        'tools.probe_identity', args + ['--variants=freeze,freeze_trunk',
+                                        '--pretrain_only=freeze_trunk'], timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.load(open(out / 'probe.json'))
     assert [m['step'] for m in saved['freeze']['measurements']] == [2, 3]

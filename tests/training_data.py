@@ -1,5 +1,7 @@
 """Tiny training fixtures: a small face asset and a few multi-frame records (fast tests)."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -27,6 +29,33 @@ def tiny_assets(n=15, num_nodes=20):
         open_mouth_vertices=v + 0.5 * face['expression_basis'][0],
         upper_lip_vertices=upper, lower_lip_vertices=lower, source='synthetic')
     return graph_lib.build_assets(mesh, num_nodes=num_nodes, k=3)
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(module, args, timeout=300):
+    """Runs `python -m module *args` in the repository; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, '-m', module] + list(args), cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+
+
+def write_synthetic_set(directory, num_identities, seed):
+    """The grid-face asset (21², 30 nodes) and a tools.make_synthetic set rendered with it:
+    one 2-frame sample per identity, half the identities held out.
+
+    Returns:
+        (asset path, data folder); the test split is DATA/test-*, the training split DATA/train-*.
+    """
+    asset = os.path.join(directory, 'grid.npz')
+    tiny_assets(n=21, num_nodes=30).save(asset)
+    data = os.path.join(directory, 'data')
+    made = run_module('tools.make_synthetic', [
+        f'--output_dir={data}', f'--asset={asset}', f'--num_identities={num_identities}',
+        '--samples_per_identity=1', '--num_frames=2', '--test_fraction=0.5', f'--seed={seed}'])
+    assert made.returncode == 0, made.stderr[-3000:]
+    return asset, data
 
 
 def write_records(directory, num_samples=4, num_frames=2, seed=0, num_shards=2,

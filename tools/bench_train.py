@@ -241,7 +241,10 @@ def main(argv):
         return trainer_lib.train_step(model, batch_dict, 1, train_config, groups, optimizers,
                                       weights)['total']
 
-    output_weights = None
+    # A fixed random linear read-out of every network output: its gradient flows through all of
+    # Tables 1–3, like the loss's.
+    output_weights = {k: tf.constant(rng.normal(0.0, 1.0, v.shape), tf.float32)
+                      for k, v in model.network(images).items()}
 
     @tf.function
     def network_forward_backward():
@@ -302,9 +305,6 @@ def main(argv):
     # Every part below updates the weights with its own optimizer or stale gradients; each
     # starts again from these weights, so all are timed on the same, sane model.
     weights_before = [v.numpy() for v in model.variables]
-    initial = model.network(images)
-    output_weights = {k: tf.constant(rng.normal(0.0, 1.0, v.shape), tf.float32)
-                      for k, v in initial.items()}
     grads = [tf.convert_to_tensor(g) for g in loss_gradients()]
     parts = {}
     for name, function, args in (

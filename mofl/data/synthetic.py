@@ -1,4 +1,4 @@
-r"""Synthetic ground-truth multi-frame samples: the stand-in benchmark of DESIGN.md §4.
+r"""Synthetic ground-truth multi-frame samples: the stand-in benchmark (BUILD_NOTES.md "Data").
 
 A sample is M frames of one synthetic person, rendered with `mofl.render.image_renderer` and
 written in the training-record format (`mofl.data.records`) together with the ground-truth meshes.
@@ -680,13 +680,11 @@ class SyntheticGenerator:
                 f'identity model template {identity_model.template.shape} does not match the '
                 f'asset {template.shape}')
         landmarks = template[self.landmark_indices]
-        self.landmark_centre = 0.5 * (landmarks.min(0) + landmarks.max(0))
+        self.landmark_centre, self.base_depth = camera_lib.frontal_face_placement(
+            landmarks, float(self.camera.focal_x), self.camera.image_size[1], CROP_SCALE)
         # x of each landmark relative to the face's half-width: which side it is on.
         self.landmark_side = (landmarks[:, 0] - self.landmark_centre[0]) / \
             max(float(np.abs(landmarks[:, 0] - self.landmark_centre[0]).max()), 1e-6)
-        box = landmarks.max(0)[:2] - landmarks.min(0)[:2]
-        self.base_depth = camera_lib.depth_filling_crop(
-            float(box.max()), float(self.camera.focal_x), self.camera.image_size[1], CROP_SCALE)
 
     def identity(self, index):
         """Identity `index` (drawn from the stream (seed, index, 0))."""

@@ -17,6 +17,7 @@ lenses only need another `Camera`.
 import dataclasses
 from typing import Tuple, Union
 
+import numpy as np
 import tensorflow as tf
 from tensorflow_graphics.geometry.transformation import rotation_matrix_3d
 
@@ -24,7 +25,8 @@ DEFAULT_IMAGE_SIZE = (240, 240)
 DEFAULT_FOCAL_LENGTH_PX = 1000.0
 DEFAULT_DEPTH_MM = 1000.0
 # The training crop's side relative to the longer side of the face's 2D landmark box (the crop
-# convention of tools.preprocess and of the synthetic data).
+# convention of tools.preprocess, `face_tracking.square_crop_box`'s default, and of the
+# synthetic data).
 LANDMARK_CROP_SCALE = 1.6
 # Depth below which projection clamps d, so points at or behind the camera plane give large but
 # finite pixel coordinates instead of inf/NaN (they are masked as out-of-image downstream).
@@ -52,6 +54,26 @@ def depth_filling_crop(landmark_extent_mm, focal_length=DEFAULT_FOCAL_LENGTH_PX,
     if not landmark_extent_mm > 0:
         raise ValueError(f'landmark_extent_mm must be > 0, got {landmark_extent_mm}')
     return float(focal_length) * float(crop_scale) * float(landmark_extent_mm) / float(crop_size)
+
+
+def frontal_face_placement(landmark_points, focal_length=DEFAULT_FOCAL_LENGTH_PX,
+                           crop_size=DEFAULT_IMAGE_SIZE[1], crop_scale=LANDMARK_CROP_SCALE):
+    """Where a frontal face sits in the data's crops: its landmark-box centre and the depth.
+
+    The synthetic data puts each face's landmark-box centre at that depth on the optical axis
+    (plus jitter); the untrained network starts there (`model.initial_translation_for`).
+
+    Args:
+        landmark_points: [L, 3] the face's landmark positions in model space, mm.
+        focal_length, crop_size, crop_scale: as in `depth_filling_crop`.
+
+    Returns:
+        (centre [3] mm in the points' dtype, depth float mm).
+    """
+    points = np.asarray(landmark_points)
+    centre = 0.5 * (points.min(0) + points.max(0))
+    extent = float((points.max(0)[:2] - points.min(0)[:2]).max())
+    return centre, depth_filling_crop(extent, focal_length, crop_size, crop_scale)
 
 
 @dataclasses.dataclass(frozen=True)
