@@ -1,6 +1,6 @@
 """Evaluates trained models like the paper's Tables 1–2 and supplement Table 4.
 
-Synthetic ground truth (DESIGN.md §4), Table 1 layout:
+Synthetic ground truth (BUILD_NOTES.md "Data"), Table 1 layout:
 
     python -m mofl.evaluate --dataset=synthetic --data='out/table1/data/test-*' \
         --runs=1:out/table1/train_m1,2:out/table1/train_m2,4:out/table1/train_m4

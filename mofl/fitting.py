@@ -1,7 +1,7 @@
 """Direct analysis-by-synthesis fits: free per-sample parameters, no network (reference only).
 
-The synthetic benchmark (DESIGN.md §4) needs to know how far the losses of eq. 8–12 pin a face
-down at all, independently of how well a network regresses it. `fit_samples` optimises every
+The synthetic benchmark (BUILD_NOTES.md "Data") needs to know how far the losses of eq. 8–12 pin
+a face down at all, independently of how well a network regresses it. `fit_samples` optimises every
 parameter freely for a batch of multi-frame samples, with one of three identity models:
 
 | identity       | geometry of sample n                                  | what it measures          |

@@ -7,7 +7,7 @@
         --bfm_expressions=Model_Expression.mat --bfm_landmarks=bfm68.txt --output=out/bfm.npz
 
 `--source=auto` (the default) uses ICT-FaceKit when $MOFL_ICT_DIR or ../shared/ict-facekit
-exists, else mediapipe. See DESIGN.md §3 and BUILD_NOTES.md for what each source provides.
+exists, else mediapipe. See BUILD_NOTES.md "Face assets" for what each source provides.
 """
 import os
 import sys

@@ -1,4 +1,4 @@
-r"""Writes the synthetic ground-truth set (DESIGN.md §4) as training records with GT meshes.
+r"""Writes the synthetic ground-truth set (BUILD_NOTES.md "Data") as records with GT meshes.
 
     python -m tools.make_synthetic --output_dir=data/synthetic --num_identities=24 \
         --samples_per_identity=2 --num_frames=4 --seed=0 --contact_sheet=data/synthetic/sheet.png

@@ -4,7 +4,7 @@
 evaluation protocol"): landmark Procrustes (or centroid) initialisation, point-to-surface ICP
 (outliers beyond 3 × the median rejected) of the predicted face region onto the scan, exact
 point-to-triangle distances of the predicted face-region vertices to the scan surface, RMSE in mm. `vertex_rmse` is the variant for
-ground truth in the predicted mesh's own topology (the synthetic benchmark, DESIGN.md §4), where
+ground truth in the predicted mesh's own topology (the synthetic benchmark, BUILD_NOTES.md), where
 the correspondence is known (the paper's "pre-computed dense correspondence map").
 """
 import numpy as np

@@ -1,7 +1,8 @@
 """Which face asset the demo and the tools use by default, built on first use and cached.
 
 ICT-FaceKit when `$MOFL_ICT_DIR` or `../shared/ict-facekit` beside the checkout exists, else the
-mediapipe asset built from registry packages only (DESIGN.md §3). Every caller logs which one.
+mediapipe asset built from registry packages only (BUILD_NOTES.md "Face assets"). Every caller
+logs which one.
 """
 import os
 

@@ -14,7 +14,7 @@ table does not state:
 
 The 5×5 row says stride 1, but a stride-1 convolution cannot take 29×29 to 14×14 (no padding gives
 25×25); stride 2 with one pixel of zero padding gives floor((29 + 2 − 5) / 2) + 1 = 14 and is what
-we use (DESIGN.md §2).
+we use (BUILD_NOTES.md "Network and losses").
 
 The input image is centred ((x − 0.5) · 2) before the first convolution; that fixed affine map
 adds no layer and no weight.

@@ -2,8 +2,9 @@
 
 Table 2 names its input `lowFeatures0...M` but gives it the shape (M, 4, 4, 256), which is that of
 the mediumFeatures of Table 1; the text (§3.4) also says the medium-level features are pooled. We
-pool mediumFeatures (DESIGN.md §2). The pooling is a mean over the frame axis, so any number of
-frames M ≥ 1 gives the same-shaped result (monocular or multi-frame reconstruction).
+pool mediumFeatures (BUILD_NOTES.md "Network and losses"). The pooling is a mean over the frame
+axis, so any number of frames M ≥ 1 gives the same-shaped result (monocular or multi-frame
+reconstruction).
 """
 import collections
 

@@ -1,4 +1,5 @@
-"""`--source=mediapipe`: a face asset built only from pip packages (DESIGN.md §3, paper §3.2).
+"""`--source=mediapipe`: a face asset built only from pip packages (paper §3.2; BUILD_NOTES.md
+"Face assets").
 
 Steps (each a function below):
 1. Run mediapipe 0.10.21's FaceMesh (static image, 468 points, no iris refinement) on a frontal
