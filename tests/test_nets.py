@@ -161,11 +161,16 @@ def test_variable_frame_count_and_batch(network):
     out = network(single)
     assert out['rotation'].shape == (2, 1, 3)
     assert out['shape_params'].shape == (2, 500)
-    # With M = 1 the pooled identity is that frame's; samples in a batch do not mix.
-    alone = network(single[1:])
-    np.testing.assert_allclose(out['shape_params'][1], alone['shape_params'][0], rtol=1e-4,
+    # With M = 1 the pooled identity is that frame's; samples in a batch do not mix: sample 1
+    # keeps its outputs when sample 0 is replaced. (Same batch size, so the same kernels: a
+    # batch of one takes other oneDNN paths whose rounding, at He-init output sizes, can exceed
+    # these tolerances without any mixing.)
+    neighbour = rng.uniform(size=[1, 1, 240, 240, 3]).astype(np.float32)
+    swapped = network(np.concatenate([neighbour, single[1:]]))
+    np.testing.assert_allclose(out['shape_params'][1], swapped['shape_params'][1], rtol=1e-4,
                                atol=1e-6)
-    np.testing.assert_allclose(out['sh'][1], alone['sh'][0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out['sh'][1], swapped['sh'][1], rtol=1e-4, atol=1e-5)
+    assert np.abs(out['shape_params'][0] - swapped['shape_params'][0]).max() > 1e-3
     three = network(rng.uniform(size=[1, 3, 240, 240, 3]).astype(np.float32))
     assert three['expression'].shape == (1, 3, NUM_EXPRESSIONS)
 
