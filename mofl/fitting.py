@@ -25,6 +25,7 @@ from mofl import losses
 from mofl import model as model_lib
 from mofl.facemodel import face_model as face_model_lib
 from mofl.nets import fml_network
+from mofl.render import camera as camera_lib
 
 IDENTITY_MODES = ('template', 'graph', 'ground_truth')
 
@@ -92,10 +93,12 @@ class DirectFit(tf.Module):
         config: FitConfig.
         identity_basis: [K, V, 3] for `ground_truth` mode.
         initial_rotation: optional [N, M, 3] Euler radians (e.g. the records' pose estimates).
+        image_size: the frames' side; the camera keeps the 240 crop's field of view
+            (`camera.crop_focal_length`), as the data does.
     """
 
     def __init__(self, assets, num_samples, num_frames, config, identity_basis=None,
-                 initial_rotation=None):
+                 initial_rotation=None, image_size=240):
         super().__init__(name='direct_fit')
         self.config = config
         n, m = num_samples, num_frames
@@ -103,8 +106,10 @@ class DirectFit(tf.Module):
         shape_dim = {'template': 0, 'graph': 3 * num_nodes,
                      'ground_truth': 0}[config.identity]
         self.model = model_lib.FmlModel(
-            assets, model_lib.ModelConfig(shape_dim=shape_dim, albedo_dim=n,
-                                          shape_init_stddev=0.0, albedo_init_stddev=0.0))
+            assets, model_lib.ModelConfig(
+                shape_dim=shape_dim, albedo_dim=n, shape_init_stddev=0.0,
+                albedo_init_stddev=0.0, image_size=(int(image_size), int(image_size)),
+                focal_length=camera_lib.crop_focal_length(image_size)))
         if config.identity == 'graph':
             # Θs = I: α is the stacked node displacements t (mm), projected by the OCL.
             self.model.face_model.theta_shape.assign(tf.eye(shape_dim))
@@ -150,7 +155,7 @@ def fit_samples(assets, images, landmarks, landmark_confidence, config=FitConfig
 
     Args:
         assets: FaceAssets.
-        images: [N, M, 240, 240, 3] in [0, 1].
+        images: [N, M, S, S, 3] in [0, 1] (S = 240 for the paper's crops).
         landmarks: [N, M, 66, 2] pixels; landmark_confidence [N, M, 66].
         config: FitConfig.
         identity_basis: [K, V, 3] (`ground_truth` mode).
@@ -167,7 +172,8 @@ def fit_samples(assets, images, landmarks, landmark_confidence, config=FitConfig
     landmarks = tf.convert_to_tensor(landmarks, tf.float32)
     landmark_confidence = tf.convert_to_tensor(landmark_confidence, tf.float32)
     n, m = int(images.shape[0]), int(images.shape[1])
-    fit = DirectFit(assets, n, m, config, identity_basis, initial_rotation)
+    fit = DirectFit(assets, n, m, config, identity_basis, initial_rotation,
+                    image_size=int(images.shape[2]))
     model = fit.model
     weights = losses.paper_loss_weights(assets.mesh.num_vertices)
     weights['expression'] = config.lambda_expression

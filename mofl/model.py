@@ -45,7 +45,8 @@ class ModelConfig:
     Attributes:
         shape_dim: g, learned graph deformation modes (paper 500).
         albedo_dim: learned reflectance modes (paper 500).
-        focal_length: pixels, for the 240×240 crop.
+        focal_length: pixels, for the crop of `image_size` (1000 for the paper's 240×240;
+            `camera.crop_focal_length` gives the same field of view at other sizes).
         camera_distance: mm; if set, an untrained network's translation is (0, 0, −distance)
             (runs written before issue 11 all set 1000).
         initial_translation: mm, an untrained network's translation; None (and no
@@ -56,6 +57,8 @@ class ModelConfig:
         shape_init_stddev, albedo_init_stddev: initial scale of Θs (mm) and Θa.
         shape_basis_scale, albedo_basis_scale: units in which Θs and Θa are stored, i.e. their
             learning-rate multipliers under Adam (`mofl.facemodel.face_model`); 1 = none.
+        image_size: (H, W) of the data's frames (square, a multiple of 16 from 64 to 240;
+            the paper's 240 or smaller for CPU-scale training, with Tables 1–3's grids following).
         network_input_size: side the network resizes frames to (0: the data's; ours, for
             CPU-scale studies).
         width_multiplier: scales every hidden width of Tables 1–3 (1.0 = the tables).
@@ -126,7 +129,7 @@ class FmlModel(keras.Model):
             num_reflectance_params=config.albedo_dim,
             translation_init=self.initial_translation,
             sh_init=fml_network.ambient_sh(1.0),
-            input_size=config.network_input_size,
+            input_size=config.network_input_size or config.image_size[0],
             width_multiplier=config.width_multiplier,
             initializer=config.initializer)
         self.face_model = face_model_lib.FaceModel(

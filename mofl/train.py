@@ -17,6 +17,7 @@ from mofl import model as model_lib
 from mofl import trainer as trainer_lib
 from mofl.facemodel import assets as assets_lib
 from mofl.facemodel import default_assets
+from mofl.render import camera as camera_lib
 
 FLAGS = flags.FLAGS
 # Data and output.
@@ -24,15 +25,18 @@ flags.DEFINE_string('data', None, 'TFRecord glob(s), comma separated, e.g. out/d
                     required=True)
 flags.DEFINE_string('output_dir', None, 'Checkpoints, TensorBoard logs, run description.',
                     required=True)
-flags.DEFINE_string('asset', None, 'Face asset .npz (default: the default asset, ICT-FaceKit '
-                    'when available else mediapipe; a resumed run reuses OUTPUT_DIR/assets.npz).')
+flags.DEFINE_string('asset', None, 'Face asset .npz, or default:N (the default asset '
+                    'decimated to ~N vertices); default: the default asset, ICT-FaceKit when '
+                    'available else mediapipe. A resumed run reuses OUTPUT_DIR/assets.npz.')
 flags.DEFINE_integer('batch_size', 2, 'Multi-frame samples per step (global, all replicas).')
 flags.DEFINE_integer('num_frames', 4, 'M, frames per sample (paper: 4).')
 # Model.
 flags.DEFINE_integer('shape_dim', 500, 'g, learned graph shape modes (paper 500).')
 flags.DEFINE_integer('albedo_dim', 500, 'Learned reflectance modes (paper 500).')
-flags.DEFINE_float('focal_length', model_lib.ModelConfig.focal_length,
-                   'Focal length in pixels of the 240×240 crop.')
+flags.DEFINE_integer('image_size', 240, 'Side of the square frames of the data (multiple of 16, '
+                     '64–240; 240 = the paper). Part of the saved model config.')
+flags.DEFINE_float('focal_length', None, 'Focal length in pixels of the crop (default: '
+                   '1000 · image_size / 240, the 240 crop\'s field of view at f = 1000 px).')
 flags.DEFINE_float('camera_distance', None,
                    'If set, an untrained network\'s translation is (0, 0, -distance) mm; default: '
                    'the template\'s landmark centre on the optical axis where it fills the crop '
@@ -107,14 +111,24 @@ flags.DEFINE_integer('summary_every', 10, 'Steps between scalar summaries.')
 flags.DEFINE_integer('image_summary_every', 200, 'Steps between image summaries (0: never).')
 flags.DEFINE_integer('seed', 0, 'Seed of initialisation and data order.')
 flags.DEFINE_integer('shuffle_buffer', 256, 'Records in the shuffle buffer.')
+flags.DEFINE_string('identity_eval_data', '', 'Held-out synthetic records (tools.make_synthetic '
+                    'test split): every --identity_eval_every steps, TensorBoard identity/* and a '
+                    'log line compare the learned identity with the true one on '
+                    '--identity_eval_samples of them (mofl.evaluation.identity).')
+flags.DEFINE_integer('identity_eval_every', 250, 'Steps between identity summaries.',
+                     lower_bound=1)
+flags.DEFINE_integer('identity_eval_samples', 32, 'Held-out samples of the identity summaries.',
+                     lower_bound=2)
 flags.DEFINE_boolean('deterministic', False, 'Enable TF op determinism (bitwise-repeatable '
                      'runs, slower).')
 
 
 def configs_from_flags():
     """(ModelConfig, TrainConfig) from the parsed flags."""
+    focal_length = FLAGS.focal_length or camera_lib.crop_focal_length(FLAGS.image_size)
     model_config = model_lib.ModelConfig(
-        shape_dim=FLAGS.shape_dim, albedo_dim=FLAGS.albedo_dim, focal_length=FLAGS.focal_length,
+        shape_dim=FLAGS.shape_dim, albedo_dim=FLAGS.albedo_dim, focal_length=focal_length,
+        image_size=(FLAGS.image_size, FLAGS.image_size),
         camera_distance=FLAGS.camera_distance, visibility=FLAGS.visibility,
         photometric_region=FLAGS.photometric_region, shape_init_stddev=FLAGS.shape_init_stddev,
         albedo_init_stddev=FLAGS.albedo_init_stddev, shape_basis_scale=FLAGS.shape_basis_scale,
@@ -128,6 +142,10 @@ def configs_from_flags():
 
 def main(argv):
     del argv
+    if FLAGS.image_size % 16 or not 64 <= FLAGS.image_size <= 240:
+        logging.error('--image_size must be a multiple of 16 from 64 to 240, got %d',
+                      FLAGS.image_size)
+        return 2
     import tensorflow as tf  # imported after flag parsing so --help stays fast
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -141,11 +159,9 @@ def main(argv):
             assets = assets_lib.FaceAssets.load(run_asset)
             logging.info('Resuming with the run\'s own asset %s (source %s)', run_asset,
                          assets.mesh.source)
-        elif FLAGS.asset:
-            assets = assets_lib.FaceAssets.load(FLAGS.asset)
-            logging.info('Using the %s face asset %s', assets.mesh.source, FLAGS.asset)
         else:
-            assets = default_assets.load_default_assets()
+            assets, name = default_assets.load_asset(FLAGS.asset)
+            logging.info('Using the face asset %s', name)
         model_config = model_lib.resolve_initial_translation(assets, model_config)
         trainer_lib.check_resumed_model_config(FLAGS.output_dir, model_config)
         trainer = trainer_lib.Trainer(assets, model_config, train_config)

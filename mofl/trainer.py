@@ -101,6 +101,9 @@ class TrainConfig:
     image_summary_every: int = 200
     seed: int = 0
     shuffle_buffer: int = 256
+    identity_eval_data: str = ''     # held-out synthetic records: identity summaries
+    identity_eval_every: int = 250
+    identity_eval_samples: int = 32
 
     @property
     def total_steps(self):
@@ -336,6 +339,7 @@ class Trainer:
                              f'got {train_config.pretrain_identity_path!r}')
         self.config = train_config
         self.model_config = model_config
+        self.face_mask = np.asarray(assets.mesh.face_mask, bool)
         self.strategy = make_strategy(train_config.strategy, train_config.num_cpu_devices)
         self.num_replicas = self.strategy.num_replicas_in_sync
         if train_config.batch_size % self.num_replicas:
@@ -389,6 +393,7 @@ class Trainer:
                        if self.is_chief else tf.summary.create_noop_writer())
         self._step_fns = {}
         self._summary_images = None
+        self._identity_samples = None
 
     def restore(self):
         """Restores the latest checkpoint if there is one; returns the step resumed from.
@@ -485,6 +490,9 @@ class Trainer:
                              STAGE_NAMES[stage], terms['total'], terms['photometric'],
                              terms['landmark'], terms['smoothness'], terms['sparsity'],
                              terms['expression'], rate, _format_seconds(eta))
+            if cfg.identity_eval_data and cfg.identity_eval_every and (
+                    done % cfg.identity_eval_every == 0 or done == end_step):
+                self.write_identity_summary(done)
             if done % cfg.checkpoint_every == 0 or done == end_step:
                 self.manager.save(checkpoint_number=done)
             if on_step is not None:
@@ -523,6 +531,38 @@ class Trainer:
             if new:
                 f.write('step,stage,' + ','.join(columns) + '\n')
             f.write(f'{step},{stage},' + ','.join(f'{terms[c]:.6g}' for c in columns) + '\n')
+
+    def write_identity_summary(self, step):
+        """TensorBoard scalars `identity/*` and a log line: the learned identity against the
+        true one on a fixed set of held-out synthetic people (`mofl.evaluation.identity`)."""
+        from mofl.data import pipeline
+        from mofl.evaluation import identity
+        if not self.is_chief:
+            return
+        cfg = self.config
+        if self._identity_samples is None:
+            self._identity_samples = pipeline.load_ground_truth_samples(
+                cfg.identity_eval_data, cfg.identity_eval_samples, cfg.num_frames,
+                image_size=self.model_config.image_size[0])
+            vertices = self._identity_samples['gt_vertices'].shape[1]
+            if vertices != self.model.face_model.num_vertices:
+                raise ValueError(f'{cfg.identity_eval_data}: ground truth on {vertices} '
+                                 f'vertices, the asset has {self.model.face_model.num_vertices}')
+        stats = identity.measure_identity(self.model, self._identity_samples,
+                                          self.face_mask)
+        with self.writer.as_default(step=step):
+            for key, value in stats.items():
+                tf.summary.scalar(f'identity/{key}', value)
+        logging.info('step %d held-out identity: cos %.3f (centred %.3f), offsets %.2f/%.2f mm, '
+                     'α spread %.3f, Θs %.3f mm, landmarks %.2f px; mesh %.3f mm rigid (template %.3f: %.1f%% '
+                     'below), %.3f with scale (template %.3f: %.1f%% below)', step, stats['cosine'],
+                     stats['cosine_centred'], stats['learned_rms_mm'], stats['true_rms_mm'],
+                     stats['alpha_spread'], stats['theta_rms_mm'], stats['landmark_px'],
+                     stats['identity_mm'],
+                     stats['template_mm'], 100 * stats['gain_rigid'],
+                     stats['identity_mm_scale'], stats['template_mm_scale'],
+                     100 * stats['gain_scale'])
+        return stats
 
     def write_image_summary(self, step):
         """TensorBoard image: per frame of the first sample, input | overlay | albedo | shading."""

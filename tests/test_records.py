@@ -161,10 +161,14 @@ def test_pipeline_shuffled_repeated_seeded(tmp_path):
 def test_pipeline_too_few_frames_fails_clearly(tmp_path):
     rng = np.random.default_rng(8)
     _write(tmp_path / 'a.tfrecord', [_sample(rng, num_frames=2)[0]])
-    ds = pipeline.make_dataset(str(tmp_path / 'a.tfrecord'), batch_size=1, num_frames=M,
-                               repeat=False)
+    with pytest.raises(ValueError, match='samples have 2 frames, fewer than the 4'):
+        pipeline.make_dataset(str(tmp_path / 'a.tfrecord'), batch_size=1, num_frames=M)
+    # A short record after a long first one fails when it is read.
+    _write(tmp_path / 'b.tfrecord', [_sample(rng, num_frames=M)[0], _sample(rng, num_frames=2)[0]])
+    ds = pipeline.make_dataset(str(tmp_path / 'b.tfrecord'), batch_size=1, num_frames=M,
+                               shuffle=False, repeat=False)
     with pytest.raises(tf.errors.InvalidArgumentError, match='fewer frames than num_frames=4'):
-        next(iter(ds))
+        list(ds)
 
 
 def test_pipeline_no_files(tmp_path):

@@ -41,9 +41,9 @@ def run_module(module, args, timeout=300):
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
 
 
-def write_synthetic_set(directory, num_identities, seed):
+def write_synthetic_set(directory, num_identities, seed, image_size=240):
     """The grid-face asset (21², 30 nodes) and a tools.make_synthetic set rendered with it:
-    one 2-frame sample per identity, half the identities held out.
+    one 2-frame sample per identity, half the identities held out, `image_size`² frames.
 
     Returns:
         (asset path, data folder); the test split is DATA/test-*, the training split DATA/train-*.
@@ -53,7 +53,8 @@ def write_synthetic_set(directory, num_identities, seed):
     data = os.path.join(directory, 'data')
     made = run_module('tools.make_synthetic', [
         f'--output_dir={data}', f'--asset={asset}', f'--num_identities={num_identities}',
-        '--samples_per_identity=1', '--num_frames=2', '--test_fraction=0.5', f'--seed={seed}'])
+        '--samples_per_identity=1', '--num_frames=2', '--test_fraction=0.5', f'--seed={seed}',
+        f'--image_size={image_size}'])
     assert made.returncode == 0, made.stderr[-3000:]
     return asset, data
 

@@ -2,12 +2,17 @@
 
     python -m tools.build_assets --source=ict --ict_dir=../shared/ict-facekit \
         --output=out/assets/ict.npz --preview=out/assets/ict.png
+    python -m tools.build_assets --source=ict --target_vertices=2500 --output=out/assets/ict2500.npz
     python -m tools.build_assets --source=mediapipe --output=out/assets/mediapipe.npz
     python -m tools.build_assets --source=bfm --bfm_model=01_MorphableModel.mat \
         --bfm_expressions=Model_Expression.mat --bfm_landmarks=bfm68.txt --output=out/bfm.npz
 
 `--source=auto` (the default) uses ICT-FaceKit when $MOFL_ICT_DIR or ../shared/ict-facekit
 exists, else mediapipe. See BUILD_NOTES.md "Face assets" for what each source provides.
+`--target_vertices=N` decimates the source mesh to about N vertices first (quadric decimation,
+everything carried over exactly, the coarse-to-full vertex map stored in the asset:
+`mofl.facemodel.decimation`; BUILD_NOTES.md "CPU-scale FML"). `--asset=default:N` of the other
+binaries builds and caches the same for the default source.
 """
 import os
 import sys
@@ -32,7 +37,11 @@ flags.DEFINE_string('bfm_expressions', None, 'bfm source: expression basis (.mat
                     'w_exp, sigma_exp[, mu_exp]).')
 flags.DEFINE_string('bfm_landmarks', None, 'bfm source: text file with 68 vertex indices.')
 flags.DEFINE_float('bfm_units_to_mm', 0.001, 'bfm source: coordinate units to mm (µm: 0.001).')
-flags.DEFINE_integer('num_nodes', 521, 'Deformation graph size |G| (paper: 521).')
+flags.DEFINE_integer('num_nodes', None, 'Deformation graph size |G| (default: the paper\'s '
+                     f'{default_assets.PAPER_NUM_NODES}; {default_assets.COARSE_NUM_NODES} with '
+                     '--target_vertices).')
+flags.DEFINE_integer('target_vertices', 0, 'Decimate the source mesh to about this many vertices '
+                     '(0: keep the full mesh).', lower_bound=0)
 flags.DEFINE_integer('skin_k', 4, 'Nodes each vertex is skinned to.')
 flags.DEFINE_float('lip_cut_extension', 15.0, 'mm beyond the mouth corners within which graph '
                    'geodesics may not cross between the lips.')
@@ -58,13 +67,23 @@ def main(argv):
             source, ict_dir=ict_dir, image_path=FLAGS.image, bfm_model=FLAGS.bfm_model,
             bfm_expressions=FLAGS.bfm_expressions, bfm_landmarks=FLAGS.bfm_landmarks,
             bfm_units_to_mm=FLAGS.bfm_units_to_mm)
-        assets = graph_lib.build_assets(mesh, num_nodes=FLAGS.num_nodes, k=FLAGS.skin_k,
+        full_vertices = mesh.num_vertices
+        if FLAGS.target_vertices:
+            from mofl.facemodel import decimation  # pylint: disable=import-outside-toplevel
+            mesh = decimation.decimate_mesh(mesh, FLAGS.target_vertices)
+            logging.info('Decimated %d -> %d vertices', full_vertices, mesh.num_vertices)
+        num_nodes = FLAGS.num_nodes or (default_assets.COARSE_NUM_NODES if FLAGS.target_vertices
+                                        else default_assets.PAPER_NUM_NODES)
+        assets = graph_lib.build_assets(mesh, num_nodes=num_nodes, k=FLAGS.skin_k,
                                         lip_cut_extension=FLAGS.lip_cut_extension)
     except (OSError, ValueError) as e:
         logging.error('Could not build the %s asset: %s', source, e)
         return 1
     assets.save(FLAGS.output)
-    print(f'{source} asset: {mesh.num_vertices} vertices, {len(mesh.triangles)} triangles, '
+    decimated = (f' (decimated from {full_vertices})' if mesh.full_vertex_indices is not None
+                 else '')
+    print(f'{source} asset: {mesh.num_vertices} vertices{decimated}, '
+          f'{len(mesh.triangles)} triangles, '
           f'{assets.graph.num_nodes} graph nodes, {len(assets.graph.edges)} graph edges, '
           f'{mesh.num_expressions} expressions, 66 landmarks -> {FLAGS.output} '
           f'({time.time() - start:.1f} s)')

@@ -24,8 +24,8 @@ import numpy as np
 FLAGS = flags.FLAGS
 flags.DEFINE_string('data', None, 'TFRecord glob of samples with ground truth '
                     '(tools.make_synthetic output).', required=True)
-flags.DEFINE_string('asset', None, 'Face asset .npz the data was made with (default: the '
-                    'manifest\'s, else the default asset).')
+flags.DEFINE_string('asset', None, 'Face asset the data was made with (.npz or default:N; '
+                    'default: the manifest\'s, else the default asset).')
 flags.DEFINE_string('ict_dir', None, 'ICT-FaceKit folder, for data drawn from the ICT identity '
                     'model (default: $MOFL_ICT_DIR or ../shared/ict-facekit).')
 flags.DEFINE_list('identity', ['template', 'graph', 'ground_truth'],
@@ -54,20 +54,24 @@ def _manifest(data):
 
 
 def identity_basis_for(mesh, manifest, ict_dir):
-    """[K, V, 3] the identity model the data was drawn from."""
+    """[K, V, 3] the identity model the data was drawn from, on the asset's vertices (for a
+    decimated asset: built on the full mesh the data was rendered with, then mapped)."""
     from mofl.data import synthetic
     from mofl.facemodel import assets as assets_lib
+    from mofl.facemodel import decimation
+    from mofl.facemodel import default_assets
     kind = manifest.get('identity_model')
     if kind not in ('ict', 'procedural'):
         raise ValueError('identity=ground_truth needs the data\'s manifest.json with its '
                          f'identity_model (ict | procedural), found {kind!r}')
-    model = synthetic.make_identity_model(kind, mesh,
-                                          ict_dir=ict_dir or assets_lib.default_ict_dir())
+    ict_dir = ict_dir or assets_lib.default_ict_dir()
+    full_mesh = default_assets.full_source_mesh(mesh, ict_dir)
+    model = synthetic.make_identity_model(kind, full_mesh, ict_dir=ict_dir)
     expected = manifest.get('num_identity_weights')
     if expected is not None and model.num_weights != expected:
         raise ValueError(f'identity model has {model.num_weights} weights, the data '
                          f'{expected}')
-    return model.basis
+    return decimation.to_asset_topology(model.basis, mesh)
 
 
 def score(fitted, samples, face_mask):
@@ -115,11 +119,12 @@ def main(argv):
         return 2
     manifest = _manifest(FLAGS.data)
     try:
-        asset_path = FLAGS.asset or manifest.get('asset')
-        assets = (assets_lib.FaceAssets.load(asset_path) if asset_path
-                  else default_assets.load_default_assets())
+        spec = FLAGS.asset or manifest.get('asset_spec')
+        if spec is None and os.path.exists(str(manifest.get('asset'))):   # older manifests
+            spec = manifest['asset']
+        assets, _ = default_assets.load_asset(spec)
         samples = pipeline.load_ground_truth_samples(FLAGS.data, FLAGS.num_samples,
-                                                     FLAGS.num_frames, image_size=240)
+                                                     FLAGS.num_frames)
         basis = (identity_basis_for(assets.mesh, manifest, FLAGS.ict_dir)
                  if 'ground_truth' in FLAGS.identity else None)
     except (ValueError, FileNotFoundError, assets_lib.AssetError) as e:

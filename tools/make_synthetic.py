@@ -15,6 +15,11 @@ Output (in `--output_dir`):
   `gt_albedo` [V, 3]. The split is by identity: a seeded draw sends `--test_fraction` of the
   identities to `test` (a split without identities gets no files).
 - `manifest.json`: asset, identity model, counts, seed, flags, timings.
+
+`--image_size=N` renders N×N frames with the 240 crop's field of view (`Camera.crop`); with a
+decimated asset (`--asset=default:2500` or a `tools.build_assets --target_vertices` file) the
+frames are still rendered with the full source mesh, and the ground-truth meshes and albedo are
+stored on the asset's vertices through its coarse-to-full map.
 - `--contact_sheet`: a PNG grid of the first samples (one row per sample, landmarks drawn: jaw
   yellow, others green, confidence < 0.5 red).
 
@@ -40,8 +45,12 @@ flags.DEFINE_integer('num_frames', 4, 'M, frames per sample.')
 flags.DEFINE_float('test_fraction', 0.25, 'Fraction of identities written to the test split.')
 flags.DEFINE_integer('num_shards', 1, 'Record files per split.')
 flags.DEFINE_integer('seed', 0, 'Seed of every random draw.')
-flags.DEFINE_string('asset', None, 'Face-asset .npz; default: mofl\'s default asset '
-                    '(ICT when its data is present, else mediapipe).')
+flags.DEFINE_string('asset', None, 'Face-asset .npz, or default:N for the default asset '
+                    'decimated to ~N vertices; default: mofl\'s default asset (ICT when its data '
+                    'is present, else mediapipe). A decimated asset\'s frames are rendered with '
+                    'the full mesh and its ground truth is stored on the asset\'s vertices.')
+flags.DEFINE_integer('image_size', 240, 'Side of the square frames (multiple of 16, 64–240); '
+                     'the camera keeps the 240 crop\'s field of view (f = 1000 px · N / 240).')
 flags.DEFINE_enum('identity_model', 'auto', ['auto', 'ict', 'procedural'],
                   'Ground-truth identity model. auto: ICT\'s identity modes when the asset is the '
                   'ICT face area and the ICT data is present, else procedural.')
@@ -91,6 +100,13 @@ def contact_sheet(samples, max_rows):
     return overlay.stack_rows(rows)
 
 
+def on_asset_topology(ground_truth, mesh, decimation):
+    """The per-vertex ground truth (rendered on the full mesh) on the asset's vertices."""
+    per_vertex = ('gt_vertices', 'gt_expression_vertices', 'gt_albedo')
+    return {k: decimation.to_asset_topology(v, mesh) if k in per_vertex else v
+            for k, v in ground_truth.items()}
+
+
 def check_flags(ict_dir):
     """Raises app.UsageError for flag values that cannot work (before the slow imports)."""
     if not FLAGS.output_dir:
@@ -99,6 +115,9 @@ def check_flags(ict_dir):
                  'batch_size'):
         if getattr(FLAGS, name) < 1:
             raise app.UsageError(f'--{name} must be at least 1, got {getattr(FLAGS, name)}')
+    if FLAGS.image_size % 16 or not 64 <= FLAGS.image_size <= 240:
+        raise app.UsageError(f'--image_size must be a multiple of 16 from 64 to 240, got '
+                             f'{FLAGS.image_size}')
     if not 0.0 <= FLAGS.test_fraction <= 1.0:
         raise app.UsageError(f'--test_fraction must be in [0, 1], got {FLAGS.test_fraction}')
     if FLAGS.identity_model == 'ict' and not os.path.isdir(ict_dir or ''):
@@ -107,14 +126,46 @@ def check_flags(ict_dir):
             'not exist; pass --ict_dir (or set $MOFL_ICT_DIR) or use --identity_model=procedural')
 
 
-def load_asset(path):
-    from mofl.facemodel import assets as assets_lib  # pylint: disable=import-outside-toplevel
+def on_asset_topology(ground_truth, mesh, decimation):
+    """The per-vertex ground truth (rendered on the full mesh) on the asset's vertices."""
+    per_vertex = ('gt_vertices', 'gt_expression_vertices', 'gt_albedo')
+    return {k: decimation.to_asset_topology(v, mesh) if k in per_vertex else v
+            for k, v in ground_truth.items()}
+
+
+def check_flags(ict_dir):
+    """Raises app.UsageError for flag values that cannot work (before the slow imports)."""
+    if not FLAGS.output_dir:
+        raise app.UsageError('--output_dir is required')
+    for name in ('num_identities', 'samples_per_identity', 'num_frames', 'num_shards',
+                 'batch_size'):
+        if getattr(FLAGS, name) < 1:
+            raise app.UsageError(f'--{name} must be at least 1, got {getattr(FLAGS, name)}')
+    if FLAGS.image_size % 16 or not 64 <= FLAGS.image_size <= 240:
+        raise app.UsageError(f'--image_size must be a multiple of 16 from 64 to 240, got '
+                             f'{FLAGS.image_size}')
+    if not 0.0 <= FLAGS.test_fraction <= 1.0:
+        raise app.UsageError(f'--test_fraction must be in [0, 1], got {FLAGS.test_fraction}')
+    if FLAGS.identity_model == 'ict' and not os.path.isdir(ict_dir or ''):
+        raise app.UsageError(
+            f'--identity_model=ict needs the ICT-FaceKit data, but the folder {ict_dir!r} does '
+            'not exist; pass --ict_dir (or set $MOFL_ICT_DIR) or use --identity_model=procedural')
+
+
+def render_mesh(mesh, ict_dir):
+    """The SourceMesh the frames are rendered with: the asset's own, or for a decimated asset the
+    full source mesh it was decimated from (checked to be that mesh)."""
+    if mesh.full_vertex_indices is None:
+        return mesh
     from mofl.facemodel import default_assets  # pylint: disable=import-outside-toplevel
-    if path:
-        logging.info('Using the face asset %s', path)
-        return assets_lib.FaceAssets.load(path), path
-    source, _ = default_assets.default_source()
-    return default_assets.load_default_assets(), f'default ({source})'
+    full = default_assets.build_source_mesh(mesh.source, ict_dir=ict_dir)
+    same = (full.num_vertices == mesh.full_num_vertices and np.allclose(
+        full.vertices[mesh.full_vertex_indices], mesh.vertices, atol=1e-3))
+    if not same:
+        raise app.UsageError(f'the decimated {mesh.source} asset was not made from the '
+                             f'{mesh.source} mesh this machine builds ({full.num_vertices} '
+                             'vertices); rebuild the asset here with tools.build_assets')
+    return full
 
 
 def run(argv_flags=None):
@@ -128,17 +179,30 @@ def run(argv_flags=None):
     from mofl.data import records  # pylint: disable=import-outside-toplevel
     from mofl.data import synthetic  # pylint: disable=import-outside-toplevel
 
-    assets, asset_name = load_asset(FLAGS.asset)
+    from mofl.facemodel import decimation  # pylint: disable=import-outside-toplevel
+    from mofl.facemodel import default_assets  # pylint: disable=import-outside-toplevel
+    from mofl.render import camera as camera_lib  # pylint: disable=import-outside-toplevel
+
+    try:
+        assets, asset_name = default_assets.load_asset(FLAGS.asset)
+    except assets_lib.AssetError as error:
+        raise app.UsageError(str(error)) from error
     mesh = assets.mesh
     try:
-        identity_model = synthetic.make_identity_model(FLAGS.identity_model, mesh, ict_dir,
+        full_mesh = default_assets.full_source_mesh(mesh, ict_dir)
+    except assets_lib.AssetError as error:
+        raise app.UsageError(str(error)) from error
+    try:
+        identity_model = synthetic.make_identity_model(FLAGS.identity_model, full_mesh, ict_dir,
                                                        FLAGS.truncation)
     except synthetic.IdentityModelError as error:
         raise app.UsageError(str(error)) from error
-    logging.info('Asset: %s (source %s, %d vertices, %d blendshapes)', asset_name, mesh.source,
-                 mesh.num_vertices, mesh.num_expressions)
+    logging.info('Asset: %s (source %s, %d vertices, %d blendshapes); rendered with %d '
+                 'vertices', asset_name, mesh.source, mesh.num_vertices, mesh.num_expressions,
+                 full_mesh.num_vertices)
     logging.info('Identity model: %s', identity_model.description)
-    generator = synthetic.SyntheticGenerator(mesh, identity_model, seed=FLAGS.seed)
+    generator = synthetic.SyntheticGenerator(full_mesh, identity_model, seed=FLAGS.seed,
+                                             camera=camera_lib.Camera.crop(FLAGS.image_size))
     setup_seconds = time.time() - start
 
     os.makedirs(FLAGS.output_dir, exist_ok=True)
@@ -164,7 +228,8 @@ def run(argv_flags=None):
                 frame_indices=list(range(scene.num_frames)),
                 crop_boxes=np.tile([0.0, 0.0, float(generator.camera.image_size[1])],
                                    (scene.num_frames, 1)),
-                ground_truth=sample.ground_truth(), jpeg_quality=FLAGS.jpeg_quality)
+                ground_truth=on_asset_topology(sample.ground_truth(), mesh, decimation),
+                jpeg_quality=FLAGS.jpeg_quality)
             writers[split][counts[split] % FLAGS.num_shards].write(serialized)
             counts[split] += 1
             if len(sheet_samples) < FLAGS.contact_sheet_samples:
@@ -193,8 +258,11 @@ def run(argv_flags=None):
 
     summary = {
         'asset': asset_name,
+        'asset_spec': FLAGS.asset or 'default',
         'asset_source': str(mesh.source),
         'num_vertices': mesh.num_vertices,
+        'render_vertices': full_mesh.num_vertices,
+        'image_size': FLAGS.image_size,
         'identity_model': identity_model.name,
         'identity_model_description': identity_model.description,
         'num_identity_weights': identity_model.num_weights,
@@ -212,7 +280,7 @@ def run(argv_flags=None):
         'samples_per_second': round(total / max(render_seconds, 1e-9), 3),
         'flags': {name: FLAGS[name].value for name in (
             'num_identities', 'samples_per_identity', 'num_frames', 'test_fraction',
-            'num_shards', 'seed', 'asset', 'identity_model', 'ict_dir', 'truncation',
+            'num_shards', 'seed', 'asset', 'image_size', 'identity_model', 'ict_dir', 'truncation',
             'batch_size', 'jpeg_quality', 'contact_sheet')},
     }
     with open(os.path.join(FLAGS.output_dir, 'manifest.json'), 'w') as f:

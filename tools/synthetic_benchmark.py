@@ -1,16 +1,27 @@
-"""Reproduces our synthetic Table 1 (and the Table-4-style photometric table) end to end.
+r"""Reproduces our synthetic Table 1 and supplement Table 4 end to end, with one command.
 
-    python -m tools.synthetic_benchmark --output_dir=out/table1            # Table 1
-    python -m tools.synthetic_benchmark --output_dir=out/table1 --table4   # + Table 4
+    python -m tools.synthetic_benchmark --output_dir=out/cpu_table1            # CPU scale
+    python -m tools.synthetic_benchmark --output_dir=out/cpu_table1 --table4   # + Table 4
+    python -m tools.synthetic_benchmark --output_dir=/tmp/bench --quick        # a tiny check
+    python -m tools.synthetic_benchmark --config=paper --output_dir=out/table1 # paper network
 
-Steps (each skipped when its output exists; trainings resume from their checkpoints):
-1. `tools.make_synthetic`: 1,000 identities × 2 samples × 4 frames, 10 % of identities held out
-   (1,800 training and 200 test samples, 4 shards).
-2. `mofl.train --flagfile=configs/synthetic_table1.flags --num_frames=M` for M = 1, 2, 4.
-3. `mofl.evaluate --dataset=synthetic`: Train M × Test M table with baselines → TABLE1.md/.json.
-4. (--table4) `mofl.train --flagfile=configs/synthetic_table4.flags` for model sizes
-   0, 10, 50, 125, 500 and `mofl.evaluate --dataset=photometric` → TABLE4.md/.json.
-Wall times of every step go to timings.json, to be quoted next to the numbers.
+Stages (each prints a progress line; each is skipped when its output exists, and trainings
+resume from their checkpoints, so an interrupted benchmark continues where it stopped):
+1. asset: `tools.build_assets` — CPU scale: the default source decimated to ~2,500 vertices with
+   a 260-node graph; paper: the full mesh with the paper's 521 nodes.
+2. data: `tools.make_synthetic` — 2,500 identities × 2 samples × 4 frames, 10 % of the
+   identities held out (4,500 training and 500 test samples), 128² (CPU) or 240² (paper).
+3. reference fits: `tools.direct_fit` on held-out samples with the template and with the
+   ground-truth identity model (the best a learned face model could do).
+4. training: `mofl.train --flagfile=configs/{cpu_,synthetic_}table1.flags --num_frames=M` for
+   M = 1, 2, 4, with held-out identity summaries in TensorBoard.
+5. evaluation: `mofl.evaluate --dataset=synthetic` (rigid and with scale) → TABLE1.md/.json and
+   TABLE1_scale.md/.json; `tools.identity_report` per run (α's spread, landmark error, learned vs
+   true identity) → IDENTITY_m{M}.md/.json.
+6. (--table4) `mofl.train --flagfile=configs/{cpu_,synthetic_}table4.flags` for the model sizes,
+   `mofl.evaluate --dataset=photometric` → TABLE4.md/.json.
+Finally every table is printed and collected in BENCHMARK.md; wall times of every stage are in
+timings.json.
 """
 import json
 import os
@@ -22,72 +33,186 @@ from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('output_dir', 'out/table1', 'Where data, runs and tables go.')
-flags.DEFINE_string('asset', None, 'Face asset (default: the default asset).')
-flags.DEFINE_integer('num_identities', 1000, 'Synthetic identities.')
+flags.DEFINE_string('output_dir', 'out/cpu_table1', 'Where the asset, data, runs and tables go.')
+flags.DEFINE_enum('config', 'cpu', ['cpu', 'paper'], 'cpu: the CPU-scale configuration '
+                  '(BUILD_NOTES.md "CPU-scale FML"); paper: the paper\'s network at 240².')
+flags.DEFINE_boolean('quick', False, 'A tiny version of every stage (seconds of training, a '
+                     'handful of samples): checks the pipeline, not the method.')
+flags.DEFINE_integer('num_identities', None, 'Synthetic identities (default 2,500; quick: 8).')
 flags.DEFINE_float('test_fraction', 0.1, 'Fraction of identities held out for testing.')
 flags.DEFINE_list('train_frames', ['1', '2', '4'], 'Training M of the Table 1 runs.')
+flags.DEFINE_integer('eval_samples', 200, 'Held-out samples evaluated (0: all).')
+flags.DEFINE_integer('fit_samples', 16, 'Held-out samples of the reference fits.')
 flags.DEFINE_boolean('table4', False, 'Also train the model-size runs and the photometric table.')
 flags.DEFINE_list('model_sizes', ['0', '10', '50', '125', '500'], 'Table 4 model sizes.')
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# (flagfile prefix, image size, asset arguments) per configuration.
+CONFIGS = {
+    'cpu': ('cpu_', 128, ['--target_vertices=2500']),
+    'paper': ('synthetic_', 240, []),
+}
+# What --quick changes: everything small; the flags files are still read, then overridden.
+QUICK_TRAIN = ['--pretrain_steps=2', '--train_steps=3', '--finetune_steps=1', '--batch_size=2',
+               '--checkpoint_every=3', '--log_every=1', '--image_summary_every=0',
+               '--identity_eval_every=3', '--identity_eval_samples=2']
 
 
-def _run(args, timings, key):
-    start = time.time()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
-    result = subprocess.run([sys.executable, '-m'] + args, cwd=ROOT, env=env)
-    timings[key] = round(time.time() - start, 1)
-    if result.returncode != 0:
-        raise RuntimeError(f'python -m {" ".join(args)} failed ({result.returncode})')
+class StageError(RuntimeError):
+    pass
+
+
+class Benchmark:
+    """Runs the stages in order, timing each and printing one progress line per stage."""
+
+    def __init__(self, out, num_stages):
+        self.out = out
+        self.num_stages = num_stages
+        self.stage = 0
+        self.timings_path = os.path.join(out, 'timings.json')
+        self.timings = {}
+        if os.path.exists(self.timings_path):
+            with open(self.timings_path) as f:
+                self.timings = json.load(f)
+
+    def run(self, key, description, args, done_file=None, log_name=None):
+        """Runs `python -m args` (unless `done_file` exists); output goes to OUT/logs/."""
+        self.stage += 1
+        prefix = f'[{self.stage}/{self.num_stages}] {description}'
+        if done_file and os.path.exists(done_file):
+            print(f'{prefix}: already done ({os.path.relpath(done_file, self.out)})', flush=True)
+            return
+        print(f'{prefix} ...', flush=True)
+        logs = os.path.join(self.out, 'logs')
+        os.makedirs(logs, exist_ok=True)
+        log_path = os.path.join(logs, f'{log_name or key}.log')
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
+        start = time.time()
+        with open(log_path, 'a') as log:
+            result = subprocess.run([sys.executable, '-m'] + args, cwd=ROOT, env=env,
+                                    stdout=log, stderr=subprocess.STDOUT)
+        seconds = time.time() - start
+        self.timings[key] = round(self.timings.get(key, 0.0) + seconds, 1)
+        self.save_timings()
+        if result.returncode != 0:
+            raise StageError(f'{description} failed (python -m {" ".join(args)} exited with '
+                             f'{result.returncode}); see {log_path}')
+        print(f'{prefix}: done in {seconds / 60:.1f} min', flush=True)
+
+    def save_timings(self):
+        with open(self.timings_path, 'w') as f:
+            json.dump(self.timings, f, indent=1)
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read().strip()
 
 
 def main(argv):
     del argv
     out = os.path.abspath(FLAGS.output_dir)
     os.makedirs(out, exist_ok=True)
-    timings_path = os.path.join(out, 'timings.json')
-    timings = {}
-    if os.path.exists(timings_path):
-        with open(timings_path) as f:
-            timings = json.load(f)
-    asset = [f'--asset={FLAGS.asset}'] if FLAGS.asset else []
+    prefix, image_size, asset_args = CONFIGS[FLAGS.config]
+    quick = FLAGS.quick
+    if quick:
+        image_size = 64
+    num_identities = FLAGS.num_identities or (8 if quick else 2500)
+    train_frames = FLAGS.train_frames if not quick else FLAGS.train_frames[-2:]
+    sizes = FLAGS.model_sizes if not quick else ['0', '10']
+    eval_samples = 4 if quick else FLAGS.eval_samples
+    fit_samples = 2 if quick else FLAGS.fit_samples
+    num_stages = 3 + 2 * len(train_frames) + 2 + (len(sizes) + 1 if FLAGS.table4 else 0)
+    bench = Benchmark(out, num_stages)
+    asset = os.path.join(out, 'asset.npz')
     data = os.path.join(out, 'data')
+    train_glob, test_glob = f'{data}/train-*', f'{data}/test-*'
+    quick_train = QUICK_TRAIN if quick else []
+    start = time.time()
     try:
-        if not os.path.exists(os.path.join(data, 'manifest.json')):
-            _run(['tools.make_synthetic', f'--output_dir={data}', '--samples_per_identity=2',
-                  f'--num_identities={FLAGS.num_identities}', '--num_shards=4',
-                  f'--test_fraction={FLAGS.test_fraction}', '--seed=1',
-                  f'--contact_sheet={os.path.join(out, "contact_sheet.png")}'] + asset,
-                 timings, 'make_synthetic')
+        bench.run('asset', 'face asset', ['tools.build_assets', f'--output={asset}',
+                                          f'--preview={os.path.join(out, "asset.png")}'] +
+                  asset_args, done_file=asset)
+        bench.run('make_synthetic', f'synthetic data ({num_identities} identities)', [
+            'tools.make_synthetic', f'--output_dir={data}', f'--asset={asset}',
+            f'--image_size={image_size}', '--samples_per_identity=2',
+            f'--num_identities={num_identities}', '--num_shards=4',
+            f'--test_fraction={FLAGS.test_fraction}', '--seed=1',
+            f'--contact_sheet={os.path.join(out, "contact_sheet.png")}'],
+            done_file=os.path.join(data, 'manifest.json'))
+        fit_steps = ['--pose_steps=2', '--identity_steps=2'] if quick else []
+        bench.run('direct_fit', f'reference fits ({fit_samples} held-out samples)', [
+            'tools.direct_fit', f'--data={test_glob}', f'--asset={asset}',
+            f'--num_samples={fit_samples}', '--identity=template,ground_truth',
+            f'--output={os.path.join(out, "DIRECT_FIT")}'] + fit_steps,
+            done_file=os.path.join(out, 'DIRECT_FIT.md'))
         runs = []
-        for m in FLAGS.train_frames:
+        for m in train_frames:
             run_dir = os.path.join(out, f'train_m{m}')
-            _run(['mofl.train', '--flagfile=configs/synthetic_table1.flags', f'--num_frames={m}',
-                  f'--data={data}/train-*', f'--output_dir={run_dir}'] + asset,
-                 timings, f'train_m{m}')
+            bench.run(f'train_m{m}', f'training, M = {m}', [
+                'mofl.train', f'--flagfile=configs/{prefix}table1.flags', f'--num_frames={m}',
+                f'--data={train_glob}', f'--output_dir={run_dir}', f'--asset={asset}',
+                f'--identity_eval_data={test_glob}'] + quick_train)
             runs.append(f'{m}:{run_dir}')
-        _run(['mofl.evaluate', '--dataset=synthetic', f'--data={data}/test-*',
-              f'--runs={",".join(runs)}', f'--output={os.path.join(out, "TABLE1")}'],
-             timings, 'evaluate_table1')
+        for scale, suffix in ((False, ''), (True, '_scale')):
+            bench.run(f'evaluate_table1{suffix}', 'Table 1, ' + ('with scale' if scale
+                                                                  else 'rigid'), [
+                'mofl.evaluate', '--dataset=synthetic', f'--data={test_glob}',
+                f'--runs={",".join(runs)}', f'--max_samples={eval_samples}',
+                f'--with_scale={scale}', f'--output={os.path.join(out, "TABLE1" + suffix)}'])
+        for m in train_frames:
+            bench.run(f'identity_m{m}', f'identity report, M = {m}', [
+                'tools.identity_report', os.path.join(out, f'train_m{m}'),
+                f'--data={test_glob}', f'--train_data={train_glob}',
+                f'--num_samples={max(eval_samples // 2, 2)}',
+                f'--output={os.path.join(out, f"IDENTITY_m{m}.json")}'],
+                log_name=f'identity_m{m}')
         if FLAGS.table4:
             runs = []
-            for size in FLAGS.model_sizes:
+            for size in sizes:
                 run_dir = os.path.join(out, f'size{size}')
-                _run(['mofl.train', '--flagfile=configs/synthetic_table4.flags',
-                      f'--shape_dim={size}', f'--albedo_dim={size}', f'--data={data}/train-*',
-                      f'--output_dir={run_dir}'] + asset, timings, f'train_size{size}')
+                bench.run(f'train_size{size}', f'training, model size {size}', [
+                    'mofl.train', f'--flagfile=configs/{prefix}table4.flags',
+                    f'--shape_dim={size}', f'--albedo_dim={size}', f'--data={train_glob}',
+                    f'--output_dir={run_dir}', f'--asset={asset}'] + quick_train)
                 runs.append(f'{size}:{run_dir}')
-            _run(['mofl.evaluate', '--dataset=photometric', f'--data={data}/test-*',
-                  f'--runs={",".join(runs)}', f'--output={os.path.join(out, "TABLE4")}'],
-                 timings, 'evaluate_table4')
-    except RuntimeError as e:
+            bench.run('evaluate_table4', 'Table 4 (photometric error)', [
+                'mofl.evaluate', '--dataset=photometric', f'--data={test_glob}',
+                f'--runs={",".join(runs)}', f'--max_samples={eval_samples}',
+                f'--output={os.path.join(out, "TABLE4")}'])
+    except StageError as e:
         print(f'ERROR: {e}', file=sys.stderr)
         return 1
-    finally:
-        with open(timings_path, 'w') as f:
-            json.dump(timings, f, indent=1)
-    print(f'tables and timings in {out}')
+    parts = [f'# Synthetic benchmark ({FLAGS.config} configuration{", quick" if quick else ""})',
+             f'Data: {num_identities} identities, test fraction {FLAGS.test_fraction}, '
+             f'{image_size}² frames. Wall times (s): '
+             + ', '.join(f'{k} {v}' for k, v in bench.timings.items()) + '.']
+    for name, title in (('DIRECT_FIT', 'Reference fits (held-out samples)'),
+                        ('TABLE1', 'Table 1, rigid'), ('TABLE1_scale', 'Table 1, with scale'),
+                        ('TABLE4', 'Table 4')):
+        path = os.path.join(out, name + '.md')
+        if os.path.exists(path):
+            parts.append(f'## {title}\n\n{_read(path)}')
+    for m in train_frames:
+        path = os.path.join(out, f'IDENTITY_m{m}.json')
+        if os.path.exists(path):
+            with open(path) as f:
+                report = json.load(f)
+            rows = [f'## Identity, train M = {m} (step {report["step"]}, Θs RMS '
+                    f'{report["theta_rms_mm"]:.3f} mm)', '',
+                    '| set | cos | cos centred | α spread | landmarks (px) | identity rigid '
+                    '(template) mm | identity with scale (template) mm |', '|---|---|---|---|---|---|---|']
+            for name, r in report['sets'].items():
+                rows.append(f'| {name} | {r["cosine"]:.3f} | {r["cosine_centred"]:.3f} | '
+                            f'{r["alpha_spread"]:.3f} | {r.get("landmark_px", float("nan")):.2f} | '
+                            f'{r["identity_mm"]:.3f} ({r["template_mm"]:.3f}) | '
+                            f'{r["identity_mm_scale"]:.3f} ({r["template_mm_scale"]:.3f}) |')
+            parts.append('\n'.join(rows))
+    summary = '\n\n'.join(parts) + '\n'
+    with open(os.path.join(out, 'BENCHMARK.md'), 'w') as f:
+        f.write(summary)
+    print(summary)
+    print(f'benchmark done in {(time.time() - start) / 60:.1f} min; tables in {out}/BENCHMARK.md')
     return 0
 
 

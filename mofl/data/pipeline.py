@@ -41,7 +41,7 @@ def peek_layout(files):
 
 
 def make_dataset(file_pattern, batch_size, num_frames, shuffle=True, repeat=True, seed=None,
-                 image_size=records.IMAGE_SIZE, shuffle_buffer=1024, cycle_length=8,
+                 image_size=None, shuffle_buffer=1024, cycle_length=8,
                  drop_remainder=True):
     """Builds the training input pipeline.
 
@@ -58,7 +58,7 @@ def make_dataset(file_pattern, batch_size, num_frames, shuffle=True, repeat=True
         shuffle: shuffle the file order and the records.
         repeat: repeat forever.
         seed: seed for the shuffles (None: nondeterministic).
-        image_size: expected frame size (square).
+        image_size: expected frame side (square); None: the first record's.
         shuffle_buffer: records in the shuffle buffer.
         cycle_length: shards read at once.
         drop_remainder: drop the last incomplete batch (static batch size).
@@ -73,10 +73,20 @@ def make_dataset(file_pattern, batch_size, num_frames, shuffle=True, repeat=True
 
     Raises:
         FileNotFoundError: when the pattern matches no file.
+        ValueError: when the records' frames are not `image_size` square.
     """
     files = list_record_files(file_pattern)
     deterministic = seed is not None or not shuffle
     layout = peek_layout(files)
+    data_size = tuple(int(s) for s in layout['image_size'])
+    if image_size is None:
+        image_size = data_size[0]
+    if data_size != (image_size, image_size):
+        raise ValueError(f'{files[0]}: frames are {data_size[0]}×{data_size[1]}, this model '
+                         f'wants {image_size}×{image_size} (mofl.train --image_size)')
+    if 0 < layout['num_frames'] < num_frames:
+        raise ValueError(f'{files[0]}: samples have {layout["num_frames"]} frames, fewer than '
+                         f'the {num_frames} asked for')
     gt_ranks = {name: len(shape) for name, shape in layout['ground_truth'].items()}
 
     file_ds = tf.data.Dataset.from_tensor_slices(files)
@@ -121,14 +131,14 @@ def make_dataset(file_pattern, batch_size, num_frames, shuffle=True, repeat=True
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def load_ground_truth_samples(data, num_samples, num_frames, image_size=240):
+def load_ground_truth_samples(data, num_samples, num_frames, image_size=None):
     """The first `num_samples` samples (file order) with their synthetic ground truth, as numpy.
 
     Args:
         data: TFRecord glob(s) written by tools.make_synthetic.
         num_samples: how many samples (fewer if the files hold fewer).
         num_frames: M.
-        image_size: the records' crop side.
+        image_size: the records' crop side (None: the first record's).
 
     Returns:
         dict of stacked arrays: images [N, M, S, S, 3], landmarks [N, M, 66, 2],

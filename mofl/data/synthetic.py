@@ -655,7 +655,10 @@ class SyntheticGenerator:
         mesh: the asset's SourceMesh (template, triangles, landmarks, contour lines, blendshapes).
         identity_model: a `LinearIdentityModel` on the same template.
         seed: base seed; every draw derives from it.
-        camera: intrinsics and image size (default: 240×240, f = 1000 px).
+        camera: intrinsics and image size (default: 240×240, f = 1000 px). Pixel-valued scene
+            options (blur, landmark noise) are given for the 240 crop and scale with the
+            camera's width, so a smaller crop (`Camera.crop(128)`) is the same picture at a
+            lower resolution.
         options: `SceneOptions`.
         rasterizer: optional `rasterize_triangles`-compatible callable (default: the op).
     """
@@ -667,6 +670,7 @@ class SyntheticGenerator:
         self.camera = camera or camera_lib.Camera.centered(camera_lib.DEFAULT_IMAGE_SIZE,
                                                            camera_lib.DEFAULT_FOCAL_LENGTH_PX)
         self.options = options or SceneOptions()
+        self.pixel_scale = self.camera.image_size[1] / float(camera_lib.DEFAULT_IMAGE_SIZE[1])
         self.rasterizer = rasterizer
         self.triangles = np.asarray(mesh.triangles, np.int32)
         self.landmark_indices = np.asarray(mesh.landmark_indices, np.int32)
@@ -796,7 +800,9 @@ class SyntheticGenerator:
             image = _paint_holes(out['image'], out['mask'], out['landmarks'],
                                  scene.identity.appearance.iris_color,
                                  float(scene.sh[f, 0]) * shading.SH_CONSTANT_TERM)
-            sigma = rng.uniform(*opt.blur_sigma_px)
+            # At least the 240 crop's smallest blur: the renderer does not anti-alias.
+            sigma = max(rng.uniform(*opt.blur_sigma_px) * self.pixel_scale,
+                        opt.blur_sigma_px[0])
             image = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma)
             image = image + rng.uniform(*opt.noise_sigma) * rng.standard_normal(
                 image.shape, dtype=np.float32)
@@ -809,9 +815,9 @@ class SyntheticGenerator:
                           0.0, 1.0)
             sigma_px = np.full(66, opt.landmark_sigma_px)
             sigma_px[_JAW] = opt.jaw_landmark_sigma_px
-            sigma_px = sigma_px * (1.0 + far)
+            sigma_px = sigma_px * (1.0 + far) * self.pixel_scale
             noise = rng.normal(0.0, 1.0, (66, 2)) * sigma_px[:, None] + \
-                rng.normal(0.0, opt.landmark_shift_sigma_px, (1, 2))
+                rng.normal(0.0, opt.landmark_shift_sigma_px * self.pixel_scale, (1, 2))
             landmarks.append(out['landmarks'] + noise)
             conf = (0.95 - 0.45 * far) * np.where(out['visible'], 1.0, 0.5)
             conf = conf + rng.uniform(-0.05, 0.05, 66)

@@ -5,6 +5,7 @@ import csv
 import os
 import time
 
+import cv2
 import numpy as np
 from absl import logging
 
@@ -150,6 +151,10 @@ def real_scans(runs, pairs_path, with_scale):
                 logging.warning('skipping %s: %s', scan_path, e)
                 failures += 1
                 continue
+            size = tuple(model.config.image_size)
+            if frames.shape[1:3] != size:   # crops are cut at 240; smaller (CPU-scale) models
+                frames = np.stack([cv2.resize(f, size[::-1], interpolation=cv2.INTER_AREA)
+                                   for f in frames])
             out = _model_outputs(model, frames.astype(np.float32) / 255.0)
             for f in range(len(frames)):
                 r = metrics.mesh_rmse(out['vertices'][f], assets.mesh.face_mask,

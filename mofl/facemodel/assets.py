@@ -49,6 +49,10 @@ class SourceMesh:
             the graph never joins the two).
         source: name of the source ('ict', 'mediapipe', 'bfm').
         license: licence notice of the data the asset was derived from.
+        full_vertex_indices: for a decimated asset (`mofl.facemodel.decimation`), [V] int32 the
+            index of each vertex in the source's full mesh (the coarse-to-full map); None for a
+            full asset.
+        full_num_vertices: vertex count of that full mesh (0 for a full asset).
     """
     vertices: np.ndarray
     triangles: np.ndarray
@@ -64,6 +68,8 @@ class SourceMesh:
     lower_lip_vertices: np.ndarray
     source: str
     license: str = ''
+    full_vertex_indices: Optional[np.ndarray] = None
+    full_num_vertices: int = 0
 
     @property
     def num_vertices(self):
@@ -102,6 +108,12 @@ class SourceMesh:
         _expect(self.open_mouth_vertices.shape == (v, 3), where, 'open_mouth_vertices shape')
         for arr in (self.vertices, self.expression_basis, self.open_mouth_vertices):
             _expect(np.all(np.isfinite(arr)), where, 'non-finite coordinates')
+        if self.full_vertex_indices is not None:
+            indices = np.asarray(self.full_vertex_indices)
+            _expect(indices.shape == (v,), where,
+                    f'full_vertex_indices shape {indices.shape}, want ({v},)')
+            _expect(np.all((indices >= 0) & (indices < int(self.full_num_vertices))), where,
+                    'full_vertex_indices out of range of full_num_vertices')
 
 
 @dataclasses.dataclass
@@ -144,7 +156,8 @@ class FaceAssets:
     def save(self, path):
         """Writes the asset to `path` (.npz, compressed)."""
         arrays = {f'mesh/{f.name}': np.asarray(getattr(self.mesh, f.name))
-                  for f in dataclasses.fields(SourceMesh)}
+                  for f in dataclasses.fields(SourceMesh)
+                  if getattr(self.mesh, f.name) is not None}
         arrays.update({f'graph/{f.name}': getattr(self.graph, f.name)
                        for f in dataclasses.fields(DeformationGraph)})
         arrays['mesh_edges'] = self.mesh_edges
@@ -170,8 +183,11 @@ class FaceAssets:
             raise AssetError(f'{path}: asset format version {version}, this mofl reads '
                              f'version {ASSET_FORMAT_VERSION}; rebuild it with tools.build_assets')
         try:
+            optional = ('full_vertex_indices', 'full_num_vertices')  # decimated assets only
             mesh = SourceMesh(**{f.name: _unwrap(arrays[f'mesh/{f.name}'])
-                                 for f in dataclasses.fields(SourceMesh)})
+                                 for f in dataclasses.fields(SourceMesh)
+                                 if f.name not in optional or f'mesh/{f.name}' in arrays})
+            mesh.full_num_vertices = int(mesh.full_num_vertices)
             graph = DeformationGraph(**{f.name: arrays[f'graph/{f.name}']
                                         for f in dataclasses.fields(DeformationGraph)})
             assets = cls(mesh=mesh, graph=graph, mesh_edges=arrays['mesh_edges'])

@@ -32,6 +32,14 @@ LANDMARK_CROP_SCALE = 1.6
 # finite pixel coordinates instead of inf/NaN (they are masked as out-of-image downstream).
 MIN_DEPTH_MM = 1.0
 
+
+def crop_focal_length(crop_size):
+    """Focal length (pixels) of a square crop of side `crop_size` with the field of view of the
+    240-pixel training crop at f = 1000 px: smaller crops are the same picture at a lower
+    resolution, so every angle, depth and placement stays the same."""
+    return DEFAULT_FOCAL_LENGTH_PX * float(crop_size) / float(DEFAULT_IMAGE_SIZE[1])
+
+
 Scalar = Union[float, tf.Tensor]
 
 
@@ -93,6 +101,11 @@ class Camera:
     principal_x: Scalar = DEFAULT_IMAGE_SIZE[1] / 2.0
     principal_y: Scalar = DEFAULT_IMAGE_SIZE[0] / 2.0
     image_size: Tuple[int, int] = DEFAULT_IMAGE_SIZE
+
+    @classmethod
+    def crop(cls, crop_size=DEFAULT_IMAGE_SIZE[1]):
+        """The square training crop of side `crop_size` (`crop_focal_length`)."""
+        return cls.centered((int(crop_size), int(crop_size)), crop_focal_length(crop_size))
 
     @classmethod
     def centered(cls, image_size=DEFAULT_IMAGE_SIZE, focal_length=DEFAULT_FOCAL_LENGTH_PX):

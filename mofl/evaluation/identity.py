@@ -1,0 +1,132 @@
+"""Is the learned identity model explaining people? Learned vs true neutral identity offsets.
+
+Used by `tools.identity_report` and by the trainer's held-out identity summaries
+(`mofl.train --identity_eval_data`). On synthetic data with ground truth (`tools.make_synthetic`),
+for N samples of N' people:
+
+- learned offsets  d̂_n = v̄ + S·OCL(Θs)·α_n − v̄  (the network's neutral identity minus the template)
+- true offsets     d_n = gt_vertices_n − v̄       (on the asset's vertices)
+
+both over the asset's face region, in mm, in model space (the data's faces share the template's
+model-space frame: the synthetic generator poses the ground-truth mesh with the true pose).
+
+Reported:
+- `learned_rms_mm`, `true_rms_mm`: RMS length of the offsets (how far each model moves from v̄);
+- `cosine`: cos∠(d̂_n, d_n), flattened over vertices and axes, mean over samples — 1 when the
+  learned offset points exactly the true way, 0 when unrelated;
+- `cosine_centred`: the same after subtracting each set's mean offset over the samples, i.e.
+  whether the model tells these people apart the right way (a constant "average person" offset
+  counts in `cosine` but not here);
+- `alpha_spread`: per-component SD of α across the samples, median over components;
+- `identity_mm`, `identity_mm_scale`: per-vertex RMSE of the learned neutral mesh against the
+  true one after rigid / similarity Procrustes, mean over samples, next to `template_mm`,
+  `template_mm_scale` — the plain template's error on the same samples (the baseline to beat);
+- `gain_rigid`, `gain_scale`: 1 − identity / template (0.2 = 20 % below the template).
+"""
+import numpy as np
+
+from mofl.evaluation import metrics
+
+
+def _cosines(a, b):
+    """Row-wise cosine of [N, D] arrays (0 where either row is zero)."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(norms > 0, np.sum(a * b, axis=1) / np.maximum(norms, 1e-12), 0.0)
+
+
+def identity_statistics(learned_vertices, gt_vertices, template, face_mask, alpha=None,
+                        mesh_errors=True):
+    """Learned against true neutral identity (module docstring).
+
+    Args:
+        learned_vertices: [N, V, 3] the model's neutral identity meshes (mm).
+        gt_vertices: [N, V, 3] the true ones on the same vertices.
+        template: [V, 3] v̄.
+        face_mask: [V] bool, the face region.
+        alpha: optional [N, g] identity parameters (for `alpha_spread`).
+        mesh_errors: also compute the Procrustes mesh errors (slower: N alignments × 4).
+
+    Returns:
+        dict of floats (keys in the module docstring) plus `num_samples`.
+
+    Raises:
+        ValueError: naming the argument whose shape does not fit.
+    """
+    learned = np.asarray(learned_vertices, np.float64)
+    truth = np.asarray(gt_vertices, np.float64)
+    template = np.asarray(template, np.float64)
+    mask = np.asarray(face_mask, bool)
+    if learned.ndim != 3 or learned.shape[2] != 3 or learned.shape[0] < 1:
+        raise ValueError(f'learned_vertices must be [N, V, 3], got {learned.shape}')
+    if truth.shape != learned.shape:
+        raise ValueError(f'gt_vertices {truth.shape} does not match learned_vertices '
+                         f'{learned.shape}')
+    if template.shape != learned.shape[1:] or mask.shape != learned.shape[1:2]:
+        raise ValueError(f'template {template.shape} / face_mask {mask.shape} do not fit '
+                         f'{learned.shape[1]} vertices')
+    count = learned.shape[0]
+    d_learned = (learned[:, mask] - template[mask]).reshape(count, -1)
+    d_true = (truth[:, mask] - template[mask]).reshape(count, -1)
+    points = int(mask.sum())
+    result = {
+        'num_samples': count,
+        'learned_rms_mm': float(np.sqrt(np.mean(np.sum(d_learned ** 2, 1) / points))),
+        'true_rms_mm': float(np.sqrt(np.mean(np.sum(d_true ** 2, 1) / points))),
+        'cosine': float(np.mean(_cosines(d_learned, d_true))),
+        'cosine_centred': float(np.mean(_cosines(d_learned - d_learned.mean(0),
+                                                 d_true - d_true.mean(0))))
+        if count > 1 else 0.0,
+    }
+    if alpha is not None:
+        alpha = np.asarray(alpha, np.float64).reshape(count, -1)
+        result['alpha_spread'] = float(np.median(alpha.std(axis=0))) if alpha.size else 0.0
+        result['alpha_rms'] = float(np.sqrt(np.mean(alpha ** 2))) if alpha.size else 0.0
+    if mesh_errors:
+        for with_scale, suffix in ((False, ''), (True, '_scale')):
+            mine = np.mean([metrics.vertex_rmse(p, g, mask, with_scale=with_scale)['rmse_mm']
+                            for p, g in zip(learned, truth)])
+            base = np.mean([metrics.vertex_rmse(template, g, mask, with_scale=with_scale)
+                            ['rmse_mm'] for g in truth])
+            result['identity_mm' + suffix] = float(mine)
+            result['template_mm' + suffix] = float(base)
+            result['gain_' + ('scale' if with_scale else 'rigid')] = float(1.0 - mine / base)
+    return result
+
+
+def measure_identity(model, samples, face_mask, batch_size=8, mesh_errors=True):
+    """`identity_statistics` of a model (`mofl.model.FmlModel`) on loaded samples.
+
+    Args:
+        model: the model; its network gives α, its face model the neutral identity.
+        samples: dict with `images` [N, M, S, S, 3] and `gt_vertices` [N, V, 3]
+            (`mofl.data.pipeline.load_ground_truth_samples`).
+        face_mask: [V] bool.
+        batch_size: samples per network call.
+        mesh_errors: as in `identity_statistics`.
+
+    Returns:
+        The statistics dict, plus `theta_rms_mm`: RMS of OCL(Θs) in mm per unit α, and, when
+        `samples` has `landmarks`, `landmark_px`: the model's landmarks against the data's
+        (RMS over the 66 points and M frames, mean over samples).
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    alphas, meshes, landmark_px = [], [], []
+    for start in range(0, len(samples['images']), batch_size):
+        images = tf.constant(samples['images'][start:start + batch_size])
+        params = model.network(images)
+        alpha = params['shape_params']
+        alphas.append(alpha.numpy())
+        meshes.append(model.face_model.identity_vertices(alpha).numpy())
+        if 'landmarks' in samples:
+            predicted = model.form_image(params)['landmarks'].numpy()
+            error = np.linalg.norm(predicted - samples['landmarks'][start:start + batch_size],
+                                   axis=-1)
+            landmark_px += np.sqrt(np.mean(error ** 2, axis=(1, 2))).tolist()
+    result = identity_statistics(np.concatenate(meshes), samples['gt_vertices'],
+                                 model.face_model.template.numpy(), face_mask,
+                                 alpha=np.concatenate(alphas), mesh_errors=mesh_errors)
+    if landmark_px:
+        result['landmark_px'] = float(np.mean(landmark_px))
+    basis = model.face_model.shape_basis().numpy()
+    result['theta_rms_mm'] = float(np.sqrt(np.mean(basis ** 2))) if basis.size else 0.0
+    return result

@@ -1,0 +1,109 @@
+"""CPU-scale FML: small crops end to end, identity diagnostics, the decimated asset's data."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import training_data
+from mofl.evaluation import identity
+
+
+def _faces(seed=0, count=5, vertices=60):
+    rng = np.random.default_rng(seed)
+    template = rng.normal(0, 30, (vertices, 3))
+    truth = template + rng.normal(0, 3, (count, vertices, 3))
+    return template, truth
+
+
+def test_identity_statistics_tell_right_from_wrong():
+    template, truth = _faces()
+    mask = np.ones(len(template), bool)
+    perfect = identity.identity_statistics(truth, truth, template, mask, alpha=np.eye(5))
+    assert perfect['cosine'] == pytest.approx(1.0) and perfect['identity_mm'] < 1e-6
+    assert perfect['gain_rigid'] == pytest.approx(1.0) and perfect['gain_scale'] == \
+        pytest.approx(1.0)
+    assert perfect['alpha_spread'] == pytest.approx(0.4)       # SD of a column of I5
+    none = identity.identity_statistics(np.repeat(template[None], 5, 0), truth, template, mask)
+    assert none['learned_rms_mm'] == 0.0 and none['cosine'] == 0.0
+    assert none['gain_rigid'] == pytest.approx(0.0, abs=1e-9)
+    half = identity.identity_statistics(template + 0.5 * (truth - template), truth, template,
+                                        mask, mesh_errors=False)
+    assert half['cosine'] == pytest.approx(1.0)
+    assert half['learned_rms_mm'] == pytest.approx(0.5 * half['true_rms_mm'])
+    # A constant "average person" offset lowers the plain cosine, not the centred one.
+    shifted = identity.identity_statistics(truth + np.linspace(-5, 5, 180).reshape(60, 3),
+                                           truth, template, mask, mesh_errors=False)
+    assert shifted['cosine'] < 0.95 and shifted['cosine_centred'] == pytest.approx(1.0)
+    wrong = identity.identity_statistics(template - (truth - template), truth, template, mask)
+    assert wrong['cosine'] == pytest.approx(-1.0) and wrong['gain_rigid'] < 0
+    with pytest.raises(ValueError, match='gt_vertices'):
+        identity.identity_statistics(truth, truth[:4], template, mask)
+    with pytest.raises(ValueError, match='face_mask'):
+        identity.identity_statistics(truth, truth, template, mask[:10])
+
+
+def test_small_crops_train_report_and_refuse_mismatches(tmp_path):
+    asset, data = training_data.write_synthetic_set(str(tmp_path), num_identities=4, seed=5,
+                                                    image_size=64)
+    manifest = json.load(open(os.path.join(data, 'manifest.json')))
+    assert manifest['image_size'] == 64
+    run = str(tmp_path / 'run')
+    common = [f'--data={data}/train-*', f'--asset={asset}', '--shape_dim=4', '--albedo_dim=4',
+              '--batch_size=2', '--num_frames=2', '--width_multiplier=0.25']
+    bad = training_data.run_module('mofl.train', common + [f'--output_dir={run}',
+                                                           '--image_size=100'])
+    assert bad.returncode == 2 and 'multiple of 16' in bad.stderr
+    wrong = training_data.run_module('mofl.train', common + [f'--output_dir={run}_96',
+                                                             '--image_size=96'])
+    assert wrong.returncode == 1 and 'frames are 64×64' in wrong.stderr
+    trained = training_data.run_module('mofl.train', common + [
+        f'--output_dir={run}', '--image_size=64', '--pretrain_steps=1', '--train_steps=2',
+        f'--identity_eval_data={data}/test-*', '--identity_eval_every=2',
+        '--identity_eval_samples=2', '--image_summary_every=0'])
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert 'held-out identity: cos' in trained.stderr
+    config = json.load(open(os.path.join(run, 'model_config.json')))
+    assert config['image_size'] == [64, 64]
+    assert config['focal_length'] == pytest.approx(1000.0 * 64 / 240)
+    too_many = training_data.run_module('tools.identity_report', [
+        run, f'--data={data}/test-*', '--num_frames=4'])
+    assert too_many.returncode == 1 and 'samples have 2 frames' in too_many.stderr
+    report = training_data.run_module('tools.identity_report', [
+        run, f'--data={data}/test-*', f'--train_data={data}/train-*', '--num_samples=2',
+        '--num_frames=2', f'--output={tmp_path}/identity.json'])
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert '| cos(learned, true offsets) |' in report.stdout
+    saved = json.load(open(tmp_path / 'identity.json'))
+    assert saved['step'] == 3 and set(saved['sets']) == {'held-out', 'training'}
+    held_out = saved['sets']['held-out']
+    assert held_out['template_mm'] > 0 and held_out['landmark_px'] > 0
+    assert -1.0 <= held_out['cosine'] <= 1.0
+
+
+def test_decimated_asset_data_keeps_ground_truth_on_its_vertices(tmp_path, ict_dir):
+    from mofl.data import pipeline
+    from mofl.data import synthetic
+    from mofl.facemodel import decimation
+    from mofl.facemodel import graph
+    from mofl.facemodel.sources import ict
+    full = ict.build_source(ict_dir)
+    coarse = decimation.decimate_mesh(full, 2500)
+    asset = str(tmp_path / 'ict2500.npz')
+    graph.build_assets(coarse, num_nodes=260).save(asset)
+    data = str(tmp_path / 'data')
+    made = training_data.run_module('tools.make_synthetic', [
+        f'--output_dir={data}', f'--asset={asset}', '--image_size=64', '--num_identities=2',
+        '--samples_per_identity=1', '--num_frames=2', '--test_fraction=0', '--seed=4'])
+    assert made.returncode == 0, made.stderr[-3000:]
+    manifest = json.load(open(os.path.join(data, 'manifest.json')))
+    assert manifest['render_vertices'] == full.num_vertices
+    assert manifest['num_vertices'] == coarse.num_vertices
+    samples = pipeline.load_ground_truth_samples(f'{data}/train-*', 2, 2)
+    assert samples['images'].shape[2:4] == (64, 64)
+    generator = synthetic.SyntheticGenerator(
+        full, synthetic.make_identity_model('ict', full, ict_dir), seed=4)
+    for n in range(2):
+        expected = generator.identity(n).vertices[coarse.full_vertex_indices]
+        np.testing.assert_allclose(samples['gt_vertices'][n], expected, atol=1e-4)
+    assert samples['gt_expression_vertices'].shape[2] == coarse.num_vertices

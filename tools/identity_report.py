@@ -1,0 +1,95 @@
+r"""How well a trained model's learned identity explains people: learned vs true neutral offsets.
+
+    python -m tools.identity_report out/cpu_table1/train_m4 \
+        --data='out/cpu_table1/data/test-*' --train_data='out/cpu_table1/data/train-*'
+
+For `--num_samples` samples of each set (held-out people from --data; optionally people the run
+trained on from --train_data), with the first `--num_frames` frames of each: α from the network,
+the learned neutral identity v̄ + S·OCL(Θs)·α, and against the ground truth on the same vertices
+the offsets' RMS, their cosine (plain and centred), α's spread, the identity mesh error after
+rigid / similarity alignment next to the template's (`mofl.evaluation.identity`), plus the size
+of the learned basis Θs. Prints a Markdown table; `--output` also writes it as JSON.
+"""
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('data', None, 'Held-out TFRecord glob with ground truth (tools.make_synthetic).',
+                    required=True)
+flags.DEFINE_string('train_data', None, 'Optional training TFRecord glob: the same numbers on '
+                    'people the run trained on (memorising vs generalising).')
+flags.DEFINE_integer('num_samples', 64, 'Samples measured per set.', lower_bound=2)
+flags.DEFINE_integer('num_frames', 4, 'Frames per sample fed to the network (test M).',
+                     lower_bound=1)
+flags.DEFINE_string('checkpoint', None, 'A checkpoint prefix (default: the run\'s latest).')
+flags.DEFINE_string('output', None, 'Also write the numbers here (.json).')
+
+ROWS = (('cosine', 'cos(learned, true offsets)', '{:.3f}'),
+        ('cosine_centred', 'same, centred over people', '{:.3f}'),
+        ('learned_rms_mm', 'learned offsets RMS (mm)', '{:.2f}'),
+        ('true_rms_mm', 'true offsets RMS (mm)', '{:.2f}'),
+        ('alpha_spread', 'α spread (median SD)', '{:.3f}'),
+        ('landmark_px', 'landmark error (px)', '{:.2f}'),
+        ('identity_mm', 'identity mesh, rigid (mm)', '{:.3f}'),
+        ('template_mm', 'template, rigid (mm)', '{:.3f}'),
+        ('gain_rigid', 'below template, rigid', '{:+.1%}'),
+        ('identity_mm_scale', 'identity mesh, with scale (mm)', '{:.3f}'),
+        ('template_mm_scale', 'template, with scale (mm)', '{:.3f}'),
+        ('gain_scale', 'below template, with scale', '{:+.1%}'))
+
+
+def markdown(results, step, theta_rms):
+    """The report as a Markdown table, one column per set."""
+    sets = list(results)
+    lines = [f'Step {step}; Θs RMS {theta_rms:.3f} mm per unit α.', '',
+             '| | ' + ' | '.join(f'{s} ({results[s]["num_samples"]} samples)' for s in sets)
+             + ' |', '|---|' + '---|' * len(sets)]
+    for key, label, fmt in ROWS:
+        lines.append(f'| {label} | ' + ' | '.join(fmt.format(results[s][key]) for s in sets)
+                     + ' |')
+    return '\n'.join(lines)
+
+
+def main(argv):
+    if len(argv) != 2:
+        raise app.UsageError('usage: python -m tools.identity_report RUN_DIR --data=GLOB')
+    from mofl import trainer as trainer_lib
+    from mofl.data import pipeline
+    from mofl.evaluation import identity
+    try:
+        assets, model, step = trainer_lib.load_run(argv[1], FLAGS.checkpoint)
+    except FileNotFoundError as e:
+        print(f'ERROR: {e}', file=sys.stderr)
+        return 1
+    sets = {'held-out': FLAGS.data}
+    if FLAGS.train_data:
+        sets['training'] = FLAGS.train_data
+    results = {}
+    for name, data in sets.items():
+        try:
+            samples = pipeline.load_ground_truth_samples(data, FLAGS.num_samples,
+                                                         FLAGS.num_frames)
+        except (ValueError, FileNotFoundError) as e:
+            print(f'ERROR: {name} set: {e}', file=sys.stderr)
+            return 1
+        if samples['gt_vertices'].shape[1] != assets.mesh.num_vertices:
+            print(f'ERROR: {data}: ground truth on {samples["gt_vertices"].shape[1]} vertices, '
+                  f'the run\'s asset has {assets.mesh.num_vertices}', file=sys.stderr)
+            return 1
+        results[name] = identity.measure_identity(model, samples, assets.mesh.face_mask)
+    theta_rms = results['held-out']['theta_rms_mm']
+    print(markdown(results, step, theta_rms))
+    if FLAGS.output:
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+        with open(FLAGS.output, 'w') as f:
+            json.dump({'run': argv[1], 'step': step, 'theta_rms_mm': theta_rms,
+                       'sets': results}, f, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(app.run(main))
