@@ -394,6 +394,14 @@ class Trainer:
         self._step_fns = {}
         self._summary_images = None
         self._identity_samples = None
+        if train_config.identity_eval_data and self.is_chief:   # fail now, not at step 250
+            self._identity_samples = pipeline.load_ground_truth_samples(
+                train_config.identity_eval_data, train_config.identity_eval_samples,
+                train_config.num_frames, image_size=model_config.image_size[0])
+            vertices = self._identity_samples['gt_vertices'].shape[1]
+            if vertices != assets.mesh.num_vertices:
+                raise ValueError(f'{train_config.identity_eval_data}: ground truth on {vertices} '
+                                 f'vertices, the asset has {assets.mesh.num_vertices}')
 
     def restore(self):
         """Restores the latest checkpoint if there is one; returns the step resumed from.
@@ -535,19 +543,9 @@ class Trainer:
     def write_identity_summary(self, step):
         """TensorBoard scalars `identity/*` and a log line: the learned identity against the
         true one on a fixed set of held-out synthetic people (`mofl.evaluation.identity`)."""
-        from mofl.data import pipeline
         from mofl.evaluation import identity
-        if not self.is_chief:
-            return
-        cfg = self.config
-        if self._identity_samples is None:
-            self._identity_samples = pipeline.load_ground_truth_samples(
-                cfg.identity_eval_data, cfg.identity_eval_samples, cfg.num_frames,
-                image_size=self.model_config.image_size[0])
-            vertices = self._identity_samples['gt_vertices'].shape[1]
-            if vertices != self.model.face_model.num_vertices:
-                raise ValueError(f'{cfg.identity_eval_data}: ground truth on {vertices} '
-                                 f'vertices, the asset has {self.model.face_model.num_vertices}')
+        if self._identity_samples is None:   # not the chief, or no --identity_eval_data
+            return None
         stats = identity.measure_identity(self.model, self._identity_samples,
                                           self.face_mask)
         with self.writer.as_default(step=step):

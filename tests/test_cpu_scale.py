@@ -57,6 +57,10 @@ def test_small_crops_train_report_and_refuse_mismatches(tmp_path):
     wrong = training_data.run_module('mofl.train', common + [f'--output_dir={run}_96',
                                                              '--image_size=96'])
     assert wrong.returncode == 1 and 'frames are 64×64' in wrong.stderr
+    no_eval = training_data.run_module('mofl.train', common + [
+        f'--output_dir={run}_eval', '--image_size=64', f'--identity_eval_data={tmp_path}/no-*'])
+    assert no_eval.returncode == 1 and 'no training-record files match' in no_eval.stderr
+    assert not os.path.exists(os.path.join(f'{run}_eval', 'checkpoints'))   # refused at start
     trained = training_data.run_module('mofl.train', common + [
         f'--output_dir={run}', '--image_size=64', '--pretrain_steps=1', '--train_steps=2',
         f'--identity_eval_data={data}/test-*', '--identity_eval_every=2',
@@ -107,3 +111,20 @@ def test_decimated_asset_data_keeps_ground_truth_on_its_vertices(tmp_path, ict_d
         expected = generator.identity(n).vertices[coarse.full_vertex_indices]
         np.testing.assert_allclose(samples['gt_vertices'][n], expected, atol=1e-4)
     assert samples['gt_expression_vertices'].shape[2] == coarse.num_vertices
+
+
+def test_synthetic_benchmark_quick_runs_every_stage(tmp_path):
+    out = tmp_path / 'bench'
+    result = training_data.run_module('tools.synthetic_benchmark', [
+        f'--output_dir={out}', '--quick', '--table4'], timeout=900)
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
+    for stage in ('face asset', 'synthetic data', 'reference fits', 'training, M = 2',
+                  'training, M = 4', 'Table 1, rigid', 'Table 1, with scale',
+                  'identity report, M = 4', 'training, model size 10', 'Table 4'):
+        assert f'] {stage}' in result.stdout, stage
+    summary = open(out / 'BENCHMARK.md').read()
+    for title in ('Reference fits', 'Table 1, rigid', 'Table 1, with scale', 'Table 4',
+                  'Identity, train M = 2'):
+        assert f'## {title}' in summary, title
+    timings = json.load(open(out / 'timings.json'))
+    assert {'asset', 'make_synthetic', 'train_m2', 'train_m4', 'evaluate_table4'} <= set(timings)

@@ -97,3 +97,11 @@ def test_bad_targets_and_a_broken_map_are_refused(full_and_coarse):
     broken = assets_lib.SourceMesh(**{**coarse.__dict__, 'full_num_vertices': 10})
     with pytest.raises(assets_lib.AssetError, match='full_vertex_indices out of range'):
         broken.validate()
+
+
+def test_asset_spec_errors_name_the_spec(tmp_path):
+    from mofl.facemodel import default_assets
+    with pytest.raises(assets_lib.AssetError, match='want default:VERTICES'):
+        default_assets.load_asset('default:many')
+    with pytest.raises(assets_lib.AssetError, match='no such face-asset file'):
+        default_assets.load_asset(str(tmp_path / 'missing.npz'))

@@ -1,12 +1,17 @@
 """`make demo`: the main job of mofl on its embedded default, end to end, on this CPU.
 
-1. Face asset: the default one (ICT-FaceKit when available, else mediapipe), with a preview.
-2. Data: the synthetic ground-truth set (`tools.make_synthetic`), with a contact sheet.
-3. Training: `python -m mofl.train --flagfile=configs/demo.flags` (a few minutes; the loss curve
-   is plotted and its first/last values printed).
+The CPU-scale configuration (BUILD_NOTES.md "CPU-scale FML": 128² frames, Tables 1–3 at half
+width, the default mesh decimated to ~2,500 vertices, g = a = 125):
+1. Face asset: the default one (ICT-FaceKit when available, else mediapipe), decimated, with a
+   preview.
+2. Data: the synthetic ground-truth set (`tools.make_synthetic`, 128²), with a contact sheet.
+3. Training: `python -m mofl.train --flagfile=configs/demo.flags` (about three minutes; the loss
+   curve is plotted and its first/last values printed).
 4. Export: a SavedModel (`tools.export_savedmodel`).
-5. Reconstruction: overlays of held-out synthetic samples, and `mofl.reconstruct` of a real
-   photo (scikit-image's astronaut) from the SavedModel: OBJ/PLY/JSON/overlay.
+5. Reconstruction: the held-out landmark error (pixels of the 128² frames) and the learned
+   identity against the true one (`mofl.evaluation.identity`), overlays of held-out synthetic
+   samples, and `mofl.reconstruct` of a real photo (scikit-image's astronaut) from the
+   SavedModel: OBJ/PLY/JSON/overlay.
 
 The synthetic data are reused when present and training resumes from its checkpoint, so
 re-running `make demo` continues where it stopped (asset, export and reconstructions are redone;
@@ -26,7 +31,12 @@ from absl import logging
 FLAGS = flags.FLAGS
 flags.DEFINE_string('output_dir', 'out/demo', 'Where everything is written.')
 flags.DEFINE_string('flagfile_train', 'configs/demo.flags', 'Training flag file.')
-flags.DEFINE_integer('num_identities', 24, 'Synthetic identities.')
+flags.DEFINE_integer('num_identities', 200, 'Synthetic identities (2 samples each, a quarter '
+                     'held out).')
+flags.DEFINE_integer('image_size', 128, 'Side of the synthetic frames (configs/demo.flags '
+                     'trains at 128).')
+flags.DEFINE_integer('asset_vertices', 2500, 'The default asset is decimated to about this many '
+                     'vertices (0: the full mesh).')
 flags.DEFINE_integer('train_steps', None, 'Override the flag file\'s end-to-end steps.')
 flags.DEFINE_boolean('skip_training', False, 'Stop after the data (for quick looks).')
 
@@ -55,7 +65,7 @@ def build_asset(out):
     source, ict_dir = default_assets.default_source()
     print(f'default asset source: {source}' + (f' ({ict_dir})' if ict_dir else
                                                 ' (no ICT-FaceKit data found)'))
-    assets = default_assets.load_default_assets()
+    assets = default_assets.load_default_assets(target_vertices=FLAGS.asset_vertices)
     png = os.path.join(out, 'asset_preview.png')
     preview.write_preview(assets, png)
     print(f'{assets.mesh.num_vertices} vertices, {len(assets.mesh.triangles)} triangles, '
@@ -73,7 +83,7 @@ def make_data(out, asset):
         print(f'{data} exists; reusing it')
     else:
         _run(['tools.make_synthetic', f'--output_dir={data}', f'--asset={asset}',
-              f'--num_identities={FLAGS.num_identities}',
+              f'--num_identities={FLAGS.num_identities}', f'--image_size={FLAGS.image_size}',
               f'--contact_sheet={os.path.join(out, "synthetic_contact_sheet.png")}'],
              'make_synthetic')
     return data
@@ -139,8 +149,19 @@ def reconstruct(out, run_dir, data):
     _banner('5/5 reconstruction of held-out synthetic samples')
     from mofl import trainer as trainer_lib
     from mofl.data import pipeline
+    from mofl.evaluation import identity
     from mofl.render import overlay
-    _, model, step = trainer_lib.load_run(run_dir)
+    assets, model, step = trainer_lib.load_run(run_dir)
+    held_out = pipeline.load_ground_truth_samples(os.path.join(data, 'test-*'), 64, 4)
+    stats = identity.measure_identity(model, held_out, assets.mesh.face_mask)
+    size = model.config.image_size[0]
+    print(f'held-out landmark error: {stats["landmark_px"]:.2f} px on {size}² frames '
+          f'({stats["landmark_px"] * 240 / size:.1f} px at 240²), {stats["num_samples"]} '
+          'samples × 4 frames')
+    print(f'held-out learned identity: {stats["identity_mm"]:.2f} mm rigid / '
+          f'{stats["identity_mm_scale"]:.2f} mm with scale against the true neutral mesh '
+          f'(the template: {stats["template_mm"]:.2f} / {stats["template_mm_scale"]:.2f} mm); '
+          f'cosine to the true offsets {stats["cosine"]:.2f}')
     dataset = pipeline.make_dataset(os.path.join(data, 'test-*'), batch_size=1, num_frames=4,
                                     shuffle=False, repeat=False)
     rows = []

@@ -126,48 +126,6 @@ def check_flags(ict_dir):
             'not exist; pass --ict_dir (or set $MOFL_ICT_DIR) or use --identity_model=procedural')
 
 
-def on_asset_topology(ground_truth, mesh, decimation):
-    """The per-vertex ground truth (rendered on the full mesh) on the asset's vertices."""
-    per_vertex = ('gt_vertices', 'gt_expression_vertices', 'gt_albedo')
-    return {k: decimation.to_asset_topology(v, mesh) if k in per_vertex else v
-            for k, v in ground_truth.items()}
-
-
-def check_flags(ict_dir):
-    """Raises app.UsageError for flag values that cannot work (before the slow imports)."""
-    if not FLAGS.output_dir:
-        raise app.UsageError('--output_dir is required')
-    for name in ('num_identities', 'samples_per_identity', 'num_frames', 'num_shards',
-                 'batch_size'):
-        if getattr(FLAGS, name) < 1:
-            raise app.UsageError(f'--{name} must be at least 1, got {getattr(FLAGS, name)}')
-    if FLAGS.image_size % 16 or not 64 <= FLAGS.image_size <= 240:
-        raise app.UsageError(f'--image_size must be a multiple of 16 from 64 to 240, got '
-                             f'{FLAGS.image_size}')
-    if not 0.0 <= FLAGS.test_fraction <= 1.0:
-        raise app.UsageError(f'--test_fraction must be in [0, 1], got {FLAGS.test_fraction}')
-    if FLAGS.identity_model == 'ict' and not os.path.isdir(ict_dir or ''):
-        raise app.UsageError(
-            f'--identity_model=ict needs the ICT-FaceKit data, but the folder {ict_dir!r} does '
-            'not exist; pass --ict_dir (or set $MOFL_ICT_DIR) or use --identity_model=procedural')
-
-
-def render_mesh(mesh, ict_dir):
-    """The SourceMesh the frames are rendered with: the asset's own, or for a decimated asset the
-    full source mesh it was decimated from (checked to be that mesh)."""
-    if mesh.full_vertex_indices is None:
-        return mesh
-    from mofl.facemodel import default_assets  # pylint: disable=import-outside-toplevel
-    full = default_assets.build_source_mesh(mesh.source, ict_dir=ict_dir)
-    same = (full.num_vertices == mesh.full_num_vertices and np.allclose(
-        full.vertices[mesh.full_vertex_indices], mesh.vertices, atol=1e-3))
-    if not same:
-        raise app.UsageError(f'the decimated {mesh.source} asset was not made from the '
-                             f'{mesh.source} mesh this machine builds ({full.num_vertices} '
-                             'vertices); rebuild the asset here with tools.build_assets')
-    return full
-
-
 def run(argv_flags=None):
     """Generates the set; returns the summary dict (also in manifest.json)."""
     del argv_flags

@@ -152,7 +152,7 @@ def main(argv):
             bench.run(f'train_m{m}', f'training, M = {m}', [
                 'mofl.train', f'--flagfile=configs/{prefix}table1.flags', f'--num_frames={m}',
                 f'--data={train_glob}', f'--output_dir={run_dir}', f'--asset={asset}',
-                f'--identity_eval_data={test_glob}'] + quick_train)
+                f'--identity_eval_data={test_glob}', f'--image_size={image_size}'] + quick_train)
             runs.append(f'{m}:{run_dir}')
         for scale, suffix in ((False, ''), (True, '_scale')):
             bench.run(f'evaluate_table1{suffix}', 'Table 1, ' + ('with scale' if scale
@@ -174,7 +174,8 @@ def main(argv):
                 bench.run(f'train_size{size}', f'training, model size {size}', [
                     'mofl.train', f'--flagfile=configs/{prefix}table4.flags',
                     f'--shape_dim={size}', f'--albedo_dim={size}', f'--data={train_glob}',
-                    f'--output_dir={run_dir}', f'--asset={asset}'] + quick_train)
+                    f'--output_dir={run_dir}', f'--asset={asset}',
+                    f'--image_size={image_size}'] + quick_train)
                 runs.append(f'{size}:{run_dir}')
             bench.run('evaluate_table4', 'Table 4 (photometric error)', [
                 'mofl.evaluate', '--dataset=photometric', f'--data={test_glob}',
