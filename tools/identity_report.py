@@ -8,7 +8,8 @@ trained on from --train_data), with the first `--num_frames` frames of each: α 
 the learned neutral identity v̄ + S·OCL(Θs)·α, and against the ground truth on the same vertices
 the offsets' RMS, their cosine (plain and centred), α's spread, the identity mesh error after
 rigid / similarity alignment next to the template's (`mofl.evaluation.identity`), plus the size
-of the learned basis Θs. Prints a Markdown table; `--output` also writes it as JSON.
+of the learned basis Θs. Prints a Markdown table; `--output=REPORT.json` also writes the numbers
+there and the table to REPORT.md.
 """
 import json
 import os
@@ -26,7 +27,8 @@ flags.DEFINE_integer('num_samples', 64, 'Samples measured per set.', lower_bound
 flags.DEFINE_integer('num_frames', 4, 'Frames per sample fed to the network (test M).',
                      lower_bound=1)
 flags.DEFINE_string('checkpoint', None, 'A checkpoint prefix (default: the run\'s latest).')
-flags.DEFINE_string('output', None, 'Also write the numbers here (.json).')
+flags.DEFINE_string('output', None, 'Also write the numbers here (.json) and the table beside '
+                    'it (.md).')
 
 ROWS = (('cosine', 'cos(learned, true offsets)', '{:.3f}'),
         ('cosine_centred', 'same, centred over people', '{:.3f}'),
@@ -82,12 +84,15 @@ def main(argv):
             return 1
         results[name] = identity.measure_identity(model, samples, assets.mesh.face_mask)
     theta_rms = results['held-out']['theta_rms_mm']
-    print(markdown(results, step, theta_rms))
+    table = markdown(results, step, theta_rms)
+    print(table)
     if FLAGS.output:
         os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
         with open(FLAGS.output, 'w') as f:
             json.dump({'run': argv[1], 'step': step, 'theta_rms_mm': theta_rms,
                        'sets': results}, f, indent=1)
+        with open(os.path.splitext(FLAGS.output)[0] + '.md', 'w') as f:
+            f.write(table + '\n')
     return 0
 
 

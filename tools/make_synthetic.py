@@ -37,6 +37,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from mofl.facemodel import decimation   # NumPy only: flag checks stay fast
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string('output_dir', None, 'Folder for the record shards and manifest.json.')
 flags.DEFINE_integer('num_identities', 24, 'Synthetic identities.')
@@ -100,7 +102,7 @@ def contact_sheet(samples, max_rows):
     return overlay.stack_rows(rows)
 
 
-def on_asset_topology(ground_truth, mesh, decimation):
+def on_asset_topology(ground_truth, mesh):
     """The per-vertex ground truth (rendered on the full mesh) on the asset's vertices."""
     per_vertex = ('gt_vertices', 'gt_expression_vertices', 'gt_albedo')
     return {k: decimation.to_asset_topology(v, mesh) if k in per_vertex else v
@@ -137,7 +139,6 @@ def run(argv_flags=None):
     from mofl.data import records  # pylint: disable=import-outside-toplevel
     from mofl.data import synthetic  # pylint: disable=import-outside-toplevel
 
-    from mofl.facemodel import decimation  # pylint: disable=import-outside-toplevel
     from mofl.facemodel import default_assets  # pylint: disable=import-outside-toplevel
     from mofl.render import camera as camera_lib  # pylint: disable=import-outside-toplevel
 
@@ -186,7 +187,7 @@ def run(argv_flags=None):
                 frame_indices=list(range(scene.num_frames)),
                 crop_boxes=np.tile([0.0, 0.0, float(generator.camera.image_size[1])],
                                    (scene.num_frames, 1)),
-                ground_truth=on_asset_topology(sample.ground_truth(), mesh, decimation),
+                ground_truth=on_asset_topology(sample.ground_truth(), mesh),
                 jpeg_quality=FLAGS.jpeg_quality)
             writers[split][counts[split] % FLAGS.num_shards].write(serialized)
             counts[split] += 1

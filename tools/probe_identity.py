@@ -139,7 +139,7 @@ def measure(run_dir, checkpoint, samples, face_mask):
     """Measurements of one checkpoint on the held-out samples (see the module docstring)."""
     import tensorflow as tf
     from mofl import trainer as trainer_lib
-    from mofl.evaluation import metrics
+    from mofl.evaluation import identity as identity_lib
     _, model, step = trainer_lib.load_run(run_dir, checkpoint)
     alphas, activations, landmark_rmse, identity = [], {r: [] for r in IDENTITY_PATH_ROWS}, [], []
     for start in range(0, len(samples['images']), 8):
@@ -151,17 +151,21 @@ def measure(run_dir, checkpoint, samples, face_mask):
             activations[row].append(value.reshape(len(images), -1, value.shape[-1]))
         outputs = model.form_image(params)
         alphas.append(params['shape_params'].numpy())
-        error = np.linalg.norm(outputs['landmarks'].numpy()
-                               - samples['landmarks'][start:start + 8], axis=-1)
-        landmark_rmse += np.sqrt(np.mean(error ** 2, axis=(1, 2))).tolist()
+        landmark_rmse += identity_lib.landmark_rmse_px(
+            outputs['landmarks'].numpy(), samples['landmarks'][start:start + 8]).tolist()
         identity.append(model.face_model.identity_vertices(params['shape_params']).numpy())
-    alpha = np.concatenate(alphas)
-    identity = np.concatenate(identity)
+    stats = identity_lib.identity_statistics(
+        np.concatenate(identity), samples['gt_vertices'], model.face_model.template.numpy(),
+        face_mask, alpha=np.concatenate(alphas))
     result = {
         'step': step,
-        'alpha_spread': float(np.median(alpha.std(axis=0))) if alpha.size else 0.0,
-        'alpha_rms': float(np.sqrt(np.mean(alpha ** 2))) if alpha.size else 0.0,
+        'alpha_spread': stats['alpha_spread'],
+        'alpha_rms': stats['alpha_rms'],
         'landmark_px': float(np.mean(landmark_rmse)),
+        'identity_mm': stats['identity_mm'],
+        'identity_mm_scale': stats['identity_mm_scale'],
+        'template_identity_mm': stats['template_mm'],
+        'template_identity_mm_scale': stats['template_mm_scale'],
         'active': {}, 'alive': {},
     }
     for row, chunks in activations.items():
@@ -169,14 +173,6 @@ def measure(run_dir, checkpoint, samples, face_mask):
         firing = value > 0
         result['active'][row] = float(firing.mean())
         result['alive'][row] = float(firing.any(axis=0).mean())
-    template = model.face_model.template.numpy()
-    for with_scale, key in ((False, 'identity_mm'), (True, 'identity_mm_scale')):
-        result[key] = float(np.mean([
-            metrics.vertex_rmse(p, g, face_mask, with_scale=with_scale)['rmse_mm']
-            for p, g in zip(identity, samples['gt_vertices'])]))
-        result['template_' + key] = float(np.mean([
-            metrics.vertex_rmse(template, g, face_mask, with_scale=with_scale)['rmse_mm']
-            for g in samples['gt_vertices']]))
     return result
 
 

@@ -195,20 +195,9 @@ def main(argv):
         if os.path.exists(path):
             parts.append(f'## {title}\n\n{_read(path)}')
     for m in train_frames:
-        path = os.path.join(out, f'IDENTITY_m{m}.json')
+        path = os.path.join(out, f'IDENTITY_m{m}.md')
         if os.path.exists(path):
-            with open(path) as f:
-                report = json.load(f)
-            rows = [f'## Identity, train M = {m} (step {report["step"]}, Θs RMS '
-                    f'{report["theta_rms_mm"]:.3f} mm)', '',
-                    '| set | cos | cos centred | α spread | landmarks (px) | identity rigid '
-                    '(template) mm | identity with scale (template) mm |', '|---|---|---|---|---|---|---|']
-            for name, r in report['sets'].items():
-                rows.append(f'| {name} | {r["cosine"]:.3f} | {r["cosine_centred"]:.3f} | '
-                            f'{r["alpha_spread"]:.3f} | {r.get("landmark_px", float("nan")):.2f} | '
-                            f'{r["identity_mm"]:.3f} ({r["template_mm"]:.3f}) | '
-                            f'{r["identity_mm_scale"]:.3f} ({r["template_mm_scale"]:.3f}) |')
-            parts.append('\n'.join(rows))
+            parts.append(f'## Identity, train M = {m}\n\n{_read(path)}')
     summary = '\n\n'.join(parts) + '\n'
     with open(os.path.join(out, 'BENCHMARK.md'), 'w') as f:
         f.write(summary)

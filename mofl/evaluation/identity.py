@@ -34,6 +34,16 @@ def _cosines(a, b):
     return np.where(norms > 0, np.sum(a * b, axis=1) / np.maximum(norms, 1e-12), 0.0)
 
 
+def landmark_rmse_px(predicted, observed):
+    """[N] per-sample landmark error: RMS over the points and frames of ‖predicted − observed‖.
+
+    Args:
+        predicted, observed: [N, M, L, 2] pixels.
+    """
+    error = np.linalg.norm(np.asarray(predicted) - np.asarray(observed), axis=-1)
+    return np.sqrt(np.mean(error ** 2, axis=(1, 2)))
+
+
 def identity_statistics(learned_vertices, gt_vertices, template, face_mask, alpha=None,
                         mesh_errors=True):
     """Learned against true neutral identity (module docstring).
@@ -118,10 +128,9 @@ def measure_identity(model, samples, face_mask, batch_size=8, mesh_errors=True):
         alphas.append(alpha.numpy())
         meshes.append(model.face_model.identity_vertices(alpha).numpy())
         if 'landmarks' in samples:
-            predicted = model.form_image(params)['landmarks'].numpy()
-            error = np.linalg.norm(predicted - samples['landmarks'][start:start + batch_size],
-                                   axis=-1)
-            landmark_px += np.sqrt(np.mean(error ** 2, axis=(1, 2))).tolist()
+            landmark_px += landmark_rmse_px(model.form_image(params)['landmarks'].numpy(),
+                                            samples['landmarks'][start:start + batch_size]
+                                            ).tolist()
     result = identity_statistics(np.concatenate(meshes), samples['gt_vertices'],
                                  model.face_model.template.numpy(), face_mask,
                                  alpha=np.concatenate(alphas), mesh_errors=mesh_errors)

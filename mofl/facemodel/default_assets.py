@@ -7,6 +7,7 @@ logs which one.
 import os
 
 from absl import logging
+import numpy as np
 
 from mofl.facemodel import assets as assets_lib
 
@@ -125,7 +126,6 @@ def full_source_mesh(mesh, ict_dir=None):
         assets.AssetError: when this machine's source mesh is not the one the asset was
             decimated from.
     """
-    import numpy as np  # pylint: disable=import-outside-toplevel
     if mesh.full_vertex_indices is None:
         return mesh
     full = build_source_mesh(mesh.source, ict_dir=ict_dir)
