@@ -25,7 +25,7 @@ install: $(STAMP)
 
 # pytest exits 5 when it collects nothing; that is a failure for us too (no silent green).
 test: install
-	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests -o tmp_path_retention_policy=failed -o tmp_path_retention_count=1 $(PYTEST_ARGS)
 
 demo: install
 	$(PY) -m tools.demo --output_dir=$(OUT)/demo

@@ -14,7 +14,7 @@ from mofl.evaluation import datasets
 from mofl.evaluation import protocols
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = model_lib.ModelConfig(shape_dim=4, albedo_dim=4)
+CONFIG = model_lib.ModelConfig(shape_dim=4, albedo_dim=4, width_multiplier=0.25)  # quarter width: small runs
 
 
 @pytest.fixture(scope='module')

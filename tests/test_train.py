@@ -15,6 +15,9 @@ from mofl import model as model_lib
 from mofl import trainer as trainer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Quarter-width networks: these tests check the training machinery, not Tables 1–3's widths
+# (tests/test_nets.py does); a paper-width checkpoint with Adam's slots is ~390 MB.
+WIDTH = 0.25
 
 
 @pytest.fixture(scope='module')
@@ -31,7 +34,8 @@ def _train_args(asset, data, output_dir, *extra):
             f'--output_dir={output_dir}', '--batch_size=2', '--num_frames=2', '--shape_dim=8',
             '--albedo_dim=8', '--pretrain_steps=2', '--train_steps=4', '--finetune_steps=2',
             '--checkpoint_every=2', '--log_every=1', '--summary_every=1',
-            '--image_summary_every=0', '--deterministic', '--shuffle_buffer=8', *extra]
+            '--image_summary_every=0', '--deterministic', '--shuffle_buffer=8',
+            f'--width_multiplier={WIDTH}', *extra]
 
 
 def _env():
@@ -127,7 +131,8 @@ def _trainer(asset, data, output_dir, model_config=None, **train):
                   reflectance_learning_rate=1e-1, image_summary_every=0, checkpoint_every=100)
     values.update(train)
     return trainer_lib.Trainer(assets_lib.FaceAssets.load(asset),
-                               model_config or model_lib.ModelConfig(shape_dim=4, albedo_dim=4),
+                               model_config or model_lib.ModelConfig(shape_dim=4, albedo_dim=4,
+                                                                     width_multiplier=WIDTH),
                                trainer_lib.TrainConfig(**values))
 
 
@@ -216,7 +221,8 @@ def test_model_without_learned_modes_trains(run_inputs, tmp_path):
                                      finetune_steps=0, image_summary_every=0,
                                      checkpoint_every=100)
     trainer = trainer_lib.Trainer(assets_lib.FaceAssets.load(asset),
-                                  model_lib.ModelConfig(shape_dim=0, albedo_dim=0), config)
+                                  model_lib.ModelConfig(shape_dim=0, albedo_dim=0,
+                                                        width_multiplier=WIDTH), config)
     trainer.restore()
     history = trainer.train()
     assert len(history) == 2 and all(np.isfinite(h['total']) for h in history)
@@ -227,7 +233,7 @@ def test_identity_output_init_standardises_alpha_when_end_to_end_training_starts
     _, asset, data = run_inputs
     from mofl.data import pipeline
     trainer = _trainer(asset, data, tmp_path, model_lib.ModelConfig(
-        shape_dim=6, albedo_dim=5, initializer='glorot'), finetune_steps=0, learning_rate=1e-6,
+        shape_dim=6, albedo_dim=5, initializer='glorot', width_multiplier=WIDTH), finetune_steps=0, learning_rate=1e-6,
         identity_output_init=True, identity_init_samples=4, pretrain_identity_path='train')
     images = next(iter(pipeline.make_dataset(data, 4, 2, shuffle=False, repeat=False)))['images']
 
