@@ -44,6 +44,8 @@ flags.DEFINE_string('output', None, 'Write the tables (Markdown) and raw numbers
 
 
 def main(argv):
+    from mofl import startup
+    startup.quiet_tensorflow()
     del argv
     from mofl.evaluation import protocols, tables
     try:

@@ -43,6 +43,9 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from mofl import startup
+startup.quiet_tensorflow()   # before anything imports TensorFlow
+
 from mofl.data import face_tracking
 from mofl.data import video as video_lib
 from mofl.facemodel import mesh_io

@@ -12,6 +12,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from mofl import startup
+startup.quiet_tensorflow()   # before anything imports TensorFlow
+
 from mofl import losses
 from mofl import model as model_lib
 from mofl import trainer as trainer_lib

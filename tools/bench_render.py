@@ -18,6 +18,9 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from mofl import startup
+startup.quiet_tensorflow()   # before anything imports TensorFlow
+
 from mofl.data import head_pose
 from mofl.render.procedural_meshes import ellipsoid_mesh
 

@@ -167,6 +167,8 @@ def _block(result):
 
 
 def main(argv):
+    from mofl import startup
+    startup.quiet_tensorflow()
     del argv
     import keras
     import numpy as np

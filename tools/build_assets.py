@@ -22,6 +22,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from mofl import startup
+startup.quiet_tensorflow()   # before anything imports TensorFlow
+
 from mofl.facemodel import assets as assets_lib
 from mofl.facemodel import default_assets
 from mofl.facemodel import graph as graph_lib

@@ -185,6 +185,8 @@ def reconstruct_photo(out, saved):
 
 
 def main(argv):
+    from mofl import startup
+    startup.quiet_tensorflow()
     del argv
     out = os.path.abspath(FLAGS.output_dir)
     os.makedirs(out, exist_ok=True)

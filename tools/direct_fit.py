@@ -107,6 +107,8 @@ def markdown(results, num_samples, num_frames):
 
 
 def main(argv):
+    from mofl import startup
+    startup.quiet_tensorflow()
     del argv
     from mofl import fitting
     from mofl.data import pipeline

@@ -24,6 +24,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+    from mofl import startup
+    startup.quiet_tensorflow()
     del argv
     if not FLAGS.checkpoint_dir and not FLAGS.checkpoint:
         logging.error('Give --checkpoint_dir (a mofl.train output directory) or --checkpoint.')

@@ -57,6 +57,8 @@ def markdown(results, step, theta_rms):
 
 
 def main(argv):
+    from mofl import startup
+    startup.quiet_tensorflow()
     if len(argv) != 2:
         raise app.UsageError('usage: python -m tools.identity_report RUN_DIR --data=GLOB')
     from mofl import trainer as trainer_lib

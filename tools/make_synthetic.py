@@ -37,6 +37,9 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from mofl import startup
+startup.quiet_tensorflow()   # before anything imports TensorFlow
+
 from mofl.facemodel import decimation   # NumPy only: flag checks stay fast
 
 FLAGS = flags.FLAGS

@@ -46,6 +46,9 @@ from absl import logging
 import cv2
 import numpy as np
 
+from mofl import startup
+startup.quiet_tensorflow()   # before anything imports TensorFlow
+
 from mofl.data import face_tracking
 from mofl.data import frame_sampling
 from mofl.data import head_pose

@@ -213,6 +213,8 @@ def markdown(results):
 
 
 def main(argv):
+    from mofl import startup
+    startup.quiet_tensorflow()
     del argv
     from mofl.data import pipeline
     from mofl.facemodel import assets as assets_lib

@@ -45,6 +45,8 @@ def face_only_triangles(triangles, face_mask):
 
 
 def main(argv):
+    from mofl import startup
+    startup.quiet_tensorflow()
     del argv
     # Imported here so `--help` stays fast.
     import tensorflow as tf  # pylint: disable=import-outside-toplevel

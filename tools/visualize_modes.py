@@ -239,6 +239,8 @@ def _define_flags():
 
 
 def main(argv):
+    from mofl import startup
+    startup.quiet_tensorflow()
     if len(argv) > 1:
         print(f'ERROR unexpected arguments: {argv[1:]}', file=sys.stderr)
         return 2
