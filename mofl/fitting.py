@@ -81,7 +81,13 @@ class LinearIdentityFaceModel(face_model_lib.FaceModel):
 
     def identity_vertices(self, shape_params):
         """[B, K] weights → [B, V, 3] mm."""
+        shape_params = self._check_params(shape_params, 'shape_params',
+                                          int(self.identity_basis.shape[0]))
         return self.template[None] + tf.tensordot(shape_params, self.identity_basis, axes=1)
+
+    def node_displacements(self, shape_params):
+        """No deformation graph: [B, G, 3] zeros (the identity is `identity_vertices`')."""
+        return tf.zeros([tf.shape(shape_params)[0], self.num_nodes, 3], tf.float32)
 
 
 class DirectFit(tf.Module):

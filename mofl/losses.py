@@ -14,7 +14,9 @@ store them) and count each one twice, so they return exactly the double sum.
 
 The terms know nothing of data files: callers gather the colours, landmarks and graph offsets.
 """
+import numpy as np
 import tensorflow as tf
+from tensorflow_graphics.util import shape as shape_lib
 
 NUM_CONTOUR_LANDMARKS = 17  # Landmarks 0..16 of the 66 (the jaw line) slide (§3.5).
 
@@ -82,9 +84,12 @@ def photometric_loss(sampled_colors, rendered_colors, visibility):
             fractional value weights the vertex).
 
     Returns:
-        Scalar float32.
+        Scalar of the inputs' float dtype (non-float inputs: float32).
     """
     with tf.name_scope('photometric_loss'):
+        sampled_colors, rendered_colors, visibility = _check_per_point_pair(
+            sampled_colors, rendered_colors, visibility, channels=3,
+            names=('sampled_colors', 'rendered_colors', 'visibility'))
         return _weighted_squared_distance(sampled_colors, rendered_colors, visibility)
 
 
@@ -100,10 +105,32 @@ def landmark_loss(predicted, detected, confidence):
         confidence: [B, M, L] detector confidences c (0 drops a landmark).
 
     Returns:
-        Scalar float32.
+        Scalar of the inputs' float dtype (non-float inputs: float32).
     """
     with tf.name_scope('landmark_loss'):
+        predicted, detected, confidence = _check_per_point_pair(
+            predicted, detected, confidence, channels=2,
+            names=('predicted', 'detected', 'confidence'))
         return _weighted_squared_distance(detected, predicted, confidence)
+
+
+def _check_per_point_pair(a, b, weights, channels, names):
+    """Checks a, b [B, M, N, channels] and weights [B, M, N] (same B, M, N) and converts all
+    three to one float dtype (`_float_dtype`: b's if it is a float tensor, as the model's output).
+
+    Raises:
+        ValueError: naming the tensor whose rank, last dimension or batch shape is wrong.
+    """
+    dtype = _float_dtype(b, a)
+    a, b = _as_float(a, dtype), _as_float(b, dtype)
+    weights = tf.convert_to_tensor(weights)
+    for tensor, name in ((a, names[0]), (b, names[1])):
+        shape_lib.check_static(tensor, has_rank=4, has_dim_equals=(-1, channels),
+                               tensor_name=name)
+    shape_lib.check_static(weights, has_rank=3, tensor_name=names[2])
+    shape_lib.compare_batch_dimensions([a, b, weights], last_axes=2, broadcast_compatible=False,
+                                       tensor_names=names)
+    return a, b, tf.cast(weights, a.dtype)
 
 
 def _weighted_squared_distance(a, b, weights):
@@ -118,12 +145,9 @@ def _weighted_squared_distance(a, b, weights):
         weights: [B, M, N] (bool or float).
 
     Returns:
-        Scalar float32.
+        Scalar of a's dtype.
     """
-    a = tf.convert_to_tensor(a, tf.float32)
-    b = tf.convert_to_tensor(b, tf.float32)
-    weights = tf.cast(weights, tf.float32)
-    diff = tf.where(weights[..., tf.newaxis] > 0, a - b, 0.0)
+    diff = tf.where(weights[..., tf.newaxis] > 0, a - b, tf.zeros_like(a))
     squared = weights * tf.reduce_sum(tf.square(diff), axis=-1)
     return tf.reduce_mean(tf.reduce_sum(squared, axis=[1, 2]))
 
@@ -194,6 +218,38 @@ def landmark_vertex_indices(landmark_indices, contour_vertices):
     return tf.concat([contour_vertices, fixed], axis=-1)
 
 
+def _float_dtype(*values):
+    """The dtype the loss computes in: that of the first TensorFlow tensor or variable among
+    `values` with a float dtype (the model side), else of the first float array, else float32."""
+    for value in values:
+        if tf.is_tensor(value) or isinstance(value, tf.Variable):
+            if value.dtype.is_floating:
+                return value.dtype
+    for value in values:
+        dtype = np.asarray(value).dtype
+        if np.issubdtype(dtype, np.floating):
+            return tf.as_dtype(dtype)
+    return tf.float32
+
+
+def _as_float(value, dtype):
+    """`value` as a `dtype` tensor (cast when it is a tensor of another dtype)."""
+    value = tf.convert_to_tensor(value)
+    return value if value.dtype == dtype else tf.cast(value, dtype)
+
+
+def _float_tensor(value):
+    """`value` as a tensor, keeping a float dtype (others become float32)."""
+    return _as_float(value, _float_dtype(value))
+
+
+def _edge_tensor(edges, name):
+    """[E, 2] int32 index pairs, checked."""
+    edges = tf.convert_to_tensor(edges, tf.int32)
+    shape_lib.check_static(edges, has_rank=2, has_dim_equals=(-1, 2), tensor_name=name)
+    return edges
+
+
 def smoothness_loss(node_displacements, edges):
     """Graph-level geometric smoothness, the linearised membrane energy (eq. 10).
 
@@ -205,11 +261,13 @@ def smoothness_loss(node_displacements, edges):
         edges: [E, 2] int32 unique node pairs (i, j) with j ∈ N_i.
 
     Returns:
-        Scalar float32.
+        Scalar of the inputs' float dtype (non-float inputs: float32).
     """
     with tf.name_scope('smoothness_loss'):
-        displacements = tf.convert_to_tensor(node_displacements, tf.float32)
-        edges = tf.convert_to_tensor(edges, tf.int32)
+        displacements = _float_tensor(node_displacements)
+        edges = _edge_tensor(edges, 'edges')
+        shape_lib.check_static(displacements, has_rank=3, has_dim_equals=(-1, 3),
+                               tensor_name='node_displacements')
         diff = (tf.gather(displacements, edges[:, 0], axis=1)
                 - tf.gather(displacements, edges[:, 1], axis=1))
         return 2.0 * tf.reduce_mean(tf.reduce_sum(tf.square(diff), axis=[1, 2]))
@@ -228,16 +286,17 @@ def chroma_weights(colors, edges, eta=PAPER_CHROMA_ETA):
         eta: η (paper: 80).
 
     Returns:
-        [B, E] float32 weights in (0, 1].
+        [B, E] weights in (0, 1], of the colours' float dtype.
     """
     with tf.name_scope('chroma_weights'):
-        colors = tf.stop_gradient(tf.convert_to_tensor(colors, tf.float32))
-        edges = tf.convert_to_tensor(edges, tf.int32)
+        colors = tf.stop_gradient(_float_tensor(colors))
+        edges = _edge_tensor(edges, 'edges')
+        shape_lib.check_static(colors, has_rank=3, has_dim_equals=(-1, 3), tensor_name='colors')
         colors = tf.maximum(colors, 0.0)
         total = tf.reduce_sum(colors, axis=-1, keepdims=True)
         # Black has no chroma; call it grey so black neighbours of grey ones are "similar".
         chroma = tf.where(total > 1e-6, colors / tf.maximum(total, 1e-6),
-                          tf.fill(tf.shape(colors), 1.0 / 3.0))
+                          tf.fill(tf.shape(colors), tf.constant(1.0 / 3.0, colors.dtype)))
         diff = tf.gather(chroma, edges[:, 0], axis=1) - tf.gather(chroma, edges[:, 1], axis=1)
         return tf.exp(-eta * tf.norm(diff, axis=-1))
 
@@ -258,12 +317,20 @@ def appearance_sparsity_loss(albedo, edges, weights, p=PAPER_SPARSITY_EXPONENT):
         p: the exponent (paper: 0.9).
 
     Returns:
-        Scalar float32.
+        Scalar of the inputs' float dtype (non-float inputs: float32).
     """
     with tf.name_scope('appearance_sparsity_loss'):
-        albedo = tf.convert_to_tensor(albedo, tf.float32)
-        edges = tf.convert_to_tensor(edges, tf.int32)
-        weights = tf.stop_gradient(tf.convert_to_tensor(weights, tf.float32))
+        dtype = _float_dtype(albedo, weights)
+        albedo = _as_float(albedo, dtype)
+        edges = _edge_tensor(edges, 'edges')
+        weights = tf.stop_gradient(_as_float(weights, dtype))
+        shape_lib.check_static(albedo, has_rank=3, has_dim_equals=(-1, 3), tensor_name='albedo')
+        shape_lib.check_static(weights, has_rank=2, tensor_name='weights')
+        shape_lib.compare_batch_dimensions([albedo, weights], last_axes=0,
+                                           broadcast_compatible=False,
+                                           tensor_names=('albedo', 'weights'))
+        shape_lib.compare_dimensions([weights, edges], axes=[1, 0],
+                                     tensor_names=('weights', 'edges'))
         diff = tf.gather(albedo, edges[:, 0], axis=1) - tf.gather(albedo, edges[:, 1], axis=1)
         squared = tf.reduce_sum(tf.square(diff), axis=-1)
         half_p = 0.5 * p
@@ -279,9 +346,13 @@ def expression_regularization(expression, sigma):
         sigma: [b] standard deviations σδ (> 0).
 
     Returns:
-        Scalar float32.
+        Scalar of the inputs' float dtype (non-float inputs: float32).
     """
     with tf.name_scope('expression_regularization'):
-        expression = tf.convert_to_tensor(expression, tf.float32)
-        sigma = tf.convert_to_tensor(sigma, tf.float32)
+        expression = _float_tensor(expression)
+        sigma = _as_float(sigma, expression.dtype)
+        shape_lib.check_static(expression, has_rank=3, tensor_name='expression')
+        shape_lib.check_static(sigma, has_rank=1, tensor_name='sigma')
+        shape_lib.compare_dimensions([expression, sigma], axes=[-1, -1],
+                                     tensor_names=('expression', 'sigma'))
         return tf.reduce_mean(tf.reduce_sum(tf.square(expression / sigma), axis=[1, 2]))

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from jacobians import assert_jacobian_matches_numerical
 from mofl import losses
 
 
@@ -199,11 +200,67 @@ def test_appearance_sparsity_matches_numerical_gradient():
     rng = np.random.default_rng(0)
     albedo = rng.uniform(size=[1, 4, 3])
     edges = np.array([[0, 1], [1, 2], [2, 3], [0, 3]], np.int32)
-    weights = rng.uniform(size=[1, 4]).astype(np.float32)
-    theoretical, numerical = tf.test.compute_gradient(
-        lambda r: losses.appearance_sparsity_loss(r, edges, weights),
-        [tf.constant(albedo, tf.float32)], delta=1e-3)
-    np.testing.assert_allclose(theoretical[0], numerical[0], rtol=2e-2, atol=2e-3)
+    weights = rng.uniform(size=[1, 4])
+    assert_jacobian_matches_numerical(
+        lambda r: losses.appearance_sparsity_loss(r, edges, weights), [albedo])
+
+
+@pytest.mark.parametrize('term', ['photometric', 'landmark', 'smoothness', 'expression'])
+def test_terms_match_numerical_gradients_in_float64(term):
+    rng = np.random.default_rng(1)
+    b, m, v = 2, 2, 5
+    edges = np.array([[0, 1], [1, 2], [2, 3], [3, 4]], np.int32)
+    cases = {
+        'photometric': (lambda c: losses.photometric_loss(rng_sampled, c, visibility),
+                        [rng.uniform(size=[b, m, v, 3])]),
+        'landmark': (lambda p: losses.landmark_loss(p, detected, confidence),
+                     [rng.uniform(0, 2, size=[b, m, 66, 2])]),
+        'smoothness': (lambda t: losses.smoothness_loss(t, edges), [rng.normal(size=[b, v, 3])]),
+        'expression': (lambda d: losses.expression_regularization(d, sigma),
+                       [rng.normal(size=[b, m, 4])]),
+    }
+    rng_sampled = rng.uniform(size=[b, m, v, 3])
+    visibility = rng.uniform(size=[b, m, v]) > 0.3
+    detected = rng.uniform(0, 2, size=[b, m, 66, 2])
+    confidence = rng.uniform(size=[b, m, 66])
+    sigma = np.array([1.0, 0.5, 2.0, 0.1])
+    fn, inputs = cases[term]
+    assert_jacobian_matches_numerical(fn, inputs)
+
+
+B, M, V = 2, 3, 5
+_SHAPE_ERRORS = [
+    ('photometric, colours broadcast', lambda: losses.photometric_loss(
+        np.zeros([B, M, V, 3]), np.zeros([B, M, 1, 3]), np.ones([B, M, V])), 'rendered_colors'),
+    ('photometric, 4 channels', lambda: losses.photometric_loss(
+        np.zeros([B, M, V, 4]), np.zeros([B, M, V, 4]), np.ones([B, M, V])), 'sampled_colors'),
+    ('photometric, visibility rank', lambda: losses.photometric_loss(
+        np.zeros([B, M, V, 3]), np.zeros([B, M, V, 3]), np.ones([B, M, V, 1])), 'visibility'),
+    ('landmark, 3D points', lambda: losses.landmark_loss(
+        np.zeros([B, M, 66, 3]), np.zeros([B, M, 66, 3]), np.ones([B, M, 66])), 'predicted'),
+    ('landmark, confidence count', lambda: losses.landmark_loss(
+        np.zeros([B, M, 66, 2]), np.zeros([B, M, 66, 2]), np.ones([B, M, 68])), 'confidence'),
+    ('smoothness, per-vertex rank', lambda: losses.smoothness_loss(
+        np.zeros([V, 3]), [[0, 1]]), 'node_displacements'),
+    ('smoothness, edge triples', lambda: losses.smoothness_loss(
+        np.zeros([B, V, 3]), [[0, 1, 2]]), 'edges'),
+    ('chroma, no batch', lambda: losses.chroma_weights(np.ones([V, 3]), [[0, 1]]), 'colors'),
+    ('sparsity, weights per edge', lambda: losses.appearance_sparsity_loss(
+        np.ones([B, V, 3]), [[0, 1], [1, 2]], np.ones([B, 3])), 'weights'),
+    ('sparsity, batch', lambda: losses.appearance_sparsity_loss(
+        np.ones([B, V, 3]), [[0, 1]], np.ones([B + 1, 1])), 'weights'),
+    ('expression, one sigma for 53', lambda: losses.expression_regularization(
+        np.zeros([B, M, 53]), [1.0]), 'sigma'),
+    ('expression, no frame axis', lambda: losses.expression_regularization(
+        np.zeros([B, 53]), np.ones(53)), 'expression'),
+]
+
+
+@pytest.mark.parametrize('call,name', [(c, n) for _, c, n in _SHAPE_ERRORS],
+                         ids=[label for label, _, _ in _SHAPE_ERRORS])
+def test_bad_shapes_are_refused_naming_the_tensor(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
 
 
 def test_expression_regularization_hand_value():

@@ -18,6 +18,7 @@ most 0.2 µm per step, far too slowly to reach identity offsets of several mm in
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow_graphics.util import shape as shape_lib
 
 from mofl.facemodel import ocl as ocl_lib
 
@@ -96,6 +97,7 @@ class FaceModel(keras.layers.Layer):
         Returns:
             [B, G, 3] in mm.
         """
+        shape_params = self._check_params(shape_params, 'shape_params', self.shape_dim)
         if self.shape_dim == 0:   # no learned modes (supp. Table 4, size 0)
             return tf.zeros([tf.shape(shape_params)[0], self.num_nodes, 3], tf.float32)
         flat = tf.matmul(shape_params, self.shape_basis(), transpose_b=True)  # [B, 3G]
@@ -110,6 +112,10 @@ class FaceModel(keras.layers.Layer):
         Returns:
             [B, V, 3] = S·node_values.
         """
+        node_values = tf.convert_to_tensor(node_values, tf.float32)
+        shape_lib.check_static(node_values, has_rank=3,
+                               has_dim_equals=((1, self.num_nodes), (2, 3)),
+                               tensor_name='node_values')
         gathered = tf.gather(node_values, self.skin_indices, axis=1)          # [B, V, k, 3]
         return tf.einsum('bvkc,vk->bvc', gathered, self.skin_weights)
 
@@ -133,6 +139,10 @@ class FaceModel(keras.layers.Layer):
         Returns:
             [..., V, 3].
         """
+        expression = tf.convert_to_tensor(expression, tf.float32)
+        shape_lib.check_static(expression, has_rank_greater_than=0,
+                               has_dim_equals=(-1, self.num_expressions),
+                               tensor_name='expression')
         return tf.tensordot(expression, self.expression_basis, axes=[[-1], [0]])
 
     def vertices(self, shape_params, expression):
@@ -145,7 +155,12 @@ class FaceModel(keras.layers.Layer):
         Returns:
             [B, M, V, 3] in mm (model space).
         """
+        expression = tf.convert_to_tensor(expression, tf.float32)
+        shape_lib.check_static(expression, has_rank=3, tensor_name='expression')
         identity = self.identity_vertices(shape_params)                        # [B, V, 3]
+        shape_lib.compare_batch_dimensions([identity, expression], last_axes=0,
+                                           broadcast_compatible=False,
+                                           tensor_names=('shape_params', 'expression'))
         return identity[:, None] + self.expression_offsets(expression)
 
     def albedo(self, albedo_params):
@@ -157,10 +172,18 @@ class FaceModel(keras.layers.Layer):
         Returns:
             [B, V, 3] RGB reflectance as the images store it (sRGB-encoded values in [0, 1]).
         """
+        albedo_params = self._check_params(albedo_params, 'albedo_params', self.albedo_dim)
         if self.albedo_dim == 0:
             return tf.tile(self.mean_albedo[None], [tf.shape(albedo_params)[0], 1, 1])
         flat = tf.matmul(albedo_params, self.albedo_basis(), transpose_b=True)  # [B, 3V]
         return self.mean_albedo[None] + tf.reshape(flat, [-1, self.num_vertices, 3])
+
+    @staticmethod
+    def _check_params(params, name, size):
+        """`params` as a float32 [B, size] tensor (error naming it otherwise)."""
+        params = tf.convert_to_tensor(params, tf.float32)
+        shape_lib.check_static(params, has_rank=2, has_dim_equals=(-1, size), tensor_name=name)
+        return params
 
     def call(self, shape_params, albedo_params, expression):
         """Decodes everything.

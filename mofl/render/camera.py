@@ -20,6 +20,7 @@ from typing import Tuple, Union
 import numpy as np
 import tensorflow as tf
 from tensorflow_graphics.geometry.transformation import rotation_matrix_3d
+from tensorflow_graphics.util import shape as shape_lib
 
 DEFAULT_IMAGE_SIZE = (240, 240)
 DEFAULT_FOCAL_LENGTH_PX = 1000.0
@@ -129,7 +130,30 @@ def rotation_from_euler(euler_angles):
     Returns:
         [B, 3, 3] rotation matrices.
     """
-    return rotation_matrix_3d.from_euler(tf.convert_to_tensor(euler_angles))
+    euler_angles = tf.convert_to_tensor(euler_angles)
+    shape_lib.check_static(euler_angles, has_rank=2, has_dim_equals=(-1, 3),
+                           tensor_name='euler_angles')
+    return rotation_matrix_3d.from_euler(euler_angles)
+
+
+def _check_points(points, name, channels=3):
+    """Checks a [B, N, channels] tensor (error naming it)."""
+    shape_lib.check_static(points, has_rank=3, has_dim_equals=(-1, channels), tensor_name=name)
+
+
+def _check_pose(points, rotation, translation, points_name):
+    """Checks rotation [B, 3, 3] and translation [B, 3] (or None) against points [B, V, 3]."""
+    _check_points(points, points_name)
+    shape_lib.check_static(rotation, has_rank=3, has_dim_equals=((-1, 3), (-2, 3)),
+                           tensor_name='rotation')
+    tensors, names = [points, rotation], [points_name, 'rotation']
+    if translation is not None:
+        shape_lib.check_static(translation, has_rank=2, has_dim_equals=(-1, 3),
+                               tensor_name='translation')
+        tensors.append(translation)
+        names.append('translation')
+    shape_lib.compare_batch_dimensions(tensors, last_axes=0, broadcast_compatible=False,
+                                       tensor_names=names)
 
 
 def rigid_transform(points, rotation, translation):
@@ -144,13 +168,19 @@ def rigid_transform(points, rotation, translation):
         [B, V, 3] camera-space points in mm.
     """
     points = tf.convert_to_tensor(points)
+    rotation = tf.cast(rotation, points.dtype)
+    translation = tf.cast(translation, points.dtype)
+    _check_pose(points, rotation, translation, 'points')
     rotated = tf.linalg.matmul(points, rotation, transpose_b=True)
-    return rotated + tf.cast(translation, points.dtype)[:, tf.newaxis, :]
+    return rotated + translation[:, tf.newaxis, :]
 
 
 def rotate_directions(directions, rotation):
     """Applies only R to direction vectors (normals), [B, V, 3] → [B, V, 3]."""
-    return tf.linalg.matmul(tf.convert_to_tensor(directions), rotation, transpose_b=True)
+    directions = tf.convert_to_tensor(directions)
+    rotation = tf.cast(rotation, directions.dtype)
+    _check_pose(directions, rotation, None, 'directions')
+    return tf.linalg.matmul(directions, rotation, transpose_b=True)
 
 
 def project(points_camera, camera=Camera(), min_depth=MIN_DEPTH_MM):
@@ -179,6 +209,7 @@ def to_screen_space(points_camera, camera=Camera(), min_depth=MIN_DEPTH_MM):
         [B, V, 3] (u, v, d): pixel coordinates and the unclamped depth d = −z in mm.
     """
     points_camera = tf.convert_to_tensor(points_camera)
+    _check_points(points_camera, 'points_camera')
     dtype = points_camera.dtype
     x, y, z = tf.unstack(points_camera, axis=-1)
     depth = -z
@@ -202,6 +233,10 @@ def unproject(pixels, depth, camera=Camera()):
     pixels = tf.convert_to_tensor(pixels)
     dtype = pixels.dtype
     depth = tf.cast(depth, dtype)
+    _check_points(pixels, 'pixels', channels=2)
+    shape_lib.check_static(depth, has_rank=2, tensor_name='depth')
+    shape_lib.compare_batch_dimensions([pixels, depth], last_axes=1, broadcast_compatible=False,
+                                       tensor_names=('pixels', 'depth'))
     u, v = tf.unstack(pixels, axis=-1)
     x = (u - _column(camera.principal_x, dtype)) * depth / _column(camera.focal_x, dtype)
     y = -(v - _column(camera.principal_y, dtype)) * depth / _column(camera.focal_y, dtype)
@@ -221,6 +256,7 @@ def model_to_screen(vertices_model, rotation_euler, translation, camera=Camera()
         (screen [B, V, 3] (u, v, d), points_camera [B, V, 3], rotation [B, 3, 3]).
     """
     vertices_model = tf.convert_to_tensor(vertices_model)
+    _check_points(vertices_model, 'vertices_model')
     rotation = rotation_from_euler(tf.cast(rotation_euler, vertices_model.dtype))
     points_camera = rigid_transform(vertices_model, rotation, translation)
     return to_screen_space(points_camera, camera), points_camera, rotation

@@ -33,6 +33,7 @@ import math
 import numpy as np
 import tensorflow as tf
 from tensorflow_graphics.math import spherical_harmonics
+from tensorflow_graphics.util import shape as shape_lib
 
 NUM_SH_BASIS = 9  # B² with B = 3 bands (eq. 7).
 NUM_SH_PARAMETERS = 3 * NUM_SH_BASIS  # γ ∈ R^27.
@@ -60,6 +61,8 @@ def sh_basis(normals):
         [..., 9] basis values.
     """
     normals = tf.convert_to_tensor(normals)
+    shape_lib.check_static(normals, has_rank_greater_than=0, has_dim_equals=(-1, 3),
+                           tensor_name='normals')
     x, y, z = tf.unstack(normals, axis=-1)
     return tf.stack([
         tf.ones_like(x) * _C0,
@@ -101,6 +104,8 @@ def sh_basis_tensorflow_graphics(normals):
 def sh_coefficients(sh):
     """Views γ [B, 27] as [B, 9, 3] (basis function, colour channel)."""
     sh = tf.convert_to_tensor(sh)
+    shape_lib.check_static(sh, has_rank_greater_than=0, has_dim_equals=(-1, NUM_SH_PARAMETERS),
+                           tensor_name='sh')
     return tf.reshape(sh, tf.concat([tf.shape(sh)[:-1], [NUM_SH_BASIS, 3]], axis=0))
 
 
@@ -114,6 +119,13 @@ def irradiance(normals, sh):
     Returns:
         [B, V, 3] RGB shading.
     """
+    normals = tf.convert_to_tensor(normals)
+    sh = tf.convert_to_tensor(sh)
+    shape_lib.check_static(normals, has_rank=3, has_dim_equals=(-1, 3), tensor_name='normals')
+    shape_lib.check_static(sh, has_rank=2, has_dim_equals=(-1, NUM_SH_PARAMETERS),
+                           tensor_name='sh')
+    shape_lib.compare_batch_dimensions([normals, sh], last_axes=0, broadcast_compatible=False,
+                                       tensor_names=('normals', 'sh'))
     basis = sh_basis(normals)  # [B, V, 9]
     return tf.einsum('bvk,bkc->bvc', basis, tf.cast(sh_coefficients(sh), basis.dtype))
 
@@ -130,7 +142,13 @@ def shade(albedo, normals, sh):
         [B, V, 3] colours (not clipped).
     """
     shading = irradiance(normals, sh)
-    return tf.cast(albedo, shading.dtype) * shading
+    albedo = tf.cast(albedo, shading.dtype)
+    shape_lib.check_static(albedo, has_rank_greater_than=1, has_rank_less_than=4,
+                           has_dim_equals=(-1, 3), tensor_name='albedo')
+    shape_lib.compare_batch_dimensions([albedo, shading], last_axes=-2, initial_axes=-2,
+                                       broadcast_compatible=False,
+                                       tensor_names=('albedo (vertices)', 'normals (vertices)'))
+    return albedo * shading
 
 
 def ambient_sh(color):
