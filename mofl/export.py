@@ -51,8 +51,8 @@ OUTPUTS = {
     'colors': ('[N, V, 3]', 'float32', 'shaded per-vertex colours c_i (eq. 7), RGB, nominally '
                '[0, 1]'),
     'triangles': ('[T, 3]', 'int32', 'vertex indices, counter-clockwise seen from outside'),
-    'rotation': ('[N, 3]', 'float32', 'Euler angles [pitch, yaw, roll], radians; '
-                 'R = Rz(roll)·Ry(yaw)·Rx(pitch)'),
+    'euler_angles': ('[N, 3]', 'float32', 'head rotation as Euler angles [pitch, yaw, roll], '
+                     'radians; R = Rz(roll)·Ry(yaw)·Rx(pitch)'),
     'translation': ('[N, 3]', 'float32', 'mm; camera space, camera at the origin looking '
                     'down -z, so a visible face has t_z < 0'),
     'sh': ('[N, 27]', 'float32', 'spherical-harmonics lighting, 9 bands x 3 colours, '
@@ -67,8 +67,11 @@ OUTPUTS = {
     'visibility': ('[N, V]', 'bool', 'vertex visible to the camera (model visibility mode)'),
 }
 
+# Output names of SavedModels written by older mofl versions → today's names (renamed on load).
+LEGACY_OUTPUT_NAMES = {'rotation': 'euler_angles'}
+
 # Outputs of FmlModel.call with a leading [B = 1] that the signature drops.
-_PER_SAMPLE_OUTPUTS = ('vertices', 'albedo', 'colors', 'rotation', 'translation', 'sh',
+_PER_SAMPLE_OUTPUTS = ('vertices', 'albedo', 'colors', 'euler_angles', 'translation', 'sh',
                        'expression', 'shape_params', 'reflectance_params', 'landmarks',
                        'landmark_vertices', 'camera_vertices', 'visibility')
 
@@ -263,8 +266,12 @@ def load_exported(path):
             images = images[None]
         if images.dtype == np.uint8:
             images = images.astype(np.float32) / 255.0
-        result = serve(images=tf.constant(images, tf.float32))
-        return {k: _to_numpy(v) for k, v in result.items()}
+        served = serve(images=tf.constant(images, tf.float32))
+        result = {k: _to_numpy(v) for k, v in served.items()}
+        for old_name, name in LEGACY_OUTPUT_NAMES.items():
+            if old_name in result and name not in result:
+                result[name] = result.pop(old_name)
+        return result
 
     reconstruct.loaded = loaded   # keeps the SavedModel's resources alive with the callable
     return Exported(reconstruct, metadata)

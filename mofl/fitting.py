@@ -128,7 +128,7 @@ class DirectFit(tf.Module):
         b = assets.mesh.num_expressions
         rotation = (np.zeros([n, m, 3], np.float32) if initial_rotation is None
                     else np.asarray(initial_rotation, np.float32).reshape(n, m, 3))
-        self.rotation = tf.Variable(rotation, name='rotation')
+        self.euler_angles = tf.Variable(rotation, name='euler_angles')
         self.translation = tf.Variable(tf.zeros([n, m, 3]), name='translation')
         self.expression = tf.Variable(tf.zeros([n, m, b]), name='expression')
         self.sh = tf.Variable(tf.tile(fml_network.ambient_sh(1.0)[None, None], [n, m, 1]),
@@ -141,12 +141,12 @@ class DirectFit(tf.Module):
     def params(self):
         """The network-output dict `FmlModel.form_image` takes."""
         return {'shape_params': self.shape_params, 'reflectance_params': self.reflectance_params,
-                'rotation': self.rotation,
+                'euler_angles': self.euler_angles,
                 'translation': self._translation_init + TRANSLATION_UNITS_MM * self.translation,
                 'expression': self.expression, 'sh': self.sh}
 
     def frame_variables(self):
-        return [self.rotation, self.translation, self.expression, self.sh]
+        return [self.euler_angles, self.translation, self.expression, self.sh]
 
     def identity_variables(self):
         """Per-sample identity and reflectance (the basis of `graph` mode stays I)."""

@@ -169,7 +169,7 @@ class FmlModel(keras.Model):
 
         Returns:
             dict:
-                shape_params [B, g], reflectance_params [B, a], rotation [B, M, 3],
+                shape_params [B, g], reflectance_params [B, a], euler_angles [B, M, 3],
                 translation [B, M, 3], expression [B, M, b], sh [B, M, 27] (network outputs);
                 vertices [B, M, V, 3] model space (mm); albedo [B, V, 3];
                 node_displacements [B, G, 3]; camera_vertices [B, M, V, 3];
@@ -189,7 +189,7 @@ class FmlModel(keras.Model):
         or free variables in a direct fit).
 
         Args:
-            params: dict with shape_params [B, g], reflectance_params [B, a], rotation
+            params: dict with shape_params [B, g], reflectance_params [B, a], euler_angles
                 [B, M, 3], translation [B, M, 3], expression [B, M, b], sh [B, M, 27].
             identity_enabled: as in `call`.
 
@@ -207,7 +207,7 @@ class FmlModel(keras.Model):
         unflat = lambda x: tf.reshape(x, tf.concat([[batch, frames], tf.shape(x)[1:]], 0))
 
         screen, camera_vertices, rotation = camera_lib.model_to_screen(
-            flat(vertices), flat(params['rotation']), flat(params['translation']), self.camera)
+            flat(vertices), flat(params['euler_angles']), flat(params['translation']), self.camera)
         normals = normals_lib.vertex_normals(camera_vertices, self.triangles)
         albedo = tf.repeat(decoded['albedo'], frames, axis=0)       # [B·M, V, 3]
         colors = shading.shade(albedo, normals, flat(params['sh']))
@@ -250,7 +250,7 @@ class FmlModel(keras.Model):
         """
         return image_renderer.render_image(
             outputs['vertices'][sample], self.triangles, outputs['albedo'][sample],
-            outputs['sh'][sample], outputs['rotation'][sample], outputs['translation'][sample],
+            outputs['sh'][sample], outputs['euler_angles'][sample], outputs['translation'][sample],
             camera=self.camera, background=background)
 
     def loss_terms(self, outputs, images, landmarks, landmark_confidence, eta=losses.PAPER_CHROMA_ETA,

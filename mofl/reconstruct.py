@@ -79,7 +79,7 @@ class ReconstructionModel:
     Attributes:
         reconstruct: images [N, H, W, 3] float32 in [0, 1] of ONE person -> dict of numpy arrays
             named as in `mofl.export.OUTPUTS` (vertices [N, V, 3], identity_vertices [V, 3],
-            albedo [V, 3], colors [N, V, 3], rotation [N, 3], translation [N, 3], sh [N, 27],
+            albedo [V, 3], colors [N, V, 3], euler_angles [N, 3], translation [N, 3], sh [N, 27],
             expression [N, b], shape_params [g], reflectance_params [a], landmarks [N, 66, 2],
             ...).
         triangles: [T, 3] int32.
@@ -297,7 +297,7 @@ def reconstruct_group(model: ReconstructionModel, faces: List[CroppedFace]) -> L
     outputs = model.reconstruct(images)
     rendered = image_renderer.render_image(
         outputs['vertices'], model.triangles, outputs['albedo'], outputs['sh'],
-        outputs['rotation'], outputs['translation'], camera=model.camera, background=images)
+        outputs['euler_angles'], outputs['translation'], camera=model.camera, background=images)
     shared = {'identity_vertices', 'albedo', 'shape_params', 'reflectance_params', 'triangles'}
     results = []
     for i, face in enumerate(faces):
@@ -322,7 +322,7 @@ def frame_record(result: FrameResult, model: ReconstructionModel, group_index, g
     """The JSON-ready description of one reconstructed frame (NAME.json)."""
     face, out = result.face, result.outputs
     crop_size = model.image_size[0]
-    rotation = np.asarray(out['rotation'], np.float64)
+    euler_angles = np.asarray(out['euler_angles'], np.float64)
     projected = np.asarray(out['landmarks'], np.float64)
     rmse = float(np.sqrt(np.mean(np.sum((projected - face.landmarks_crop) ** 2, axis=-1))))
     as_list = lambda a: np.asarray(a, np.float64).round(6).tolist()
@@ -335,8 +335,8 @@ def frame_record(result: FrameResult, model: ReconstructionModel, group_index, g
                  'crop_box': {'x0': float(face.box[0]), 'y0': float(face.box[1]),
                               'side': float(face.box[2])},
                  'crop_scale': crop_scale, 'crop_size': crop_size},
-        'pose': {'rotation_euler_rad': as_list(rotation),
-                 'rotation_euler_deg': as_list(np.rad2deg(rotation)),
+        'pose': {'rotation_euler_rad': as_list(euler_angles),
+                 'rotation_euler_deg': as_list(np.rad2deg(euler_angles)),
                  'euler_order': '[pitch, yaw, roll], R = Rz(roll)·Ry(yaw)·Rx(pitch)',
                  'translation_mm': as_list(out['translation'])},
         'sh': as_list(out['sh']),

@@ -29,7 +29,7 @@ def _fit(scene, identity, steps=150):
         np.stack([s.landmarks for s in samples]),
         np.stack([s.landmark_confidence for s in samples]), config,
         identity_basis=identity_model.basis,
-        initial_rotation=np.stack([s.scene.rotation for s in samples]))
+        initial_rotation=np.stack([s.scene.euler_angles for s in samples]))
     identity_error = [metrics.vertex_rmse(p, s.scene.identity.vertices,
                                           assets.mesh.face_mask)['rmse_mm']
                       for p, s in zip(fitted['identity_vertices'], samples)]

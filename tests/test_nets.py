@@ -96,7 +96,7 @@ def test_output_shapes(outputs):
     b, m = 1, NUM_FRAMES
     assert outputs['shape_params'].shape == (b, 500)
     assert outputs['reflectance_params'].shape == (b, 500)
-    assert outputs['rotation'].shape == (b, m, 3)
+    assert outputs['euler_angles'].shape == (b, m, 3)
     assert outputs['translation'].shape == (b, m, 3)
     assert outputs['expression'].shape == (b, m, NUM_EXPRESSIONS)
     assert outputs['sh'].shape == (b, m, 27)
@@ -105,7 +105,7 @@ def test_output_shapes(outputs):
 def test_output_affine_maps(network, outputs):
     raw = outputs['activations']['table3/fc_frame_params'].numpy().reshape(1, NUM_FRAMES, -1)
     b = NUM_EXPRESSIONS
-    np.testing.assert_allclose(outputs['rotation'], 0.2 * raw[..., :3], rtol=1e-6)
+    np.testing.assert_allclose(outputs['euler_angles'], 0.2 * raw[..., :3], rtol=1e-6)
     np.testing.assert_allclose(outputs['translation'],
                                np.array([0, 0, -1000.0]) + 10.0 * raw[..., 3:6], rtol=1e-6)
     np.testing.assert_allclose(outputs['expression'], raw[..., 6:6 + b], rtol=1e-6)
@@ -144,13 +144,13 @@ def test_towers_share_weights_and_identity_pools_frames(network):
     rng = np.random.default_rng(1)
     frame_a, frame_b = rng.uniform(size=[2, 240, 240, 3]).astype(np.float32)
     same = network(np.stack([frame_a, frame_a])[None])
-    for key in ('rotation', 'translation', 'expression', 'sh'):
+    for key in ('euler_angles', 'translation', 'expression', 'sh'):
         np.testing.assert_allclose(same[key][0, 0], same[key][0, 1], rtol=1e-5, atol=1e-5)
     forward = network(np.stack([frame_a, frame_b])[None])
     backward = network(np.stack([frame_b, frame_a])[None])
     for key in ('shape_params', 'reflectance_params'):
         np.testing.assert_allclose(forward[key], backward[key], rtol=1e-4, atol=1e-6)
-    for key in ('rotation', 'translation', 'expression', 'sh'):
+    for key in ('euler_angles', 'translation', 'expression', 'sh'):
         np.testing.assert_allclose(forward[key][0, ::-1], backward[key][0], rtol=1e-4,
                                    atol=1e-5)
 
@@ -159,7 +159,7 @@ def test_variable_frame_count_and_batch(network):
     rng = np.random.default_rng(2)
     single = rng.uniform(size=[2, 1, 240, 240, 3]).astype(np.float32)
     out = network(single)
-    assert out['rotation'].shape == (2, 1, 3)
+    assert out['euler_angles'].shape == (2, 1, 3)
     assert out['shape_params'].shape == (2, 500)
     # With M = 1 the pooled identity is that frame's; samples in a batch do not mix: sample 1
     # keeps its outputs when sample 0 is replaced. (Same batch size, so the same kernels: a
@@ -241,7 +241,7 @@ def test_standardising_the_identity_head_keeps_the_per_frame_parameters():
     np.testing.assert_allclose(new_identity,
                                (old_identity - standardization.mean) * standardization.scale,
                                rtol=1e-3, atol=1e-3)
-    for key in ('rotation', 'translation', 'expression', 'sh'):
+    for key in ('euler_angles', 'translation', 'expression', 'sh'):
         for old, new in ((before, after), (before_others, after_others)):
             np.testing.assert_allclose(new[key], old[key], rtol=1e-4, atol=1e-5, err_msg=key)
     # Without the absorbed map the per-frame head would see different inputs.
@@ -302,7 +302,7 @@ def test_smaller_network_follows_the_input_size_and_width():
     assert shapes['table3/concat'] == (7, 7, 384)
     assert shapes['table3/pool'] == (3, 3, 128)
     assert shapes['table3/fc1'] == (1024,)
-    assert out['rotation'].shape == (1, 2, 3)
+    assert out['euler_angles'].shape == (1, 2, 3)
     with pytest.raises(ValueError, match='too small'):
         FmlNetwork(num_expressions=5, input_size=32)
 

@@ -184,7 +184,7 @@ def test_landmarks_land_on_the_rendered_face(any_generator):
 def test_far_side_landmarks_get_lower_confidence(ict_generator):
     identity = ict_generator.identity(0)
     scene = ict_generator.scene(identity, 0, 1)
-    scene.rotation[0] = [0.0, np.radians(40.0), 0.0]  # +x side (image right) turns away
+    scene.euler_angles[0] = [0.0, np.radians(40.0), 0.0]  # +x side (image right) turns away
     sample = ict_generator.render([scene])[0]
     side = ict_generator.landmark_side
     conf = sample.landmark_confidence[0]
@@ -204,7 +204,7 @@ def test_deterministic_given_the_seed(grid_mesh, grid_samples):
 
     def encoded(samples):
         return [records.encode_sample(s.images, s.landmarks, s.landmark_confidence,
-                                      s.scene.rotation, s.scene.identity.name, s.scene.clip,
+                                      s.scene.euler_angles, s.scene.identity.name, s.scene.clip,
                                       ground_truth=s.ground_truth()) for s in samples]
 
     def serialized(seed, batch_size):
@@ -223,7 +223,7 @@ def test_records_round_trip_through_the_pipeline(grid_samples, tmp_path):
     with tf.io.TFRecordWriter(path) as writer:
         for s in grid_samples:
             writer.write(records.encode_sample(
-                s.images, s.landmarks, s.landmark_confidence, s.scene.rotation,
+                s.images, s.landmarks, s.landmark_confidence, s.scene.euler_angles,
                 s.scene.identity.name, s.scene.clip, ground_truth=s.ground_truth()))
     dataset = pipeline.make_dataset(path, batch_size=2, num_frames=2, shuffle=False,
                                     repeat=False)
@@ -236,7 +236,7 @@ def test_records_round_trip_through_the_pipeline(grid_samples, tmp_path):
         np.testing.assert_allclose(batch['gt_identity_weights'][b],
                                    sample.scene.identity.weights)
         np.testing.assert_allclose(batch['landmarks'][b], sample.landmarks, atol=1e-4)
-        np.testing.assert_allclose(batch['pose'][b], sample.scene.rotation, atol=1e-6)
+        np.testing.assert_allclose(batch['pose'][b], sample.scene.euler_angles, atol=1e-6)
         # JPEG at quality 95 keeps the frames close to the rendered ones.
         decoded = np.asarray(batch['images'][b]) * 255.0
         assert np.abs(decoded - sample.images).mean() < 4.0

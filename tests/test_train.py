@@ -288,5 +288,5 @@ def test_pretraining_length_changes_pose_but_not_identity_of_the_exported_model(
         results[steps] = export_lib.load_exported(saved).reconstruct(images)
     for key in ('shape_params', 'reflectance_params', 'identity_vertices', 'albedo'):
         np.testing.assert_array_equal(results[1][key], results[5][key], err_msg=key)
-    for key in ('rotation', 'translation'):
+    for key in ('euler_angles', 'translation'):
         assert np.abs(results[1][key] - results[5][key]).max() > 1e-6, key

@@ -99,7 +99,7 @@ def contact_sheet(samples, max_rows):
                                            color=(0, 255, 0), radius=1.5)
             image = overlay.draw_landmarks(image, landmarks[~confident], color=(255, 0, 0),
                                            radius=1.5)
-            yaw = np.degrees(sample.scene.rotation[f, 1])
+            yaw = np.degrees(sample.scene.euler_angles[f, 1])
             panels.append(overlay.put_label(image, f'{sample.scene.clip} yaw {yaw:+.0f}'))
         rows.append(overlay.side_by_side(panels))
     return overlay.stack_rows(rows)
@@ -185,7 +185,7 @@ def run(argv_flags=None):
         for sample in generator.render(scenes, FLAGS.batch_size):
             scene = sample.scene
             serialized = records.encode_sample(
-                sample.images, sample.landmarks, sample.landmark_confidence, scene.rotation,
+                sample.images, sample.landmarks, sample.landmark_confidence, scene.euler_angles,
                 identity=identity.name, clip=scene.clip,
                 frame_indices=list(range(scene.num_frames)),
                 crop_boxes=np.tile([0.0, 0.0, float(generator.camera.image_size[1])],

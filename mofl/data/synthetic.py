@@ -596,7 +596,7 @@ class Scene:
     """The random parameters of one M-frame sample (and the rng that finishes its frames)."""
     identity: Identity
     sample_index: int
-    rotation: np.ndarray          # [M, 3] Euler (pitch, yaw, roll) radians
+    euler_angles: np.ndarray      # [M, 3] head rotation, Euler (pitch, yaw, roll) radians
     translation: np.ndarray       # [M, 3] mm
     sh: np.ndarray                # [M, 27]
     expression_weights: np.ndarray  # [M, b]
@@ -606,7 +606,7 @@ class Scene:
 
     @property
     def num_frames(self):
-        return int(self.rotation.shape[0])
+        return int(self.euler_angles.shape[0])
 
     @property
     def clip(self):
@@ -722,7 +722,7 @@ class SyntheticGenerator:
         expression_vertices = identity.vertices[None] + np.einsum(
             'mb,bvc->mvc', weights, self.expression_basis)
         backgrounds = np.stack([sample_background(rng, self.camera.image_size) for _ in range(m)])
-        return Scene(identity=identity, sample_index=int(sample_index), rotation=rotation,
+        return Scene(identity=identity, sample_index=int(sample_index), euler_angles=rotation,
                      translation=translation.astype(np.float32), sh=sh,
                      expression_weights=weights,
                      expression_vertices=expression_vertices.astype(np.float32),
@@ -754,7 +754,7 @@ class SyntheticGenerator:
             stack(lambda s, f: s.expression_vertices[f]),
             stack(lambda s, f: s.identity.appearance.albedo),
             stack(lambda s, f: s.sh[f]),
-            stack(lambda s, f: s.rotation[f]),
+            stack(lambda s, f: s.euler_angles[f]),
             stack(lambda s, f: s.translation[f]),
             stack(lambda s, f: s.backgrounds[f]))
         image, mask, landmarks, landmark_vertices, visible = (np.asarray(o) for o in outputs)
@@ -808,7 +808,7 @@ class SyntheticGenerator:
                 image.shape, dtype=np.float32)
             images.append((np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
 
-            yaw = float(scene.rotation[f, 1])
+            yaw = float(scene.euler_angles[f, 1])
             # Positive yaw turns the model's +x side away from the camera (R_y maps x̂ to
             # (cos, 0, −sin)).
             far = np.clip(self.landmark_side * math.sin(yaw) / math.sin(math.radians(45.0)),

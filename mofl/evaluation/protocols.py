@@ -188,7 +188,7 @@ def photometric(runs, data, max_samples):
             out = model(tf.convert_to_tensor(frame[None, None]))
             rendered = image_renderer.render_image(
                 out['vertices'][:, 0], model.triangles, out['albedo'], out['sh'][:, 0],
-                out['rotation'][:, 0], out['translation'][:, 0], camera=model.camera)
+                out['euler_angles'][:, 0], out['translation'][:, 0], camera=model.camera)
             ids = rendered.triangle_ids[0].numpy()
             region = (ids >= 0) & face_triangles[np.maximum(ids, 0)]
             if not region.any():

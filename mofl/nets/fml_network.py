@@ -202,7 +202,7 @@ class FmlNetwork(keras.Model):
         outputs = {
             'shape_params': shape_params,
             'reflectance_params': reflectance_params,
-            'rotation': self.rotation_scale * raw[..., 0:3],
+            'euler_angles': self.rotation_scale * raw[..., 0:3],
             'translation': self.translation_init + self.translation_scale * raw[..., 3:6],
             'expression': self.expression_scale * raw[..., 6:6 + b],
             'sh': self.sh_init + self.sh_scale * raw[..., 6 + b:],
