@@ -226,6 +226,8 @@ def _float_dtype(*values):
             if value.dtype.is_floating:
                 return value.dtype
     for value in values:
+        if tf.is_tensor(value) or isinstance(value, tf.Variable):
+            continue                                  # symbolic inside tf.function: no numpy
         dtype = np.asarray(value).dtype
         if np.issubdtype(dtype, np.floating):
             return tf.as_dtype(dtype)
