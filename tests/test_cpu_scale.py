@@ -50,7 +50,8 @@ def test_small_crops_train_report_and_refuse_mismatches(tmp_path):
     assert manifest['image_size'] == 64
     run = str(tmp_path / 'run')
     common = [f'--data={data}/train-*', f'--asset={asset}', '--shape_dim=4', '--albedo_dim=4',
-              '--batch_size=2', '--num_frames=2', '--width_multiplier=0.25']
+              '--batch_size=2', '--num_frames=2',
+              f'--width_multiplier={training_data.TEST_WIDTH_MULTIPLIER}']
     bad = training_data.run_module('mofl.train', common + [f'--output_dir={run}',
                                                            '--image_size=100'])
     assert bad.returncode == 2 and 'multiple of 16' in bad.stderr

@@ -14,7 +14,8 @@ from mofl.evaluation import datasets
 from mofl.evaluation import protocols
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = model_lib.ModelConfig(shape_dim=4, albedo_dim=4, width_multiplier=0.25)  # quarter width: small runs
+CONFIG = model_lib.ModelConfig(shape_dim=4, albedo_dim=4,
+                               width_multiplier=training_data.TEST_WIDTH_MULTIPLIER)
 
 
 @pytest.fixture(scope='module')

@@ -14,7 +14,8 @@ from mofl import model as model_lib
 from mofl import trainer as trainer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = model_lib.ModelConfig(shape_dim=8, albedo_dim=6, width_multiplier=0.25)  # quarter width: small runs
+CONFIG = model_lib.ModelConfig(shape_dim=8, albedo_dim=6,
+                               width_multiplier=training_data.TEST_WIDTH_MULTIPLIER)
 
 
 def _env():

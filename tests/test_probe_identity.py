@@ -11,7 +11,8 @@ def test_probe_trains_variants_and_measures_the_identity_path(tmp_path):
     args = [f'--data={data}/train-*', f'--test_data={data}/test-*', f'--output_dir={out}',
             f'--asset={asset}', '--batch_size=2', '--num_frames=2', '--pretrain_steps=2',
             '--train_steps=1', '--num_test_samples=2',
-            '--train_flags=shape_dim=4,albedo_dim=4,width_multiplier=0.25']
+            '--train_flags=shape_dim=4,albedo_dim=4,'
+            f'width_multiplier={training_data.TEST_WIDTH_MULTIPLIER}']
     refused = training_data.run_module('tools.probe_identity',
                                        args + ['--variants=freeze,nonsense'], timeout=600)
     assert refused.returncode == 1 and 'nonsense' in refused.stderr

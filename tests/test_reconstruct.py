@@ -18,7 +18,8 @@ from mofl.facemodel import mesh_io
 from tools import visualize_modes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = model_lib.ModelConfig(shape_dim=8, albedo_dim=6, width_multiplier=0.25)  # quarter width: small runs
+CONFIG = model_lib.ModelConfig(shape_dim=8, albedo_dim=6,
+                               width_multiplier=training_data.TEST_WIDTH_MULTIPLIER)
 CROP = CONFIG.image_size[0]
 
 

@@ -15,9 +15,7 @@ from mofl import model as model_lib
 from mofl import trainer as trainer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Quarter-width networks: these tests check the training machinery, not Tables 1–3's widths
-# (tests/test_nets.py does); a paper-width checkpoint with Adam's slots is ~390 MB.
-WIDTH = 0.25
+WIDTH = training_data.TEST_WIDTH_MULTIPLIER
 
 
 @pytest.fixture(scope='module')
@@ -233,7 +231,8 @@ def test_identity_output_init_standardises_alpha_when_end_to_end_training_starts
     _, asset, data = run_inputs
     from mofl.data import pipeline
     trainer = _trainer(asset, data, tmp_path, model_lib.ModelConfig(
-        shape_dim=6, albedo_dim=5, initializer='glorot', width_multiplier=WIDTH), finetune_steps=0, learning_rate=1e-6,
+        shape_dim=6, albedo_dim=5, initializer='glorot', width_multiplier=WIDTH),
+        finetune_steps=0, learning_rate=1e-6,
         identity_output_init=True, identity_init_samples=4, pretrain_identity_path='train')
     images = next(iter(pipeline.make_dataset(data, 4, 2, shuffle=False, repeat=False)))['images']
 

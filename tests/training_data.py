@@ -12,6 +12,12 @@ from mofl.facemodel import geometry
 from mofl.facemodel import graph as graph_lib
 
 
+# Width multiplier of the networks the training, export, evaluation and reconstruction tests
+# train: they check the machinery, not Tables 1–3's widths (tests/test_nets.py does), and a
+# paper-width checkpoint with Adam's slots is ~390 MB.
+TEST_WIDTH_MULTIPLIER = 0.25
+
+
 def tiny_assets(n=15, num_nodes=20):
     """FaceAssets of the synthetic grid face (a few hundred vertices)."""
     face = synthetic_face.grid_face(n=n)

@@ -38,8 +38,6 @@ from absl import logging
 import numpy as np
 
 from mofl import startup
-startup.quiet_tensorflow()   # before anything imports TensorFlow
-
 from mofl.facemodel import decimation   # NumPy only: flag checks stay fast
 
 FLAGS = flags.FLAGS
@@ -138,6 +136,7 @@ def run(argv_flags=None):
     ict_dir = FLAGS.ict_dir or assets_lib.default_ict_dir()
     check_flags(ict_dir)
     start = time.time()
+    startup.quiet_tensorflow()   # TensorFlow loads after the flag checks: fast refusals
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from mofl.data import records  # pylint: disable=import-outside-toplevel
     from mofl.data import synthetic  # pylint: disable=import-outside-toplevel

@@ -165,7 +165,6 @@ _WORKER = {}
 
 def _init_worker(config: PreprocessConfig):
     """Per-process state: one FaceMesh and the PnP template."""
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     cv2.setNumThreads(1)
     template = head_pose.load_template_landmarks(config.landmarks_3d)
     _WORKER.update(config=config, tracker=face_tracking.FaceTracker(

@@ -110,8 +110,6 @@ def _read(path):
 
 
 def main(argv):
-    from mofl import startup
-    startup.quiet_tensorflow()
     del argv
     out = os.path.abspath(FLAGS.output_dir)
     os.makedirs(out, exist_ok=True)
