@@ -64,6 +64,9 @@ class ModelConfig:
         width_multiplier: scales every hidden width of Tables 1–3 (1.0 = the tables).
         initializer: 'he' (variance-preserving, default) or 'glorot' (Keras' default, the
             old behaviour) for the network's ReLU rows.
+        orthogonal_complement: True (the paper): the learned identity basis passes through the
+            OCL (eq. 4–5); False: Θs is used as it is (an ablation, BUILD_NOTES.md "CPU-scale
+            FML").
     """
     shape_dim: int = 500
     albedo_dim: int = 500
@@ -80,6 +83,7 @@ class ModelConfig:
     network_input_size: int = 0
     width_multiplier: float = 1.0
     initializer: str = 'he'
+    orthogonal_complement: bool = True
 
 
 def initial_translation_for(assets, config):
@@ -137,7 +141,8 @@ class FmlModel(keras.Model):
             shape_init_stddev=config.shape_init_stddev,
             albedo_init_stddev=config.albedo_init_stddev,
             shape_basis_scale=config.shape_basis_scale,
-            albedo_basis_scale=config.albedo_basis_scale)
+            albedo_basis_scale=config.albedo_basis_scale,
+            orthogonal_complement=config.orthogonal_complement)
         self.camera = camera_lib.Camera.centered(config.image_size, config.focal_length)
         mesh = assets.mesh
         self.triangles = tf.constant(mesh.triangles, tf.int32)

@@ -61,6 +61,8 @@ flags.DEFINE_float('width_multiplier', 1.0, 'Ours: scales every hidden width of 
                    '(1.0 = the tables).')
 flags.DEFINE_enum('initializer', 'he', ['he', 'glorot'], 'Kernel init of the network\'s ReLU '
                   'rows: he (variance-preserving) or glorot (Keras\' default; the old code).')
+flags.DEFINE_boolean('orthogonal_complement', True, 'The OCL on the learned identity basis '
+                     '(paper eq. 4–5); --noorthogonal_complement is an ablation.')
 # Schedule and optimisation.
 flags.DEFINE_integer('pretrain_steps', 0, 'Stage 0: expression pre-training steps.')
 flags.DEFINE_integer('train_steps', 100, 'Stage 1: end-to-end steps.')
@@ -137,7 +139,7 @@ def configs_from_flags():
         albedo_init_stddev=FLAGS.albedo_init_stddev, shape_basis_scale=FLAGS.shape_basis_scale,
         albedo_basis_scale=FLAGS.albedo_basis_scale,
         network_input_size=FLAGS.network_input_size, width_multiplier=FLAGS.width_multiplier,
-        initializer=FLAGS.initializer)
+        initializer=FLAGS.initializer, orthogonal_complement=FLAGS.orthogonal_complement)
     names = [f.name for f in dataclasses.fields(trainer_lib.TrainConfig)]
     train_config = trainer_lib.TrainConfig(**{n: getattr(FLAGS, n) for n in names})
     return model_config, train_config

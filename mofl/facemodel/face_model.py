@@ -35,11 +35,13 @@ class FaceModel(keras.layers.Layer):
         seed: initialiser seed.
         shape_basis_scale, albedo_basis_scale: units in which Θs and Θa are stored (see the
             module docstring); 1 stores them as they are.
+        orthogonal_complement: True (the paper) projects Θs with the OCL; False uses Θs as it
+            is (an ablation: identity and expression bases may then overlap).
     """
 
     def __init__(self, assets, shape_dim=500, albedo_dim=500, shape_init_stddev=0.01,
                  albedo_init_stddev=1e-4, seed=0, shape_basis_scale=1.0, albedo_basis_scale=1.0,
-                 **kwargs):
+                 orthogonal_complement=True, **kwargs):
         super().__init__(**kwargs)
         if shape_basis_scale <= 0 or albedo_basis_scale <= 0:
             raise ValueError(f'basis scales must be > 0, got {shape_basis_scale}, '
@@ -61,6 +63,7 @@ class FaceModel(keras.layers.Layer):
         graph_basis = ocl_lib.graph_expression_basis(
             graph.skinning_matrix(mesh.num_vertices), mesh.expression_basis)
         self.ocl = ocl_lib.OrthogonalComplementLayer(ocl_lib.orthonormal_basis(graph_basis))
+        self.orthogonal_complement = bool(orthogonal_complement)
 
         self.theta_shape = self.add_weight(
             name='theta_shape', shape=(3 * self.num_nodes, self.shape_dim),
@@ -81,8 +84,10 @@ class FaceModel(keras.layers.Layer):
         self.built = True
 
     def shape_basis(self):
-        """[3G, g] OCL(Θs): the learned identity basis, orthogonal to the expressions."""
-        return self.ocl(self.shape_basis_scale * self.theta_shape)
+        """[3G, g] OCL(Θs): the learned identity basis, orthogonal to the expressions (Θs itself
+        when built with orthogonal_complement=False)."""
+        theta = self.shape_basis_scale * self.theta_shape
+        return self.ocl(theta) if self.orthogonal_complement else theta
 
     def albedo_basis(self):
         """[3V, a] Θa, the learned reflectance basis (in reflectance units)."""
