@@ -1,5 +1,5 @@
 """Per-frame face landmarks for preprocessing: mediapipe FaceMesh → 66 landmarks, confidences,
-square crops (paper §3.1).
+square crops (paper §3.1), and the same detect-and-crop step for reconstruction (`crop_face`).
 
 The tracker runs mediapipe 0.10.21's legacy FaceMesh graph with the models bundled in the pip
 package (no download). It is run in static-image mode: the short-range face detector runs on
@@ -19,7 +19,7 @@ turned head (the hidden half of the jaw line) fall to 0. The template normals ar
 by the direction from a head centre to each landmark (`landmark_normals`), so no mesh is needed.
 """
 import dataclasses
-from typing import Optional
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -29,6 +29,9 @@ from mofl import landmarks as landmark_layout
 _DETECTOR_SCORE_PARAM = ('facedetectionshortrangecpu__facedetectionshortrange__facedetection__'
                          'TensorsToDetectionsCalculator.min_score_thresh')
 _TRACKING_PARAM = 'facelandmarkcpu__ThresholdingCalculator.threshold'
+# Crop side relative to the landmarks' bounding box: the preprocessing's default
+# (tools/preprocess.py --crop_scale), also used by reconstruction and evaluation.
+DEFAULT_CROP_SCALE = 1.6
 
 
 @dataclasses.dataclass
@@ -128,7 +131,7 @@ def landmark_confidence(score, rotation, normals):
     return (score * np.clip(0.5 + facing, 0.0, 1.0)).astype(np.float32)
 
 
-def square_crop_box(landmarks, scale=1.6):
+def square_crop_box(landmarks, scale=DEFAULT_CROP_SCALE):
     """A square around the landmarks: centred on their bounding box, side = scale × its longer
     side.
 
@@ -175,3 +178,61 @@ def to_crop_coordinates(points, box, size):
     x0, y0, side = box
     return ((np.asarray(points, np.float64) - np.array([x0, y0])) * (size / side)).astype(
         np.float32)
+
+
+def crop_to_image_coordinates(points, box, size):
+    """Inverse of `to_crop_coordinates`: [L, 2] pixels of the size×size crop of `box` -> image
+    pixels (float64)."""
+    x0, y0, side = box
+    return np.asarray(points, np.float64) * (side / size) + np.array([x0, y0])
+
+
+@dataclasses.dataclass
+class CroppedFace:
+    """One input frame with a detected face, cropped as in preprocessing.
+
+    Attributes:
+        name: output file stem.
+        source: the input file.
+        frame_index: frame number in a video (None for an image).
+        crop: [S, S, 3] uint8 RGB model input.
+        box: [3] (x0, y0, side) of the crop in input pixels.
+        landmarks_image: [66, 2] detected landmarks, input pixels.
+        landmarks_crop: [66, 2] the same in crop pixels.
+        score: face-detection score.
+        input_size: (H, W) of the input frame.
+    """
+    name: str
+    source: str
+    frame_index: Optional[int]
+    crop: np.ndarray
+    box: np.ndarray
+    landmarks_image: np.ndarray
+    landmarks_crop: np.ndarray
+    score: float
+    input_size: Tuple[int, int]
+
+
+def crop_face(tracker, image_rgb, crop_scale, crop_size, name, source, frame_index=None):
+    """Detects the face of one frame and crops it exactly as tools/preprocess.py does.
+
+    Args:
+        tracker: a FaceTracker.
+        image_rgb: [H, W, 3] uint8 RGB frame.
+        crop_scale: crop side relative to the landmarks' bounding box (`square_crop_box`).
+        crop_size: S, the crop's side in pixels.
+        name, source, frame_index: stored in the CroppedFace.
+
+    Returns:
+        CroppedFace, or None when no face is found.
+    """
+    face = tracker.detect(image_rgb)
+    if face is None:
+        return None
+    box = square_crop_box(face.landmarks, crop_scale)
+    return CroppedFace(
+        name=name, source=source, frame_index=frame_index,
+        crop=crop_and_resize(image_rgb, box, crop_size), box=box,
+        landmarks_image=np.asarray(face.landmarks, np.float32),
+        landmarks_crop=to_crop_coordinates(face.landmarks, box, crop_size),
+        score=float(face.score), input_size=tuple(int(s) for s in image_rgb.shape[:2]))

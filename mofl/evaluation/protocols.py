@@ -118,9 +118,9 @@ def read_pairs(path):
 
 def real_scans(runs, pairs_path, with_scale):
     """Tables 1–2 protocol on real scans: reconstruct from the images, surface RMSE."""
-    from mofl import reconstruct as reconstruct_lib
     from mofl import trainer as trainer_lib
     from mofl.data import face_tracking
+    from mofl.data import inputs as inputs_lib
     from mofl.evaluation import datasets, metrics
     pairs = read_pairs(pairs_path)
     results, failures = {}, 0
@@ -128,12 +128,11 @@ def real_scans(runs, pairs_path, with_scale):
         crops = {}
         for scan_path, images in pairs:   # detect and crop once, as mofl.reconstruct does
             try:
-                faces = [reconstruct_lib.crop_face(tracker, reconstruct_lib.read_image(p),
-                                                   reconstruct_lib.DEFAULT_CROP_SCALE,
-                                                   model_lib.IMAGE_SIZE[0], os.path.basename(p),
-                                                   p)
+                faces = [face_tracking.crop_face(tracker, inputs_lib.read_image(p),
+                                                 face_tracking.DEFAULT_CROP_SCALE,
+                                                 model_lib.IMAGE_SIZE[0], os.path.basename(p), p)
                          for p in images]
-            except reconstruct_lib.InputError as e:
+            except inputs_lib.InputError as e:
                 logging.warning('skipping %s: %s', scan_path, e)
                 failures += 1
                 continue
