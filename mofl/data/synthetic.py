@@ -46,8 +46,8 @@ anti-alias) and sensor noise is added (σ uniform in [0.01, 0.02]).
 
 Landmarks (the record's "detections"): the 66 landmark vertices of each frame's ground-truth mesh
 projected into the image, the 17 jaw landmarks at the outermost projection along each contour
-candidate line, i.e. on the face's outline (`mofl.losses.select_contour_vertices`, the same rule
-as the loss), plus
+candidate line, i.e. on the face's outline (`mofl.facemodel.contour.select_contour_vertices`, the
+same rule as the loss), plus
 detector-like noise: a per-frame shift (σ 0.5 px) and per-landmark Gaussian noise (σ 1.2 px,
 1.8 px on the jaw), up to twice that on the far side of a turned head. Confidence ≈ 0.95,
 lowered by up to 0.45 for landmarks on the side turned away (at yaw ≥ 45°), halved for landmarks
@@ -73,7 +73,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from mofl import losses
+from mofl.facemodel import contour as contour_lib
 from mofl.facemodel import geometry
 from mofl.render import camera as camera_lib
 from mofl.render import image_renderer
@@ -783,10 +783,11 @@ class SyntheticGenerator:
             background=background, rasterizer=self.rasterizer)
         _, points_camera, rotation_matrices = camera_lib.model_to_screen(
             vertices, rotation, translation, self.camera)
-        contour = losses.select_contour_vertices(points_camera[tf.newaxis],
-                                                 rotation_matrices[tf.newaxis],
-                                                 self.contour_candidates, self.contour_directions)
-        landmark_vertices = losses.landmark_vertex_indices(self.landmark_indices, contour)[0]
+        contour = contour_lib.select_contour_vertices(
+            points_camera[tf.newaxis], rotation_matrices[tf.newaxis], self.contour_candidates,
+            self.contour_directions)
+        landmark_vertices = contour_lib.landmark_vertex_indices(self.landmark_indices,
+                                                                contour)[0]
         screen = tf.gather(rendered.screen_vertices, landmark_vertices, batch_dims=1)
         visible = visibility.zbuffer_visibility(screen, rendered.triangle_ids, rendered.depth)
         return rendered.image, rendered.mask, screen[..., :2], landmark_vertices, visible
