@@ -4,9 +4,10 @@ r"""Writes the synthetic ground-truth set (BUILD_NOTES.md "Data") as records wit
         --samples_per_identity=2 --num_frames=4 --seed=0 --contact_sheet=data/synthetic/sheet.png
 
 Identities come from a ground-truth identity model the learner never sees (`--identity_model`:
-ICT's 100 identity modes on the ICT asset, else a procedural model; see `mofl.data.synthetic`),
-rendered with random pose, light, expression, background, blur and noise. Every identity has
-`--samples_per_identity` samples of M = `--num_frames` frames with the same identity and albedo.
+ICT's 100 identity modes on the ICT asset, else a procedural model; see
+`mofl.data.synthetic_identity`), rendered with random pose, light, expression, background, blur
+and noise. Every identity has `--samples_per_identity` samples of M = `--num_frames` frames with
+the same identity and albedo.
 
 Output (in `--output_dir`):
 - `{train,test}-SSSSS-of-NNNNN.tfrecord`: the records (schema: `mofl.data.records`), with ground
@@ -140,6 +141,7 @@ def run(argv_flags=None):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from mofl.data import records  # pylint: disable=import-outside-toplevel
     from mofl.data import synthetic  # pylint: disable=import-outside-toplevel
+    from mofl.data import synthetic_identity  # pylint: disable=import-outside-toplevel
 
     from mofl.facemodel import default_assets  # pylint: disable=import-outside-toplevel
     from mofl.render import camera as camera_lib  # pylint: disable=import-outside-toplevel
@@ -154,9 +156,9 @@ def run(argv_flags=None):
     except assets_lib.AssetError as error:
         raise app.UsageError(str(error)) from error
     try:
-        identity_model = synthetic.make_identity_model(FLAGS.identity_model, full_mesh, ict_dir,
-                                                       FLAGS.truncation)
-    except synthetic.IdentityModelError as error:
+        identity_model = synthetic_identity.make_identity_model(FLAGS.identity_model, full_mesh,
+                                                                ict_dir, FLAGS.truncation)
+    except synthetic_identity.IdentityModelError as error:
         raise app.UsageError(str(error)) from error
     logging.info('Asset: %s (source %s, %d vertices, %d blendshapes); rendered with %d '
                  'vertices', asset_name, mesh.source, mesh.num_vertices, mesh.num_expressions,
