@@ -17,6 +17,7 @@ startup.quiet_tensorflow()   # before anything imports TensorFlow
 
 from mofl import losses
 from mofl import model as model_lib
+from mofl import run_dir as run_dir_lib
 from mofl import trainer as trainer_lib
 from mofl.facemodel import assets as assets_lib
 from mofl.facemodel import default_assets
@@ -166,13 +167,13 @@ def main(argv):
             assets, name = default_assets.load_asset(FLAGS.asset)
             logging.info('Using the face asset %s', name)
         model_config = model_lib.resolve_initial_translation(assets, model_config)
-        trainer_lib.check_resumed_model_config(FLAGS.output_dir, model_config)
+        run_dir_lib.check_resumed_model_config(FLAGS.output_dir, model_config)
         trainer = trainer_lib.Trainer(assets, model_config, train_config)
     except (assets_lib.AssetError, FileNotFoundError, ValueError) as e:
         logging.error('%s', e)
         return 1
     if trainer.is_chief:
-        trainer_lib.save_run_description(FLAGS.output_dir, assets, model_config, train_config)
+        run_dir_lib.save_run_description(FLAGS.output_dir, assets, model_config, train_config)
     start = trainer.restore()
     logging.info('Training %d→%d steps on %s with %d replica(s); %d trainable parameters',
                  start, train_config.total_steps, FLAGS.data, trainer.num_replicas,

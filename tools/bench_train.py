@@ -175,6 +175,7 @@ def main(argv):
     import tensorflow as tf
     from mofl import losses
     from mofl import model as model_lib
+    from mofl import run_dir as run_dir_lib
     from mofl import trainer as trainer_lib
     from mofl.facemodel import assets as assets_lib
     from mofl.facemodel import default_assets
@@ -185,7 +186,7 @@ def main(argv):
     config = model_lib.ModelConfig(shape_dim=FLAGS.shape_dim, albedo_dim=FLAGS.albedo_dim)
     keras.utils.set_random_seed(FLAGS.seed)
     model = model_lib.FmlModel(assets, config)
-    trainer_lib.build_model(model, config)
+    run_dir_lib.build_model(model, config)
     mesh = assets.mesh
     num_params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     net_params = sum(int(np.prod(v.shape)) for v in model.network.trainable_variables)

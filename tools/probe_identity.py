@@ -138,9 +138,9 @@ def run_training(variant, run_dir):
 def measure(run_dir, checkpoint, samples, face_mask):
     """Measurements of one checkpoint on the held-out samples (see the module docstring)."""
     import tensorflow as tf
-    from mofl import trainer as trainer_lib
+    from mofl import run_dir as run_dir_lib
     from mofl.evaluation import identity as identity_lib
-    _, model, step = trainer_lib.load_run(run_dir, checkpoint)
+    _, model, step = run_dir_lib.load_run(run_dir, checkpoint)
     alphas, activations, landmark_rmse, identity = [], {r: [] for r in IDENTITY_PATH_ROWS}, [], []
     for start in range(0, len(samples['images']), 8):
         images = tf.constant(samples['images'][start:start + 8])
