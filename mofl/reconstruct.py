@@ -44,6 +44,7 @@ import numpy as np
 from mofl import startup
 startup.quiet_tensorflow()   # before anything imports TensorFlow
 
+from mofl import facemesh
 from mofl import inference
 from mofl.data import face_tracking
 from mofl.data import inputs as inputs_lib
@@ -243,7 +244,7 @@ def run(config: ReconstructConfig, model: Optional[inference.ReconstructionModel
     counts = {'frames_read': 0, 'reconstructed': 0, 'no_face': 0, 'unreadable': 0, 'groups': 0,
               'files': 0}
     names = []
-    with face_tracking.FaceTracker(config.min_detection_confidence) as tracker:
+    with facemesh.FaceTracker(config.min_detection_confidence) as tracker:
         for faces in iter_groups(config, tracker, model.image_size[0], counts, log):
             group_index = counts['groups']
             counts['groups'] += 1

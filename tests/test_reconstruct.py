@@ -10,6 +10,7 @@ import pytest
 
 import training_data
 from mofl import export as export_lib
+from mofl import facemesh
 from mofl import inference
 from mofl import model as model_lib
 from mofl import reconstruct
@@ -62,7 +63,7 @@ def test_astronaut_files_meshes_json_and_overlay(loaded, tmp_path):
 
     # Independent re-run of the same crop through the model: the files must hold its outputs.
     rgb = inputs_lib.read_image(astronaut)
-    with face_tracking.FaceTracker() as tracker:
+    with facemesh.FaceTracker() as tracker:
         face = face_tracking.crop_face(tracker, rgb, face_tracking.DEFAULT_CROP_SCALE, CROP,
                                        'a', astronaut)
     outputs = loaded.reconstruct(face.crop[None].astype(np.float32) / 255.0)

@@ -86,10 +86,11 @@ def record_samples(model, pattern, num_frames, max_samples):
 
 def image_samples(model, spec, max_samples):
     """Crops [1, S, S, 3] float32 of the images in `spec` where a face is found."""
+    from mofl import facemesh
     from mofl.data import face_tracking
     from mofl.data import inputs as inputs_lib
     count = 0
-    with face_tracking.FaceTracker() as tracker:
+    with facemesh.FaceTracker() as tracker:
         for path in inputs_lib.expand_inputs(spec):
             if count == max_samples:
                 return

@@ -119,12 +119,13 @@ def read_pairs(path):
 def real_scans(runs, pairs_path, with_scale):
     """Tables 1–2 protocol on real scans: reconstruct from the images, surface RMSE."""
     from mofl import run_dir as run_dir_lib
+    from mofl import facemesh
     from mofl.data import face_tracking
     from mofl.data import inputs as inputs_lib
     from mofl.evaluation import datasets, metrics
     pairs = read_pairs(pairs_path)
     results, failures = {}, 0
-    with face_tracking.FaceTracker() as tracker:
+    with facemesh.FaceTracker() as tracker:
         crops = {}
         for scan_path, images in pairs:   # detect and crop once, as mofl.reconstruct does
             try:
