@@ -12,6 +12,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from mofl import flags_common
 from mofl import startup
 startup.quiet_tensorflow()   # before anything imports TensorFlow
 
@@ -29,9 +30,8 @@ flags.DEFINE_string('data', None, 'TFRecord glob(s), comma separated, e.g. out/d
                     required=True)
 flags.DEFINE_string('output_dir', None, 'Checkpoints, TensorBoard logs, run description.',
                     required=True)
-flags.DEFINE_string('asset', None, 'Face asset .npz, or default:N (the default asset '
-                    'decimated to ~N vertices); default: the default asset, ICT-FaceKit when '
-                    'available else mediapipe. A resumed run reuses OUTPUT_DIR/assets.npz.')
+flags_common.define_asset_flag('default: the default asset, ICT-FaceKit when available else '
+                               'mediapipe. A resumed run reuses OUTPUT_DIR/assets.npz.')
 flags.DEFINE_integer('batch_size', 2, 'Multi-frame samples per step (global, all replicas).')
 flags.DEFINE_integer('num_frames', 4, 'M, frames per sample (paper: 4).')
 # Model.

@@ -21,11 +21,13 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from mofl import flags_common
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string('data', None, 'TFRecord glob of samples with ground truth '
                     '(tools.make_synthetic output).', required=True)
-flags.DEFINE_string('asset', None, 'Face asset the data was made with (.npz or default:N; '
-                    'default: the manifest\'s, else the default asset).')
+flags_common.define_asset_flag('the asset the data was made with; default: the manifest\'s, '
+                               'else the default asset.')
 flags.DEFINE_string('ict_dir', None, 'ICT-FaceKit folder, for data drawn from the ICT identity '
                     'model (default: $MOFL_ICT_DIR or ../shared/ict-facekit).')
 flags.DEFINE_list('identity', ['template', 'graph', 'ground_truth'],

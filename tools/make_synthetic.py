@@ -38,6 +38,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from mofl import flags_common
 from mofl import startup
 from mofl.facemodel import decimation   # NumPy only: flag checks stay fast
 
@@ -49,10 +50,10 @@ flags.DEFINE_integer('num_frames', 4, 'M, frames per sample.')
 flags.DEFINE_float('test_fraction', 0.25, 'Fraction of identities written to the test split.')
 flags.DEFINE_integer('num_shards', 1, 'Record files per split.')
 flags.DEFINE_integer('seed', 0, 'Seed of every random draw.')
-flags.DEFINE_string('asset', None, 'Face-asset .npz, or default:N for the default asset '
-                    'decimated to ~N vertices; default: mofl\'s default asset (ICT when its data '
-                    'is present, else mediapipe). A decimated asset\'s frames are rendered with '
-                    'the full mesh and its ground truth is stored on the asset\'s vertices.')
+flags_common.define_asset_flag('default: mofl\'s default asset (ICT when its data is present, '
+                               'else mediapipe). A decimated asset\'s frames are rendered with '
+                               'the full mesh and its ground truth is stored on the asset\'s '
+                               'vertices.')
 flags.DEFINE_integer('image_size', 240, 'Side of the square frames (multiple of 16, 64–240); '
                      'the camera keeps the 240 crop\'s field of view (f = 1000 px · N / 240).')
 flags.DEFINE_enum('identity_model', 'auto', ['auto', 'ict', 'procedural'],
