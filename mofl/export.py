@@ -220,8 +220,8 @@ def restore_run(checkpoint_dir=None, checkpoint=None):
         FileNotFoundError: naming the folder or prefix, when there is nothing to restore.
     """
     run_dir = find_run_dir(checkpoint_dir, checkpoint)
-    from mofl import trainer as trainer_lib   # imports the whole model: only when needed
-    return trainer_lib.load_run(run_dir, checkpoint=checkpoint)
+    from mofl import run_dir as run_dir_lib   # imports the whole model: only when needed
+    return run_dir_lib.load_run(run_dir, checkpoint=checkpoint)
 
 
 class Exported(NamedTuple):

@@ -83,6 +83,13 @@ IBUG68_MIRROR = np.array(
 
 MEDIAPIPE_TO_66 = MEDIAPIPE_TO_IBUG68[IBUG68_TO_66]
 
+# Regions of the 66-point layout (indices into the 66, see the order above).
+JAW_66 = slice(0, 17)
+RIGHT_BROW_66, LEFT_BROW_66 = list(range(17, 22)), list(range(22, 27))
+RIGHT_EYE_66, LEFT_EYE_66 = list(range(36, 42)), list(range(42, 48))
+OUTER_LIPS_66 = list(range(48, 60))
+INNER_MOUTH_66 = [48, 60, 61, 62, 54, 63, 64, 65]  # outer corners + the 6 inner-lip points
+
 
 def drop_inner_mouth_corners(landmarks68, axis=-2):
     """Turns 68-point iBUG landmarks into the paper's 66 by dropping 0-based points 60 and 64.

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from mofl import losses
+from mofl.facemodel import contour as contour_lib
 from mofl.facemodel import face_model as face_model_lib
 from mofl.facemodel import geometry
 from mofl.nets import fml_network
@@ -221,9 +222,9 @@ class FmlModel(keras.Model):
             image_size=self.config.image_size, mode=self.config.visibility)
 
         camera_vertices, normals, screen = unflat(camera_vertices), unflat(normals), unflat(screen)
-        contour = losses.select_contour_vertices(camera_vertices, unflat(rotation),
-                                                 self.contour_candidates, self.contour_directions)
-        landmark_vertices = losses.landmark_vertex_indices(self.landmark_indices, contour)
+        contour = contour_lib.select_contour_vertices(
+            camera_vertices, unflat(rotation), self.contour_candidates, self.contour_directions)
+        landmark_vertices = contour_lib.landmark_vertex_indices(self.landmark_indices, contour)
         landmarks = tf.gather(screen[..., :2], landmark_vertices, axis=2, batch_dims=2)
         outputs = dict(params)
         outputs.update({

@@ -6,7 +6,8 @@ r"""Reconstructs 3D faces from photos or a video with a trained FML model.
 
 `--model` is a SavedModel written by `tools.export_savedmodel` (a folder with saved_model.pb) or
 a `mofl.train` output directory (model_config.json, assets.npz, checkpoints/; its latest
-checkpoint is used). Both go through `load_model`, which returns the same `ReconstructionModel`.
+checkpoint is used). Both go through `mofl.inference.load_model`, which returns the same
+`ReconstructionModel`.
 
 Every input frame goes through the preprocessing's face tracking and crop
 (`mofl.data.face_tracking`: FaceMesh landmarks → `square_crop_box` → `crop_and_resize` to the
@@ -32,293 +33,31 @@ status: 0 when at least one frame was reconstructed, 1 when none was, 2 when the
 be loaded or the arguments are wrong.
 """
 import dataclasses
-import glob
-import inspect
 import json
 import os
 import sys
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import List, Optional
 
-import cv2
 import numpy as np
 
 from mofl import startup
 startup.quiet_tensorflow()   # before anything imports TensorFlow
 
+from mofl import facemesh
+from mofl import inference
 from mofl.data import face_tracking
-from mofl.data import video as video_lib
+from mofl.data import inputs as inputs_lib
 from mofl.facemodel import mesh_io
-from mofl.render import camera as camera_lib
-from mofl.render import image_renderer
 from mofl.render import overlay
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
-VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg')
-# The preprocessing crop (tools/preprocess.py --crop_scale) is square_crop_box's default scale.
-DEFAULT_CROP_SCALE = inspect.signature(face_tracking.square_crop_box).parameters['scale'].default
 EXIT_OK, EXIT_NOTHING_RECONSTRUCTED, EXIT_BAD_MODEL_OR_ARGS = 0, 1, 2
-PROJECTED_LANDMARK_COLOR = (255, 64, 64)
-DETECTED_LANDMARK_COLOR = (0, 255, 0)
 
 
-class ModelLoadError(RuntimeError):
-    """`--model` names nothing loadable; the message says what was expected."""
+# ----------------------------------------------------------------------------- outputs
 
-
-class InputError(ValueError):
-    """An input file is missing, unreadable or of an unknown type."""
-
-
-# ----------------------------------------------------------------------------- model adapter
-
-@dataclasses.dataclass
-class ReconstructionModel:
-    """A trained model behind one interface, whether it came from a SavedModel or a checkpoint.
-
-    Attributes:
-        reconstruct: images [N, H, W, 3] float32 in [0, 1] of ONE person -> dict of numpy arrays
-            named as in `mofl.export.OUTPUTS` (vertices [N, V, 3], identity_vertices [V, 3],
-            albedo [V, 3], colors [N, V, 3], euler_angles [N, 3], translation [N, 3], sh [N, 27],
-            expression [N, b], shape_params [g], reflectance_params [a], landmarks [N, 66, 2],
-            ...).
-        triangles: [T, 3] int32.
-        expression_names: [b] str.
-        camera: the model's camera (crop intrinsics and image size).
-        license: licence notice of the face asset ('' when the source does not carry one).
-        info: JSON-ready description: kind ('saved_model' | 'checkpoint'), path, step,
-            asset_source, shape_dim, albedo_dim, focal_length, image_size, visibility_mode.
-    """
-    reconstruct: Callable[[np.ndarray], Dict[str, np.ndarray]]
-    triangles: np.ndarray
-    expression_names: List[str]
-    camera: camera_lib.Camera
-    license: str
-    info: dict
-
-    @property
-    def image_size(self) -> Tuple[int, int]:
-        return tuple(self.camera.image_size)
-
-
-def load_model(path) -> ReconstructionModel:
-    """Loads `path`: a SavedModel folder (saved_model.pb) or a mofl.train output directory
-    (model_config.json; also accepted: its checkpoints/ folder).
-
-    Raises:
-        ModelLoadError: naming the path and what it lacks.
-    """
-    from mofl import export as export_lib   # TensorFlow loads only once a model is needed
-    if not path or not os.path.exists(path):
-        raise ModelLoadError(f'--model={path!r}: no such file or directory')
-    if not os.path.isdir(path):
-        raise ModelLoadError(f'--model={path}: not a folder; expected a SavedModel (with '
-                             'saved_model.pb) or a mofl.train output directory (with '
-                             'model_config.json)')
-    if os.path.exists(os.path.join(path, 'saved_model.pb')):
-        try:
-            exported = export_lib.load_exported(path)
-        except (OSError, ValueError) as e:
-            raise ModelLoadError(f'--model={path}: could not load the SavedModel ({e})') from e
-        return _from_metadata(exported.reconstruct, exported.metadata,
-                              license_text=str(exported.metadata.get('license', '')),
-                              kind='saved_model', path=path)
-    try:
-        assets, model, step = export_lib.restore_run(checkpoint_dir=path)
-    except (FileNotFoundError, ValueError) as e:
-        raise ModelLoadError(f'--model={path}: neither a SavedModel (no saved_model.pb) nor '
-                             f'a loadable mofl.train output directory ({e})') from e
-    # The export module's serving function is the very graph a SavedModel would hold, so both
-    # sources give identical outputs.
-    module = export_lib.ExportModule(model, assets, step)
-
-    def reconstruct(images):
-        outputs = module.reconstruct(np.asarray(images, np.float32))
-        return {name: value.numpy() for name, value in outputs.items()}
-
-    metadata = {name: export_lib._to_numpy(value)  # pylint: disable=protected-access
-                for name, value in module.metadata().items()}
-    return _from_metadata(reconstruct, metadata, license_text=str(assets.mesh.license),
-                          kind='checkpoint', path=path)
-
-
-def _from_metadata(reconstruct, metadata, license_text, kind, path):
-    """A ReconstructionModel from the export's `metadata` dict (the same for both sources)."""
-    height, width = (int(s) for s in metadata['image_size'])
-    focal = float(metadata['focal_length'])
-    principal_u, principal_v = (float(c) for c in metadata['principal_point'])
-    camera = camera_lib.Camera(focal_x=focal, focal_y=focal, principal_x=principal_u,
-                               principal_y=principal_v, image_size=(height, width))
-    info = {
-        'kind': kind,
-        'path': os.path.abspath(path),
-        'step': int(metadata['step']),
-        'asset_source': str(metadata['asset_source']),
-        'shape_dim': int(metadata['shape_dim']),
-        'albedo_dim': int(metadata['albedo_dim']),
-        'focal_length_px': focal,
-        'principal_point_px': [principal_u, principal_v],
-        'image_size_hw': [height, width],
-        'visibility_mode': str(metadata.get('visibility_mode', '')),
-    }
-    return ReconstructionModel(
-        reconstruct=reconstruct, triangles=np.asarray(metadata['triangles'], np.int32),
-        expression_names=[str(n) for n in np.asarray(metadata['expression_names']).reshape(-1)],
-        camera=camera, license=license_text, info=info)
-
-
-# ----------------------------------------------------------------------------- inputs
-
-@dataclasses.dataclass
-class CroppedFace:
-    """One input frame with a detected face, cropped as in preprocessing.
-
-    Attributes:
-        name: output file stem.
-        source: the input file.
-        frame_index: frame number in a video (None for an image).
-        crop: [S, S, 3] uint8 RGB model input.
-        box: [3] (x0, y0, side) of the crop in input pixels.
-        landmarks_image: [66, 2] detected landmarks, input pixels.
-        landmarks_crop: [66, 2] the same in crop pixels.
-        score: face-detection score.
-        input_size: (H, W) of the input frame.
-    """
-    name: str
-    source: str
-    frame_index: Optional[int]
-    crop: np.ndarray
-    box: np.ndarray
-    landmarks_image: np.ndarray
-    landmarks_crop: np.ndarray
-    score: float
-    input_size: Tuple[int, int]
-
-
-def expand_inputs(spec) -> List[str]:
-    """Comma-separated paths and/or globs -> paths, in order (globs sorted). A glob that
-    matches nothing and a missing literal path are kept, so they are reported as unreadable."""
-    paths = []
-    for item in (p.strip() for p in str(spec).split(',')):
-        if not item:
-            continue
-        matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
-        paths.extend(matches or [item])
-    return paths
-
-
-def is_video(path):
-    return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
-
-
-def read_image(path):
-    """RGB uint8 [H, W, 3] of an image file.
-
-    Raises:
-        InputError: missing or undecodable file.
-    """
-    if not os.path.isfile(path):
-        raise InputError(f'{path}: ' + ('matches no file' if glob.has_magic(path) else
-                                         'no such file'))
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise InputError(f'{path}: not a readable image')
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def read_video_frames(path, frame_stride=1, max_frames=0) -> Iterator[Tuple[int, np.ndarray]]:
-    """(frame number, RGB uint8 frame) of every `frame_stride`-th frame of a video.
-
-    Args:
-        path: video file.
-        frame_stride: keep frames 0, s, 2s, ...
-        max_frames: stop after this many kept frames (0: no limit).
-
-    Raises:
-        InputError: missing file, or no frame could be decoded.
-    """
-    if not os.path.isfile(path):
-        raise InputError(f'{path}: no such file')
-    decoded = False
-    for number, frame in video_lib.iter_frames(path, frame_stride, max_kept=max_frames):
-        decoded = True
-        yield number, frame
-    if not decoded:
-        raise InputError(f'{path}: not a readable video (no frame decoded)')
-
-
-def crop_face(tracker, image_rgb, crop_scale, crop_size, name, source, frame_index=None):
-    """Detects the face of one frame and crops it exactly as tools/preprocess.py does.
-
-    Returns:
-        CroppedFace, or None when no face is found.
-    """
-    face = tracker.detect(image_rgb)
-    if face is None:
-        return None
-    box = face_tracking.square_crop_box(face.landmarks, crop_scale)
-    return CroppedFace(
-        name=name, source=source, frame_index=frame_index,
-        crop=face_tracking.crop_and_resize(image_rgb, box, crop_size), box=box,
-        landmarks_image=np.asarray(face.landmarks, np.float32),
-        landmarks_crop=face_tracking.to_crop_coordinates(face.landmarks, box, crop_size),
-        score=float(face.score), input_size=tuple(int(s) for s in image_rgb.shape[:2]))
-
-
-def crop_to_image_coordinates(points, box, crop_size):
-    """Inverse of `face_tracking.to_crop_coordinates`: [L, 2] crop pixels -> input pixels."""
-    x0, y0, side = box
-    return np.asarray(points, np.float64) * (side / crop_size) + np.array([x0, y0])
-
-
-# ----------------------------------------------------------------------------- reconstruction
-
-@dataclasses.dataclass
-class FrameResult:
-    """The model's outputs for one frame of a group (numpy; shapes as in `ReconstructionModel`,
-    without the frame axis)."""
-    face: CroppedFace
-    outputs: Dict[str, np.ndarray]
-    overlay: np.ndarray
-
-
-def reconstruct_group(model: ReconstructionModel, faces: List[CroppedFace]) -> List[FrameResult]:
-    """Reconstructs the frames of one person together and renders their overlays.
-
-    Args:
-        model: a ReconstructionModel.
-        faces: the group's CroppedFace list (N ≥ 1), crops of the model's input size.
-
-    Returns:
-        one FrameResult per face; identity outputs (shape_params, reflectance_params, albedo,
-        identity_vertices) are the group's shared values.
-    """
-    images = np.stack([f.crop for f in faces]).astype(np.float32) / 255.0   # [N, S, S, 3]
-    outputs = model.reconstruct(images)
-    rendered = image_renderer.render_image(
-        outputs['vertices'], model.triangles, outputs['albedo'], outputs['sh'],
-        outputs['euler_angles'], outputs['translation'], camera=model.camera, background=images)
-    shared = {'identity_vertices', 'albedo', 'shape_params', 'reflectance_params', 'triangles'}
-    results = []
-    for i, face in enumerate(faces):
-        frame = {k: (v if k in shared else v[i]) for k, v in outputs.items()}
-        results.append(FrameResult(face=face, outputs=frame,
-                                   overlay=overlay_row(face, frame, rendered, i)))
-    return results
-
-
-def overlay_row(face, frame_outputs, rendered, index):
-    """uint8 [S, 4·S + 6, 3]: input crop | render over input | albedo | geometry (normals)."""
-    crop = overlay.draw_landmarks(face.crop, face.landmarks_crop, DETECTED_LANDMARK_COLOR)
-    render = overlay.draw_landmarks(np.asarray(rendered.image[index]),
-                                    frame_outputs['landmarks'], PROJECTED_LANDMARK_COLOR)
-    panels = [crop, render, np.asarray(rendered.albedo[index]),
-              np.asarray(rendered.normals[index])]
-    return overlay.side_by_side(panels, labels=['input', 'render', 'albedo', 'geometry'])
-
-
-def frame_record(result: FrameResult, model: ReconstructionModel, group_index, group_names,
-                 crop_scale):
+def frame_record(result: inference.FrameResult, model: inference.ReconstructionModel,
+                 group_index, group_names, crop_scale):
     """The JSON-ready description of one reconstructed frame (NAME.json)."""
     face, out = result.face, result.outputs
     crop_size = model.image_size[0]
@@ -348,8 +87,8 @@ def frame_record(result: FrameResult, model: ReconstructionModel, group_index, g
             'detected_crop_px': as_list(face.landmarks_crop),
             'detected_image_px': as_list(face.landmarks_image),
             'projected_crop_px': as_list(projected),
-            'projected_image_px': as_list(crop_to_image_coordinates(projected, face.box,
-                                                                    crop_size)),
+            'projected_image_px': as_list(face_tracking.crop_to_image_coordinates(
+                projected, face.box, crop_size)),
             'rmse_crop_px': rmse,
         },
         'model': model.info,
@@ -358,8 +97,8 @@ def frame_record(result: FrameResult, model: ReconstructionModel, group_index, g
     }
 
 
-def write_frame_outputs(result: FrameResult, model: ReconstructionModel, output_dir,
-                        record) -> List[str]:
+def write_frame_outputs(result: inference.FrameResult, model: inference.ReconstructionModel,
+                        output_dir, record) -> List[str]:
     """Writes NAME.obj/.ply (shaded), NAME_albedo.obj/.ply, NAME.json, NAME_overlay.png.
 
     Returns:
@@ -382,7 +121,7 @@ def write_frame_outputs(result: FrameResult, model: ReconstructionModel, output_
     return paths + [stem + '.json', stem + '_overlay.png']
 
 
-def mesh_header(model: ReconstructionModel, face: CroppedFace):
+def mesh_header(model: inference.ReconstructionModel, face: face_tracking.CroppedFace):
     """OBJ comment: what the file is and the face asset's licence."""
     lines = [f'mofl FML reconstruction of {os.path.basename(face.source)}'
              + ('' if face.frame_index is None else f' frame {face.frame_index}'),
@@ -406,7 +145,7 @@ class ReconstructConfig:
     group_size: int = 4
     frame_stride: int = 1
     max_frames: int = 0
-    crop_scale: float = DEFAULT_CROP_SCALE
+    crop_scale: float = face_tracking.DEFAULT_CROP_SCALE
     all_images_one_person: bool = True
     min_detection_confidence: float = 0.5
 
@@ -429,21 +168,22 @@ def iter_groups(config: ReconstructConfig, tracker, crop_size, counts, log=print
 
     `counts` (a dict) receives frames_read, no_face, unreadable.
     """
-    paths = expand_inputs(config.input)
-    videos = [p for p in paths if is_video(p)]
-    images = [p for p in paths if not is_video(p)]
+    paths = inputs_lib.expand_inputs(config.input)
+    videos = [p for p in paths if inputs_lib.is_video(p)]
+    images = [p for p in paths if not inputs_lib.is_video(p)]
     used_names = set()
     pending = []
     for path in images:
         try:
-            rgb = read_image(path)
-        except InputError as e:
+            rgb = inputs_lib.read_image(path)
+        except inputs_lib.InputError as e:
             counts['unreadable'] += 1
             log(f'ERROR unreadable input: {e}')
             continue
         counts['frames_read'] += 1
         name = _unique_name(os.path.splitext(os.path.basename(path))[0], used_names)
-        face = crop_face(tracker, rgb, config.crop_scale, crop_size, name, path)
+        face = face_tracking.crop_face(tracker, rgb, config.crop_scale, crop_size, name,
+                                       path)
         if face is None:
             counts['no_face'] += 1
             log(f'ERROR no face found in {path}: skipped')
@@ -459,10 +199,11 @@ def iter_groups(config: ReconstructConfig, tracker, crop_size, counts, log=print
         stem = _unique_name(os.path.splitext(os.path.basename(path))[0], used_names)
         group = []
         try:
-            for number, rgb in read_video_frames(path, config.frame_stride, config.max_frames):
+            for number, rgb in inputs_lib.read_video_frames(path, config.frame_stride,
+                                                            config.max_frames):
                 counts['frames_read'] += 1
-                face = crop_face(tracker, rgb, config.crop_scale, crop_size,
-                                 f'{stem}_f{number:05d}', path, number)
+                face = face_tracking.crop_face(tracker, rgb, config.crop_scale, crop_size,
+                                               f'{stem}_f{number:05d}', path, number)
                 if face is None:
                     counts['no_face'] += 1
                     log(f'ERROR no face found in {path} frame {number}: skipped')
@@ -471,21 +212,21 @@ def iter_groups(config: ReconstructConfig, tracker, crop_size, counts, log=print
                 if len(group) == config.group_size:
                     yield group
                     group = []
-        except InputError as e:
+        except inputs_lib.InputError as e:
             counts['unreadable'] += 1
             log(f'ERROR unreadable input: {e}')
         if group:
             yield group
 
 
-def run(config: ReconstructConfig, model: Optional[ReconstructionModel] = None,
+def run(config: ReconstructConfig, model: Optional[inference.ReconstructionModel] = None,
         log=print_progress):
     """Reconstructs every input of `config` and writes the outputs.
 
     Args:
         config: ReconstructConfig.
-        model: an already loaded model (default: `load_model(config.model)`, which raises
-            ModelLoadError).
+        model: an already loaded model (default: `inference.load_model(config.model)`, which
+            raises inference.ModelLoadError).
         log: progress printer.
 
     Returns:
@@ -495,7 +236,7 @@ def run(config: ReconstructConfig, model: Optional[ReconstructionModel] = None,
     if config.group_size < 1 or config.frame_stride < 1 or config.max_frames < 0:
         raise ValueError('--group_size and --frame_stride must be >= 1, --max_frames >= 0')
     start = time.time()
-    model = model or load_model(config.model)
+    model = model or inference.load_model(config.model)
     info = model.info
     log(f"model: {info['kind']} {info['path']} (step {info['step']}, {info['asset_source']} "
         f"asset, {len(model.expression_names)} expressions)")
@@ -503,12 +244,12 @@ def run(config: ReconstructConfig, model: Optional[ReconstructionModel] = None,
     counts = {'frames_read': 0, 'reconstructed': 0, 'no_face': 0, 'unreadable': 0, 'groups': 0,
               'files': 0}
     names = []
-    with face_tracking.FaceTracker(config.min_detection_confidence) as tracker:
+    with facemesh.FaceTracker(config.min_detection_confidence) as tracker:
         for faces in iter_groups(config, tracker, model.image_size[0], counts, log):
             group_index = counts['groups']
             counts['groups'] += 1
             group_names = [f.name for f in faces]
-            results = reconstruct_group(model, faces)
+            results = inference.reconstruct_group(model, faces)
             for result in results:
                 record = frame_record(result, model, group_index, group_names, config.crop_scale)
                 counts['files'] += len(write_frame_outputs(result, model, config.output_dir,
@@ -549,8 +290,8 @@ def _define_flags():
     flags.DEFINE_integer('frame_stride', 1, 'Video: use every n-th frame.')
     flags.DEFINE_integer('max_frames', 0, 'Video: reconstruct at most this many frames (after '
                          'the stride); 0: all.')
-    flags.DEFINE_float('crop_scale', DEFAULT_CROP_SCALE, 'Crop side relative to the landmarks\' '
-                       'bounding box (as tools.preprocess).')
+    flags.DEFINE_float('crop_scale', face_tracking.DEFAULT_CROP_SCALE, 'Crop side relative to '
+                       'the landmarks\' bounding box (as tools.preprocess).')
     flags.DEFINE_bool('all_images_one_person', True, 'Images: reconstruct all of them as one '
                       'person (shared identity); false: each image alone.')
     flags.DEFINE_float('min_detection_confidence', 0.5, 'mediapipe face-detector threshold.')
@@ -567,7 +308,7 @@ def main(argv):
                                   for f in dataclasses.fields(ReconstructConfig)})
     try:
         summary = run(config)
-    except (ModelLoadError, ValueError) as e:
+    except (inference.ModelLoadError, ValueError) as e:
         print(f'ERROR {e}', file=sys.stderr)
         return EXIT_BAD_MODEL_OR_ARGS
     print(f"done: {summary['reconstructed']} frame(s) reconstructed in {summary['groups']} "

@@ -12,11 +12,13 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from mofl import flags_common
 from mofl import startup
 startup.quiet_tensorflow()   # before anything imports TensorFlow
 
 from mofl import losses
 from mofl import model as model_lib
+from mofl import run_dir as run_dir_lib
 from mofl import trainer as trainer_lib
 from mofl.facemodel import assets as assets_lib
 from mofl.facemodel import default_assets
@@ -28,9 +30,8 @@ flags.DEFINE_string('data', None, 'TFRecord glob(s), comma separated, e.g. out/d
                     required=True)
 flags.DEFINE_string('output_dir', None, 'Checkpoints, TensorBoard logs, run description.',
                     required=True)
-flags.DEFINE_string('asset', None, 'Face asset .npz, or default:N (the default asset '
-                    'decimated to ~N vertices); default: the default asset, ICT-FaceKit when '
-                    'available else mediapipe. A resumed run reuses OUTPUT_DIR/assets.npz.')
+flags_common.define_asset_flag('default: the default asset, ICT-FaceKit when available else '
+                               'mediapipe. A resumed run reuses OUTPUT_DIR/assets.npz.')
 flags.DEFINE_integer('batch_size', 2, 'Multi-frame samples per step (global, all replicas).')
 flags.DEFINE_integer('num_frames', 4, 'M, frames per sample (paper: 4).')
 # Model.
@@ -168,13 +169,13 @@ def main(argv):
             assets, name = default_assets.load_asset(FLAGS.asset)
             logging.info('Using the face asset %s', name)
         model_config = model_lib.resolve_initial_translation(assets, model_config)
-        trainer_lib.check_resumed_model_config(FLAGS.output_dir, model_config)
+        run_dir_lib.check_resumed_model_config(FLAGS.output_dir, model_config)
         trainer = trainer_lib.Trainer(assets, model_config, train_config)
     except (assets_lib.AssetError, FileNotFoundError, ValueError) as e:
         logging.error('%s', e)
         return 1
     if trainer.is_chief:
-        trainer_lib.save_run_description(FLAGS.output_dir, assets, model_config, train_config)
+        run_dir_lib.save_run_description(FLAGS.output_dir, assets, model_config, train_config)
     start = trainer.restore()
     logging.info('Training %d→%d steps on %s with %d replica(s); %d trainable parameters',
                  start, train_config.total_steps, FLAGS.data, trainer.num_replicas,

@@ -36,7 +36,6 @@ The step counter, every optimizer's state and (optionally) the input iterator ar
 so a killed run resumes exactly where its last checkpoint left it.
 """
 import dataclasses
-import json
 import math
 import os
 import time
@@ -50,7 +49,7 @@ from absl import logging
 from mofl import losses
 from mofl import model as model_lib
 from mofl import optim
-from mofl.facemodel import assets as assets_lib
+from mofl import run_dir
 
 STAGE_NAMES = ('expression_pretraining', 'end_to_end', 'reflectance_finetuning')
 PARAMETER_GROUPS = ('trunk', 'frame_head', 'identity_path', 'shape_basis', 'reflectance')
@@ -250,86 +249,6 @@ def make_strategy(name, num_cpu_devices=0):
     raise ValueError(f'unknown --strategy={name!r} (default, mirrored or multi_worker)')
 
 
-def check_resumed_model_config(output_dir, model_config):
-    """Raises ValueError when OUTPUT_DIR already holds a run whose model differs from
-    `model_config` (resuming it would not restore, and would overwrite its description)."""
-    path = os.path.join(output_dir, 'model_config.json')
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        saved = json.load(f)
-    # Settings added after the run was written take their defaults (what the run used).
-    saved = {**json.loads(json.dumps(dataclasses.asdict(model_lib.ModelConfig()))), **saved}
-    wanted = json.loads(json.dumps(dataclasses.asdict(model_config)))
-    changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-    if changed:
-        details = ', '.join(f'{k}: run {saved.get(k)!r} vs flags {wanted.get(k)!r}'
-                            for k in changed)
-        raise ValueError(f'{output_dir} holds a run with another model ({details}); resume it '
-                         'with its own settings or choose a new --output_dir')
-
-
-def save_run_description(output_dir, assets, model_config, train_config):
-    """Writes the asset and both configs beside the checkpoints, so export, evaluation and a
-    resumed run rebuild exactly this model."""
-    os.makedirs(output_dir, exist_ok=True)
-    asset_path = os.path.join(output_dir, 'assets.npz')
-    if not os.path.exists(asset_path):
-        assets.save(asset_path)
-    with open(os.path.join(output_dir, 'model_config.json'), 'w') as f:
-        json.dump(dataclasses.asdict(model_config), f, indent=2)
-    with open(os.path.join(output_dir, 'train_config.json'), 'w') as f:
-        json.dump(dataclasses.asdict(train_config), f, indent=2)
-
-
-def load_run(output_dir, checkpoint=None):
-    """Rebuilds (assets, FmlModel) of a training run directory and restores a checkpoint
-    (model weights only).
-
-    Args:
-        output_dir: a mofl.train output directory.
-        checkpoint: optional checkpoint prefix (e.g. RUN/checkpoints/ckpt-400); default the
-            run's latest checkpoint.
-
-    Returns:
-        (assets, model, step) — step is the restored global step.
-
-    Raises:
-        FileNotFoundError: naming the folder or prefix, when there is nothing to restore (checked
-            before the model is built).
-    """
-    config_path = os.path.join(output_dir, 'model_config.json')
-    if not os.path.exists(config_path):
-        raise FileNotFoundError(f'{output_dir}: no model_config.json; is this a mofl.train '
-                                'output directory?')
-    if checkpoint is None:
-        checkpoint = tf.train.latest_checkpoint(os.path.join(output_dir, 'checkpoints'))
-        if checkpoint is None:
-            raise FileNotFoundError(f'{output_dir}/checkpoints: no checkpoint to load (has the '
-                                    'run saved one yet? see --checkpoint_every of mofl.train)')
-    elif not tf.io.gfile.exists(checkpoint + '.index'):
-        raise FileNotFoundError(f'{checkpoint}: no such checkpoint (no {checkpoint}.index)')
-    with open(config_path) as f:
-        values = json.load(f)
-    values['image_size'] = tuple(values['image_size'])
-    if values.get('initial_translation') is not None:
-        values['initial_translation'] = tuple(values['initial_translation'])
-    model_config = model_lib.ModelConfig(**values)
-    assets = assets_lib.FaceAssets.load(os.path.join(output_dir, 'assets.npz'))
-    model = model_lib.FmlModel(assets, model_config)
-    build_model(model, model_config)
-    step = tf.Variable(0, dtype=tf.int64)
-    status = tf.train.Checkpoint(model=model, step=step).restore(checkpoint)
-    status.expect_partial().assert_existing_objects_matched()
-    return assets, model, int(step.numpy())
-
-
-def build_model(model, model_config):
-    """Creates every variable by one forward pass on a dummy batch (needed before restoring)."""
-    height, width = model_config.image_size
-    model(tf.zeros([1, 1, height, width, 3]))
-
-
 class Trainer:
     """Owns the strategy, model, optimizers, data, checkpoints and summaries of one run."""
 
@@ -358,7 +277,7 @@ class Trainer:
         with self.strategy.scope():
             keras.utils.set_random_seed(train_config.seed)
             self.model = model_lib.FmlModel(assets, model_config)
-            build_model(self.model, model_config)
+            run_dir.build_model(self.model, model_config)
             self.group_variables = parameter_groups(self.model)
             self.optimizers = make_optimizers(self.group_variables, train_config.learning_rate)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')

@@ -89,6 +89,7 @@ def test_small_crops_train_report_and_refuse_mismatches(tmp_path):
 def test_decimated_asset_data_keeps_ground_truth_on_its_vertices(tmp_path, ict_dir):
     from mofl.data import pipeline
     from mofl.data import synthetic
+    from mofl.data import synthetic_identity
     from mofl.facemodel import decimation
     from mofl.facemodel import graph
     from mofl.facemodel.sources import ict
@@ -107,7 +108,7 @@ def test_decimated_asset_data_keeps_ground_truth_on_its_vertices(tmp_path, ict_d
     samples = pipeline.load_ground_truth_samples(f'{data}/train-*', 2, 2)
     assert samples['images'].shape[2:4] == (64, 64)
     generator = synthetic.SyntheticGenerator(
-        full, synthetic.make_identity_model('ict', full, ict_dir), seed=4)
+        full, synthetic_identity.make_identity_model('ict', full, ict_dir), seed=4)
     for n in range(2):
         expected = generator.identity(n).vertices[coarse.full_vertex_indices]
         np.testing.assert_allclose(samples['gt_vertices'][n], expected, atol=1e-4)

@@ -11,6 +11,7 @@ import tensorflow as tf
 import training_data
 from mofl import export as export_lib
 from mofl import model as model_lib
+from mofl import run_dir as run_dir_lib
 from mofl import trainer as trainer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,8 +43,8 @@ def trained_run(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp('export') / 'run')
     assets = training_data.tiny_assets()
     model = model_lib.FmlModel(assets, CONFIG)
-    trainer_lib.build_model(model, CONFIG)
-    trainer_lib.save_run_description(run_dir, assets, CONFIG, trainer_lib.TrainConfig())
+    run_dir_lib.build_model(model, CONFIG)
+    run_dir_lib.save_run_description(run_dir, assets, CONFIG, trainer_lib.TrainConfig())
     step = tf.Variable(0, dtype=tf.int64)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, step=step),
                                          os.path.join(run_dir, 'checkpoints'), max_to_keep=5)
@@ -188,7 +189,7 @@ def test_missing_run_description_names_the_folder(tmp_path):
 
 def test_binary_exits_1_without_checkpoint(tmp_path):
     run_dir = str(tmp_path / 'untrained_run')
-    trainer_lib.save_run_description(run_dir, training_data.tiny_assets(), CONFIG,
+    run_dir_lib.save_run_description(run_dir, training_data.tiny_assets(), CONFIG,
                                      trainer_lib.TrainConfig())
     output_dir = str(tmp_path / 'saved_model')
     result = subprocess.run(

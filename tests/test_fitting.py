@@ -7,13 +7,14 @@ import pytest
 import training_data
 from mofl import fitting
 from mofl.data import synthetic
+from mofl.data import synthetic_identity
 from mofl.evaluation import metrics
 
 @pytest.fixture(scope='module')
 def scene():
     """Small grid-face assets and 3 identities × 2 frames rendered from its procedural model."""
     assets = training_data.tiny_assets(n=21, num_nodes=30)
-    identity_model = synthetic.procedural_identity_model(assets.mesh)
+    identity_model = synthetic_identity.procedural_identity_model(assets.mesh)
     generator = synthetic.SyntheticGenerator(assets.mesh, identity_model, seed=5)
     samples = generator.render([generator.scene(generator.identity(i), 0, 2)
                                 for i in range(3)])

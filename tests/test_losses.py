@@ -1,10 +1,11 @@
-"""Tests of mofl.losses (eq. 8–12) on tiny hand-computed cases."""
+"""Tests of mofl.losses (eq. 8–12) and mofl.facemodel.contour on tiny hand-computed cases."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from jacobians import assert_jacobian_matches_numerical
 from mofl import losses
+from mofl.facemodel import contour
 
 
 def _grad(fn, x):
@@ -96,7 +97,7 @@ def _contour_scene():
 
 def test_select_contour_vertices_picks_the_outermost_projection():
     vertices, rotations, candidates, outward, expected = _contour_scene()
-    chosen = losses.select_contour_vertices(vertices, rotations, candidates, outward)
+    chosen = contour.select_contour_vertices(vertices, rotations, candidates, outward)
     assert chosen.dtype == tf.int32
     np.testing.assert_array_equal(chosen, expected)
 
@@ -116,8 +117,8 @@ def test_select_contour_vertices_lands_on_the_silhouette_of_a_turned_surface():
         rotation = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0],
                              [-np.sin(yaw), 0, np.cos(yaw)]], np.float32)
         points = model @ rotation.T + np.array([0, 0, -distance], np.float32)
-        chosen = losses.select_contour_vertices(points[None, None], rotation[None, None], line,
-                                                outward).numpy()[0, 0, 0]
+        chosen = contour.select_contour_vertices(points[None, None], rotation[None, None], line,
+                                                 outward).numpy()[0, 0, 0]
         normal = rotation @ np.array([np.sin(angles[chosen]), 0, np.cos(angles[chosen])])
         ray = points[chosen] / np.linalg.norm(points[chosen])
         assert abs(float(normal @ ray)) < np.sin(np.radians(0.6)), (yaw_deg, chosen)
@@ -128,8 +129,8 @@ def test_select_contour_vertices_carries_no_gradient_and_landmarks_stay_differen
     vertices = tf.Variable(vertices)
     landmark_indices = np.arange(66, dtype=np.int32) % 7
     with tf.GradientTape() as tape:
-        chosen = losses.select_contour_vertices(vertices, rotations, candidates, outward)
-        indices = losses.landmark_vertex_indices(landmark_indices, chosen)
+        chosen = contour.select_contour_vertices(vertices, rotations, candidates, outward)
+        indices = contour.landmark_vertex_indices(landmark_indices, chosen)
         points = tf.gather(vertices, indices, axis=2, batch_dims=2)   # [1, 2, 66, 3]
         value = tf.reduce_sum(points[..., 0])
     np.testing.assert_array_equal(indices[..., :17], chosen)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mofl import facemesh
 from mofl import landmarks as landmark_layout
 from mofl import sample_data
 from mofl.data import face_tracking
@@ -32,7 +33,7 @@ def _stand_in_landmarks_3d(path):
     """A [66, 3] mm template measured with FaceMesh on the frontal astronaut image, made
     left/right symmetric (test fixture only; the library uses the face asset)."""
     image = cv2.cvtColor(cv2.imread(sample_data.astronaut_path()), cv2.COLOR_BGR2RGB)
-    with face_tracking.FaceTracker() as tracker:
+    with facemesh.FaceTracker() as tracker:
         face = tracker.detect(image)
     pts = landmark_layout.mediapipe_to_66(face.mesh_landmarks).astype(np.float64)
     pts = np.stack([pts[:, 0], -pts[:, 1], -pts[:, 2]], -1)  # image → model axes

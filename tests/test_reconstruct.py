@@ -10,10 +10,13 @@ import pytest
 
 import training_data
 from mofl import export as export_lib
+from mofl import facemesh
+from mofl import inference
 from mofl import model as model_lib
 from mofl import reconstruct
 from mofl import sample_data
 from mofl.data import face_tracking
+from mofl.data import inputs as inputs_lib
 from mofl.facemodel import mesh_io
 from tools import visualize_modes
 
@@ -38,7 +41,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def loaded(run_dir):
-    return reconstruct.load_model(run_dir)
+    return inference.load_model(run_dir)
 
 
 def _config(inputs, output_dir, **kwargs):
@@ -59,10 +62,10 @@ def test_astronaut_files_meshes_json_and_overlay(loaded, tmp_path):
         assert (out / f'astronaut{suffix}').is_file(), suffix
 
     # Independent re-run of the same crop through the model: the files must hold its outputs.
-    rgb = reconstruct.read_image(astronaut)
-    with face_tracking.FaceTracker() as tracker:
-        face = reconstruct.crop_face(tracker, rgb, reconstruct.DEFAULT_CROP_SCALE, CROP, 'a',
-                                     astronaut)
+    rgb = inputs_lib.read_image(astronaut)
+    with facemesh.FaceTracker() as tracker:
+        face = face_tracking.crop_face(tracker, rgb, face_tracking.DEFAULT_CROP_SCALE, CROP,
+                                       'a', astronaut)
     outputs = loaded.reconstruct(face.crop[None].astype(np.float32) / 255.0)
     want_vertices = outputs['vertices'][0]
     num_vertices = len(want_vertices)
@@ -95,8 +98,8 @@ def test_astronaut_files_meshes_json_and_overlay(loaded, tmp_path):
     np.testing.assert_allclose(landmarks['projected_crop_px'], outputs['landmarks'][0], atol=1e-4)
     box = record['face']['crop_box']
     # Detected landmarks in the crop map back onto the detected image landmarks.
-    back = reconstruct.crop_to_image_coordinates(landmarks['detected_crop_px'],
-                                                 (box['x0'], box['y0'], box['side']), CROP)
+    back = face_tracking.crop_to_image_coordinates(landmarks['detected_crop_px'],
+                                                   (box['x0'], box['y0'], box['side']), CROP)
     np.testing.assert_allclose(back, landmarks['detected_image_px'], atol=1e-3)
     assert record['model']['kind'] == 'checkpoint' and record['model']['step'] == 7
     assert num_vertices == training_data.tiny_assets().mesh.num_vertices
@@ -148,16 +151,16 @@ def test_no_face_image_fails_clearly(run_dir, tmp_path):
 
 
 def test_wrong_model_paths_are_named(tmp_path):
-    with pytest.raises(reconstruct.ModelLoadError, match='no such file or directory'):
-        reconstruct.load_model(str(tmp_path / 'nowhere'))
-    with pytest.raises(reconstruct.ModelLoadError, match='saved_model.pb.*model_config.json'):
-        reconstruct.load_model(str(tmp_path))
+    with pytest.raises(inference.ModelLoadError, match='no such file or directory'):
+        inference.load_model(str(tmp_path / 'nowhere'))
+    with pytest.raises(inference.ModelLoadError, match='saved_model.pb.*model_config.json'):
+        inference.load_model(str(tmp_path))
 
 
 def test_saved_model_and_checkpoint_agree(run_dir, loaded, tmp_path):
     assets, model, step = export_lib.restore_run(checkpoint_dir=run_dir)
     export_lib.export(model, assets, str(tmp_path / 'saved'), step=step)
-    served = reconstruct.load_model(str(tmp_path / 'saved'))
+    served = inference.load_model(str(tmp_path / 'saved'))
     assert served.info['kind'] == 'saved_model' and served.info['step'] == 7
     assert served.expression_names == loaded.expression_names
     np.testing.assert_array_equal(served.triangles, loaded.triangles)

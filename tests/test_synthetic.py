@@ -16,6 +16,7 @@ import tensorflow as tf
 from mofl.data import pipeline
 from mofl.data import records
 from mofl.data import synthetic
+from mofl.data import synthetic_identity
 from mofl.facemodel import assets as assets_lib
 from mofl.facemodel import geometry
 from mofl.facemodel import graph as graph_lib
@@ -53,7 +54,7 @@ def grid_mesh():
 
 @pytest.fixture(scope='module')
 def grid_generator(grid_mesh):
-    model = synthetic.make_identity_model('auto', grid_mesh, ict_dir=None)
+    model = synthetic_identity.make_identity_model('auto', grid_mesh, ict_dir=None)
     return synthetic.SyntheticGenerator(grid_mesh, model, seed=3)
 
 
@@ -66,23 +67,25 @@ def grid_samples(grid_generator):
 
 @pytest.fixture(scope='module')
 def ict_generator(ict_assets, ict_dir):
-    model = synthetic.make_identity_model('auto', ict_assets.mesh, ict_dir)
+    model = synthetic_identity.make_identity_model('auto', ict_assets.mesh, ict_dir)
     assert model.name == 'ict'
     return synthetic.SyntheticGenerator(ict_assets.mesh, model, seed=11)
 
 
 def test_auto_picks_procedural_without_ict(grid_mesh, grid_generator):
-    assert synthetic.resolve_identity_model_kind('auto', grid_mesh, None) == 'procedural'
+    assert synthetic_identity.resolve_identity_model_kind('auto', grid_mesh, None) == 'procedural'
     assert grid_generator.identity_model.name == 'procedural'
 
 
 def test_ict_modes_are_the_identity_files(ict_generator, ict_dir):
     """w = e_k gives exactly ICT's identityK mesh (face area, mm): offsets = (K − neutral)·10."""
     model = ict_generator.identity_model
-    assert model.basis.shape == (100, synthetic.ICT_FACE_AREA_VERTICES, 3)
+    assert model.basis.shape == (100, synthetic_identity.ICT_FACE_AREA_VERTICES, 3)
     for k in (0, 57):
-        path = [p for p in synthetic.ict_identity_files(ict_dir) if f'identity{k:03d}' in p][0]
-        expected = mesh_io.read_obj_vertices(path, synthetic.ICT_FACE_AREA_VERTICES) * 10.0
+        path = [p for p in synthetic_identity.ict_identity_files(ict_dir)
+                if f'identity{k:03d}' in p][0]
+        expected = mesh_io.read_obj_vertices(
+            path, synthetic_identity.ICT_FACE_AREA_VERTICES) * 10.0
         weights = np.zeros(100, np.float32)
         weights[k] = 1.0
         np.testing.assert_allclose(model.vertices(weights), expected, atol=2e-3)
@@ -93,7 +96,7 @@ def test_ict_ground_truth_is_identity_plus_expression(ict_generator, ict_assets)
     expected_identity = ict_assets.mesh.vertices + np.einsum(
         'k,kvc->vc', identity.weights.astype(np.float64), ict_generator.identity_model.basis)
     np.testing.assert_allclose(identity.vertices, expected_identity, atol=1e-3)
-    assert np.all(np.abs(identity.weights) <= synthetic.DEFAULT_TRUNCATION)
+    assert np.all(np.abs(identity.weights) <= synthetic_identity.DEFAULT_TRUNCATION)
     scene = ict_generator.scene(identity, 0, 3)
     for f in range(3):
         expected = identity.vertices.astype(np.float64)
@@ -114,7 +117,7 @@ def test_identities_differ_plausibly(which, ict_assets, ict_generator):
     if which == 'ict':
         generator = ict_generator
     else:
-        model = synthetic.procedural_identity_model(ict_assets.mesh)
+        model = synthetic_identity.procedural_identity_model(ict_assets.mesh)
         generator = synthetic.SyntheticGenerator(ict_assets.mesh, model, seed=11)
     meshes = [generator.identity(i).vertices for i in range(6)]
     template = ict_assets.mesh.vertices
@@ -125,8 +128,8 @@ def test_identities_differ_plausibly(which, ict_assets, ict_generator):
 
 
 def test_procedural_basis_is_symmetric_with_asymmetric_modes(grid_mesh):
-    basis, names = synthetic.procedural_identity_basis(grid_mesh.vertices,
-                                                       grid_mesh.landmark_indices)
+    basis, names = synthetic_identity.procedural_identity_basis(grid_mesh.vertices,
+                                                                grid_mesh.landmark_indices)
     assert basis.shape == (len(names), grid_mesh.num_vertices, 3)
     v = grid_mesh.vertices
     # The grid is mirror-symmetric in x: vertex i at (x, y) has a partner at (−x, y).
@@ -200,7 +203,7 @@ def test_images_are_cluttered_and_noisy(grid_samples):
 
 
 def test_deterministic_given_the_seed(grid_mesh, grid_samples):
-    model = synthetic.procedural_identity_model(grid_mesh)
+    model = synthetic_identity.procedural_identity_model(grid_mesh)
 
     def encoded(samples):
         return [records.encode_sample(s.images, s.landmarks, s.landmark_confidence,
@@ -277,7 +280,7 @@ def test_binary_rejects_ict_model_without_ict_data(tmp_path):
 
 
 def test_ict_model_rejects_a_non_ict_asset(grid_mesh, tmp_path):
-    with pytest.raises(synthetic.IdentityModelError, match='9409'):
-        synthetic.make_identity_model('ict', grid_mesh, str(tmp_path))
-    with pytest.raises(synthetic.IdentityModelError, match='ICT-FaceKit data'):
-        synthetic.make_identity_model('ict', grid_mesh, str(tmp_path / 'missing'))
+    with pytest.raises(synthetic_identity.IdentityModelError, match='9409'):
+        synthetic_identity.make_identity_model('ict', grid_mesh, str(tmp_path))
+    with pytest.raises(synthetic_identity.IdentityModelError, match='ICT-FaceKit data'):
+        synthetic_identity.make_identity_model('ict', grid_mesh, str(tmp_path / 'missing'))

@@ -18,13 +18,14 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from mofl import flags_common
 from mofl import startup
 startup.quiet_tensorflow()   # before anything imports TensorFlow
 
 from mofl.data import head_pose
 from mofl.render.procedural_meshes import ellipsoid_mesh
 
-flags.DEFINE_string('asset', None, 'Face asset .npz to rasterize instead of the ellipsoid.')
+flags_common.define_asset_flag('unset: a procedural ellipsoid is rasterized instead.')
 flags.DEFINE_integer('batch_size', 8, 'Images per op call.')
 flags.DEFINE_integer('image_size', 240, 'Square image side in pixels.')
 flags.DEFINE_integer('repeats', 20, 'Timed op calls per round, 5 rounds (after a warm-up call).')
@@ -61,8 +62,8 @@ def main(argv):
     from mofl.render import reference_rasterizer  # pylint: disable=import-outside-toplevel
 
     if FLAGS.asset:
-        from mofl.facemodel.assets import FaceAssets  # pylint: disable=import-outside-toplevel
-        mesh = FaceAssets.load(FLAGS.asset).mesh
+        from mofl.facemodel import default_assets  # pylint: disable=import-outside-toplevel
+        mesh = default_assets.load_asset(FLAGS.asset)[0].mesh
         model_vertices, triangles, source = mesh.vertices, mesh.triangles, FLAGS.asset
     else:
         model_vertices, triangles = ellipsoid_mesh()

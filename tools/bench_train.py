@@ -32,8 +32,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-flags.DEFINE_string('asset', None, 'Face asset .npz (default: the default asset, ICT-FaceKit '
-                    'when available).')
+from mofl import flags_common
+
+flags_common.define_asset_flag('default: the default asset, ICT-FaceKit when available.')
 flags.DEFINE_integer('shape_dim', 500, 'g, learned shape modes (paper 500).')
 flags.DEFINE_integer('albedo_dim', 500, 'a, learned reflectance modes (paper 500).')
 flags.DEFINE_integer('batch_size', 1, 'B, samples per training step.')
@@ -46,6 +47,7 @@ flags.DEFINE_integer('infer_repeats', 10, 'Timed inference calls per batch size.
 flags.DEFINE_integer('matmul_size', 2048, 'Side of the square matmul baseline.')
 flags.DEFINE_boolean('profile', True, 'Cross-check the FLOP count with TF\'s profiler.')
 flags.DEFINE_integer('seed', 0, 'Seed of the random inputs.')
+
 FLAGS = flags.FLAGS
 
 IMAGE_SIZE = 240
@@ -175,17 +177,16 @@ def main(argv):
     import tensorflow as tf
     from mofl import losses
     from mofl import model as model_lib
+    from mofl import run_dir as run_dir_lib
     from mofl import trainer as trainer_lib
-    from mofl.facemodel import assets as assets_lib
     from mofl.facemodel import default_assets
 
     load_before = os.getloadavg()
-    assets = (assets_lib.FaceAssets.load(FLAGS.asset) if FLAGS.asset
-              else default_assets.load_default_assets())
+    assets, _ = default_assets.load_asset(FLAGS.asset)
     config = model_lib.ModelConfig(shape_dim=FLAGS.shape_dim, albedo_dim=FLAGS.albedo_dim)
     keras.utils.set_random_seed(FLAGS.seed)
     model = model_lib.FmlModel(assets, config)
-    trainer_lib.build_model(model, config)
+    run_dir_lib.build_model(model, config)
     mesh = assets.mesh
     num_params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     net_params = sum(int(np.prod(v.shape)) for v in model.network.trainable_variables)

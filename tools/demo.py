@@ -147,11 +147,11 @@ def export(out, run_dir):
 
 def reconstruct(out, run_dir, data):
     _banner('5/5 reconstruction of held-out synthetic samples')
-    from mofl import trainer as trainer_lib
+    from mofl import run_dir as run_dir_lib
     from mofl.data import pipeline
     from mofl.evaluation import identity
     from mofl.render import overlay
-    assets, model, step = trainer_lib.load_run(run_dir)
+    assets, model, step = run_dir_lib.load_run(run_dir)
     held_out = pipeline.load_ground_truth_samples(os.path.join(data, 'test-*'), 64, 4)
     stats = identity.measure_identity(model, held_out, assets.mesh.face_mask)
     size = model.config.image_size[0]

@@ -21,11 +21,13 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from mofl import flags_common
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string('data', None, 'TFRecord glob of samples with ground truth '
                     '(tools.make_synthetic output).', required=True)
-flags.DEFINE_string('asset', None, 'Face asset the data was made with (.npz or default:N; '
-                    'default: the manifest\'s, else the default asset).')
+flags_common.define_asset_flag('the asset the data was made with; default: the manifest\'s, '
+                               'else the default asset.')
 flags.DEFINE_string('ict_dir', None, 'ICT-FaceKit folder, for data drawn from the ICT identity '
                     'model (default: $MOFL_ICT_DIR or ../shared/ict-facekit).')
 flags.DEFINE_list('identity', ['template', 'graph', 'ground_truth'],
@@ -56,7 +58,7 @@ def _manifest(data):
 def identity_basis_for(mesh, manifest, ict_dir):
     """[K, V, 3] the identity model the data was drawn from, on the asset's vertices (for a
     decimated asset: built on the full mesh the data was rendered with, then mapped)."""
-    from mofl.data import synthetic
+    from mofl.data import synthetic_identity
     from mofl.facemodel import assets as assets_lib
     from mofl.facemodel import decimation
     from mofl.facemodel import default_assets
@@ -66,7 +68,7 @@ def identity_basis_for(mesh, manifest, ict_dir):
                          f'identity_model (ict | procedural), found {kind!r}')
     ict_dir = ict_dir or assets_lib.default_ict_dir()
     full_mesh = default_assets.full_source_mesh(mesh, ict_dir)
-    model = synthetic.make_identity_model(kind, full_mesh, ict_dir=ict_dir)
+    model = synthetic_identity.make_identity_model(kind, full_mesh, ict_dir=ict_dir)
     expected = manifest.get('num_identity_weights')
     if expected is not None and model.num_weights != expected:
         raise ValueError(f'identity model has {model.num_weights} weights, the data '

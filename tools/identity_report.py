@@ -61,11 +61,11 @@ def main(argv):
     startup.quiet_tensorflow()
     if len(argv) != 2:
         raise app.UsageError('usage: python -m tools.identity_report RUN_DIR --data=GLOB')
-    from mofl import trainer as trainer_lib
+    from mofl import run_dir as run_dir_lib
     from mofl.data import pipeline
     from mofl.evaluation import identity
     try:
-        assets, model, step = trainer_lib.load_run(argv[1], FLAGS.checkpoint)
+        assets, model, step = run_dir_lib.load_run(argv[1], FLAGS.checkpoint)
     except FileNotFoundError as e:
         print(f'ERROR: {e}', file=sys.stderr)
         return 1

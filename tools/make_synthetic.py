@@ -4,9 +4,10 @@ r"""Writes the synthetic ground-truth set (BUILD_NOTES.md "Data") as records wit
         --samples_per_identity=2 --num_frames=4 --seed=0 --contact_sheet=data/synthetic/sheet.png
 
 Identities come from a ground-truth identity model the learner never sees (`--identity_model`:
-ICT's 100 identity modes on the ICT asset, else a procedural model; see `mofl.data.synthetic`),
-rendered with random pose, light, expression, background, blur and noise. Every identity has
-`--samples_per_identity` samples of M = `--num_frames` frames with the same identity and albedo.
+ICT's 100 identity modes on the ICT asset, else a procedural model; see
+`mofl.data.synthetic_identity`), rendered with random pose, light, expression, background, blur
+and noise. Every identity has `--samples_per_identity` samples of M = `--num_frames` frames with
+the same identity and albedo.
 
 Output (in `--output_dir`):
 - `{train,test}-SSSSS-of-NNNNN.tfrecord`: the records (schema: `mofl.data.records`), with ground
@@ -37,6 +38,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from mofl import flags_common
 from mofl import startup
 from mofl.facemodel import decimation   # NumPy only: flag checks stay fast
 
@@ -48,10 +50,10 @@ flags.DEFINE_integer('num_frames', 4, 'M, frames per sample.')
 flags.DEFINE_float('test_fraction', 0.25, 'Fraction of identities written to the test split.')
 flags.DEFINE_integer('num_shards', 1, 'Record files per split.')
 flags.DEFINE_integer('seed', 0, 'Seed of every random draw.')
-flags.DEFINE_string('asset', None, 'Face-asset .npz, or default:N for the default asset '
-                    'decimated to ~N vertices; default: mofl\'s default asset (ICT when its data '
-                    'is present, else mediapipe). A decimated asset\'s frames are rendered with '
-                    'the full mesh and its ground truth is stored on the asset\'s vertices.')
+flags_common.define_asset_flag('default: mofl\'s default asset (ICT when its data is present, '
+                               'else mediapipe). A decimated asset\'s frames are rendered with '
+                               'the full mesh and its ground truth is stored on the asset\'s '
+                               'vertices.')
 flags.DEFINE_integer('image_size', 240, 'Side of the square frames (multiple of 16, 64–240); '
                      'the camera keeps the 240 crop\'s field of view (f = 1000 px · N / 240).')
 flags.DEFINE_enum('identity_model', 'auto', ['auto', 'ict', 'procedural'],
@@ -140,6 +142,7 @@ def run(argv_flags=None):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from mofl.data import records  # pylint: disable=import-outside-toplevel
     from mofl.data import synthetic  # pylint: disable=import-outside-toplevel
+    from mofl.data import synthetic_identity  # pylint: disable=import-outside-toplevel
 
     from mofl.facemodel import default_assets  # pylint: disable=import-outside-toplevel
     from mofl.render import camera as camera_lib  # pylint: disable=import-outside-toplevel
@@ -154,9 +157,9 @@ def run(argv_flags=None):
     except assets_lib.AssetError as error:
         raise app.UsageError(str(error)) from error
     try:
-        identity_model = synthetic.make_identity_model(FLAGS.identity_model, full_mesh, ict_dir,
-                                                       FLAGS.truncation)
-    except synthetic.IdentityModelError as error:
+        identity_model = synthetic_identity.make_identity_model(FLAGS.identity_model, full_mesh,
+                                                                ict_dir, FLAGS.truncation)
+    except synthetic_identity.IdentityModelError as error:
         raise app.UsageError(str(error)) from error
     logging.info('Asset: %s (source %s, %d vertices, %d blendshapes); rendered with %d '
                  'vertices', asset_name, mesh.source, mesh.num_vertices, mesh.num_expressions,

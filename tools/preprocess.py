@@ -4,7 +4,7 @@ r"""Turns a VoxCeleb2-style video tree into sharded multi-frame training records
         --num_workers=8 --shard_index=0 --num_shards=16
 
 Pipeline per video `ID/VIDEO/CLIP.mp4`: decode with OpenCV (every `--frame_stride`-th frame, at
-most `--max_frames_per_video`), mediapipe FaceMesh landmarks (`mofl.data.face_tracking`), drop
+most `--max_frames_per_video`), mediapipe FaceMesh landmarks (`mofl.facemesh`), drop
 frames without a face, with a detection score below `--min_face_confidence`, or whose square crop
 is smaller than `--min_crop_size` pixels (paper: 200), head pose by PnP (`mofl.data.head_pose`),
 crop resized to 240×240, then `--samples_per_clip` samples of M = `--num_frames` frames whose
@@ -14,7 +14,8 @@ Output (in `--output_dir`):
 - `{train,test}-sSSSSS-of-NNNNN-cCCCCC.tfrecord`: records of shard S of N, chunk C (schema:
   `mofl.data.records`). The split is by identity: a hash of the identity id sends it to `test`
   with probability `--test_fraction`, the same on every machine and run.
-- `manifest-sSSSSS-of-NNNNN.json`: the finished videos and committed files of this shard.
+- `manifest-sSSSSS-of-NNNNN.json`: the finished videos and committed files of this shard
+  (`mofl.data.shards.ShardOutput` writes both).
 - `summary-sSSSSS-of-NNNNN.json`: the counts printed at the end.
 
 Resuming: records go to `.tmp` files; after `--records_per_file` records (and at the end) both
@@ -29,7 +30,6 @@ the next run retries it.
 Exit status (`exit_status`): 1 when nothing usable remains (no video found, or every video of
 this shard failed and it holds no committed record), else 0.
 """
-import collections
 import dataclasses
 import glob
 import hashlib
@@ -49,10 +49,12 @@ import numpy as np
 from mofl import startup
 startup.quiet_tensorflow()   # before anything imports TensorFlow
 
+from mofl import facemesh
 from mofl.data import face_tracking
 from mofl.data import frame_sampling
 from mofl.data import head_pose
 from mofl.data import records
+from mofl.data import shards
 from mofl.data import video as video_lib
 
 FLAGS = flags.FLAGS
@@ -167,7 +169,7 @@ def _init_worker(config: PreprocessConfig):
     """Per-process state: one FaceMesh and the PnP template."""
     cv2.setNumThreads(1)
     template = head_pose.load_template_landmarks(config.landmarks_3d)
-    _WORKER.update(config=config, tracker=face_tracking.FaceTracker(
+    _WORKER.update(config=config, tracker=facemesh.FaceTracker(
         config.min_detection_confidence), template=template,
         normals=face_tracking.landmark_normals(template))
 
@@ -260,98 +262,6 @@ def _process_video(video, result):
 
 # ----------------------------------------------------------------------------- output side
 
-class ShardOutput:
-    """Record files, manifest and resumption of one shard (see the module docstring)."""
-
-    def __init__(self, config: PreprocessConfig):
-        self._config = config
-        self._dir = config.output_dir
-        os.makedirs(self._dir, exist_ok=True)
-        self._tag = f's{config.shard_index:05d}-of-{config.num_shards:05d}'
-        self.manifest_path = os.path.join(self._dir, f'manifest-{self._tag}.json')
-        self.manifest = self._read_json(self.manifest_path) or {
-            'schema_version': records.SCHEMA_VERSION, 'files': {}, 'videos': {}}
-        self.done = set()
-        for path in glob.glob(os.path.join(self._dir, 'manifest-*.json')):
-            other = self.manifest if path == self.manifest_path else self._read_json(path)
-            self.done.update((other or {}).get('videos', {}))
-        self._remove_uncommitted()
-        self._chunk = 1 + max([int(name.rsplit('-c', 1)[1].split('.')[0])
-                               for name in self.manifest['files']], default=-1)
-        self._writers = {}
-        self._pending_videos = {}
-        self._pending_records = collections.Counter()
-
-    @staticmethod
-    def _read_json(path):
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
-
-    def _remove_uncommitted(self):
-        """Deletes this shard's temp files and record files its manifest does not list (left by
-        a run that stopped between renaming a file and rewriting the manifest)."""
-        for path in glob.glob(os.path.join(self._dir, f'*-{self._tag}-c*.tfrecord*')):
-            name = os.path.basename(path)
-            if name.endswith('.tmp') or name not in self.manifest['files']:
-                logging.warning('removing uncommitted %s', path)
-                os.remove(path)
-
-    def _file_name(self, split):
-        return f'{split}-{self._tag}-c{self._chunk:05d}.tfrecord'
-
-    def add(self, result, encoded_samples):
-        """Queues a finished video and writes its records (committed later)."""
-        identity, _ = clip_ids(result['video'])
-        split = split_of_identity(identity, self._config.test_fraction)
-        if encoded_samples and split not in self._writers:
-            import tensorflow as tf  # pylint: disable=g-import-not-at-top
-            path = os.path.join(self._dir, self._file_name(split) + '.tmp')
-            self._writers[split] = tf.io.TFRecordWriter(path)
-        for serialized in encoded_samples:
-            self._writers[split].write(serialized)
-        self._pending_records[split] += len(encoded_samples)
-        if result['reason'] == 'error':
-            return  # an unexpected exception may be transient: not finished, retried next run
-        self._pending_videos[result['video']] = {
-            'status': result['status'], 'reason': result['reason'],
-            'samples': len(encoded_samples), 'split': split}
-        if max(self._pending_records.values(), default=0) >= self._config.records_per_file:
-            self.commit()
-
-    def commit(self):
-        """Closes and renames the chunk's files, then rewrites the manifest atomically."""
-        if not self._pending_videos:
-            return
-        for split, writer in self._writers.items():
-            writer.close()
-            name = self._file_name(split)
-            os.replace(os.path.join(self._dir, name + '.tmp'), os.path.join(self._dir, name))
-            self.manifest['files'][name] = self._pending_records[split]
-        self.manifest['videos'].update(self._pending_videos)
-        tmp = self.manifest_path + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(self.manifest, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.manifest_path)
-        self.done.update(self._pending_videos)
-        if self._writers:
-            self._chunk += 1
-        self._writers, self._pending_videos = {}, {}
-        self._pending_records = collections.Counter()
-
-    def usable_records(self, all_shards=False):
-        """Records committed by this shard (or by every shard) in the output folder."""
-        if not all_shards:
-            return sum(self.manifest['files'].values())
-        total = 0
-        for path in glob.glob(os.path.join(self._dir, 'manifest-*.json')):
-            total += sum((self._read_json(path) or {}).get('files', {}).values())
-        return total
-
-
 class ProgressBar:
     """One self-overwriting line on stderr: videos done/total and frames/s."""
 
@@ -391,7 +301,8 @@ def run(config: PreprocessConfig) -> dict:
     start = time.time()
     all_videos = discover_videos(config.input_dir)
     mine = [v for v in all_videos if video_in_shard(v, config.shard_index, config.num_shards)]
-    output = ShardOutput(config)
+    output = shards.ShardOutput(config.output_dir, config.shard_index, config.num_shards,
+                                config.records_per_file)
     todo = [v for v in mine if v not in output.done]
     summary = {
         'videos_found': len(all_videos), 'videos_in_shard': len(mine),
@@ -422,10 +333,12 @@ def run(config: PreprocessConfig) -> dict:
         encoded = [records.encode_sample(
             s['jpeg'], s['landmarks'], s['landmark_confidence'], s['pose'], identity, clip,
             frame_indices=s['frame_index'], crop_boxes=s['crop_box']) for s in result['samples']]
-        output.add(result, encoded)
+        split = split_of_identity(identity, config.test_fraction)
+        # A video that raised an unexpected exception may be transient: not finished, retried.
+        output.add(result['video'], split, encoded, result['status'], result['reason'],
+                   finished=result['reason'] != 'error')
         if encoded:
-            summary['samples_written'][split_of_identity(identity, config.test_fraction)] += \
-                len(encoded)
+            summary['samples_written'][split] += len(encoded)
         if config.contact_sheet and len(sheet) < _CONTACT_SHEET_FRAMES:
             sheet.extend((s, j) for s in result['samples'] for j in range(len(s['jpeg'])))
         progress.update(summary['videos_processed'], summary['frames_decoded'])

@@ -40,6 +40,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from mofl import flags_common
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string('data', None, 'Training TFRecord glob (tools.make_synthetic).',
                     required=True)
@@ -52,7 +54,7 @@ flags.DEFINE_list('variants', ['freeze'], 'Variants to train and measure (old, f
 flags.DEFINE_list('pretrain_only', [], 'Variants trained through stage 0 only (measured at '
                   'its end).')
 flags.DEFINE_string('old_checkout', None, 'A checkout of older mofl code for the "old" variant.')
-flags.DEFINE_string('asset', None, 'Face asset .npz (default: the default asset).')
+flags_common.define_asset_flag('default: the default asset.')
 flags.DEFINE_integer('batch_size', 4, 'B.')
 flags.DEFINE_integer('num_frames', 4, 'M.')
 flags.DEFINE_integer('pretrain_steps', 200, 'Stage 0 steps.')
@@ -109,14 +111,16 @@ def _absolute_globs(globs):
 
 
 def asset_path():
-    """--asset, or the default asset written once to OUTPUT_DIR/asset.npz (every variant trains
-    on the same asset)."""
-    if FLAGS.asset:
+    """--asset when it names an .npz, else the asset it names (unset: the default asset) written
+    once to OUTPUT_DIR/asset.npz, or asset-default-N.npz for --asset=default:N (every variant
+    trains on the same asset)."""
+    if FLAGS.asset and not (FLAGS.asset == 'default' or FLAGS.asset.startswith('default:')):
         return FLAGS.asset
-    path = os.path.join(FLAGS.output_dir, 'asset.npz')
+    name = f"asset-{FLAGS.asset.replace(':', '-')}.npz" if FLAGS.asset else 'asset.npz'
+    path = os.path.join(FLAGS.output_dir, name)
     if not os.path.exists(path):
         from mofl.facemodel import default_assets
-        default_assets.load_default_assets().save(path)
+        default_assets.load_asset(FLAGS.asset)[0].save(path)
     return path
 
 
@@ -138,9 +142,9 @@ def run_training(variant, run_dir):
 def measure(run_dir, checkpoint, samples, face_mask):
     """Measurements of one checkpoint on the held-out samples (see the module docstring)."""
     import tensorflow as tf
-    from mofl import trainer as trainer_lib
+    from mofl import run_dir as run_dir_lib
     from mofl.evaluation import identity as identity_lib
-    _, model, step = trainer_lib.load_run(run_dir, checkpoint)
+    _, model, step = run_dir_lib.load_run(run_dir, checkpoint)
     alphas, activations, landmark_rmse, identity = [], {r: [] for r in IDENTITY_PATH_ROWS}, [], []
     for start in range(0, len(samples['images']), 8):
         images = tf.constant(samples['images'][start:start + 8])

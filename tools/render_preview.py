@@ -14,8 +14,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from mofl import flags_common
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string('asset', None, 'Face asset .npz (tools.build_assets).', required=True)
+flags_common.define_asset_flag(required=True)
 flags.DEFINE_string('output', None, 'Output PNG path.', required=True)
 flags.DEFINE_integer('image_size', 240, 'Square image size in pixels.')
 flags.DEFINE_float('focal_length', 1000.0, 'Focal length in pixels.')
@@ -50,14 +52,14 @@ def main(argv):
     del argv
     # Imported here so `--help` stays fast.
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from mofl.facemodel import assets as assets_lib  # pylint: disable=import-outside-toplevel
+    from mofl.facemodel import default_assets  # pylint: disable=import-outside-toplevel
     from mofl.render import camera as camera_lib  # pylint: disable=import-outside-toplevel
     from mofl.render import image_renderer  # pylint: disable=import-outside-toplevel
     from mofl.render import overlay  # pylint: disable=import-outside-toplevel
     from mofl.render import shading  # pylint: disable=import-outside-toplevel
 
     try:
-        mesh = assets_lib.FaceAssets.load(FLAGS.asset).mesh
+        mesh = default_assets.load_asset(FLAGS.asset)[0].mesh
     except (OSError, ValueError) as error:
         logging.error('cannot load asset %s: %s', FLAGS.asset, error)
         return 1

@@ -5,7 +5,7 @@ r"""Model analysis (supplement §1.1): PCA over reconstructions, top modes rende
     python -m tools.visualize_modes --model=... --images='photos/*.jpg' --output=out/modes.png
 
 Every sample (a multi-frame training record, or one image run through the reconstruction's face
-crop) is reconstructed with `mofl.reconstruct.load_model`'s model. Of each reconstruction two
+crop) is reconstructed with `mofl.inference.load_model`'s model. Of each reconstruction two
 things are kept: the neutral identity geometry v̄ + S·OCL(Θs)·α (eq. 2 with OCL, no
 expression) and the albedo r(β) (eq. 6). A PCA of each set (over the flattened [V·3] vectors)
 gives the mean and the principal modes; the PNG shows, one row per mode, the mean −2σ, mean and
@@ -86,20 +86,21 @@ def record_samples(model, pattern, num_frames, max_samples):
 
 def image_samples(model, spec, max_samples):
     """Crops [1, S, S, 3] float32 of the images in `spec` where a face is found."""
-    from mofl import reconstruct
+    from mofl import facemesh
     from mofl.data import face_tracking
+    from mofl.data import inputs as inputs_lib
     count = 0
-    with face_tracking.FaceTracker() as tracker:
-        for path in reconstruct.expand_inputs(spec):
+    with facemesh.FaceTracker() as tracker:
+        for path in inputs_lib.expand_inputs(spec):
             if count == max_samples:
                 return
             try:
-                rgb = reconstruct.read_image(path)
-            except reconstruct.InputError as e:
+                rgb = inputs_lib.read_image(path)
+            except inputs_lib.InputError as e:
                 print(f'ERROR {e}: skipped', file=sys.stderr)
                 continue
-            face = reconstruct.crop_face(tracker, rgb, reconstruct.DEFAULT_CROP_SCALE,
-                                         model.image_size[0], os.path.basename(path), path)
+            face = face_tracking.crop_face(tracker, rgb, face_tracking.DEFAULT_CROP_SCALE,
+                                           model.image_size[0], os.path.basename(path), path)
             if face is None:
                 print(f'ERROR no face found in {path}: skipped', file=sys.stderr)
                 continue
@@ -247,10 +248,10 @@ def main(argv):
     if bool(FLAGS.data) == bool(FLAGS.images):
         print('ERROR give exactly one of --data and --images', file=sys.stderr)
         return 2
-    from mofl import reconstruct
+    from mofl import inference
     try:
-        model = reconstruct.load_model(FLAGS.model)
-    except reconstruct.ModelLoadError as e:
+        model = inference.load_model(FLAGS.model)
+    except inference.ModelLoadError as e:
         print(f'ERROR {e}', file=sys.stderr)
         return 2
     print(f"model: {model.info['kind']} {model.info['path']} (step {model.info['step']})")

@@ -1,10 +1,6 @@
-"""Per-frame face landmarks for preprocessing: mediapipe FaceMesh → 66 landmarks, confidences,
-square crops (paper §3.1).
-
-The tracker runs mediapipe 0.10.21's legacy FaceMesh graph with the models bundled in the pip
-package (no download). It is run in static-image mode: the short-range face detector runs on
-every frame, which gives a per-frame detection score (tracking mode only detects when the track is
-lost) and keeps one bad frame from dragging the next ones.
+"""Per-frame face landmarks for preprocessing: landmark confidences and square crops (paper
+§3.1) around the 66 landmarks of `mofl.facemesh.FaceTracker`, and the same detect-and-crop step
+for reconstruction (`crop_face`).
 
 Confidence rule. Legacy FaceMesh reports no per-point score, so each landmark's confidence is
 
@@ -19,73 +15,14 @@ turned head (the hidden half of the jaw line) fall to 0. The template normals ar
 by the direction from a head centre to each landmark (`landmark_normals`), so no mesh is needed.
 """
 import dataclasses
-from typing import Optional
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 
-from mofl import landmarks as landmark_layout
-
-_DETECTOR_SCORE_PARAM = ('facedetectionshortrangecpu__facedetectionshortrange__facedetection__'
-                         'TensorsToDetectionsCalculator.min_score_thresh')
-_TRACKING_PARAM = 'facelandmarkcpu__ThresholdingCalculator.threshold'
-
-
-@dataclasses.dataclass
-class FaceObservation:
-    """One detected face.
-
-    Attributes:
-        landmarks: [66, 2] (u, v) in image pixels (BUILD_NOTES pixel convention).
-        mesh_landmarks: [468, 3] FaceMesh points (u, v in pixels, z in the same pixel scale,
-            smaller z = nearer the camera).
-        score: face-detection score in [0, 1].
-    """
-    landmarks: np.ndarray
-    mesh_landmarks: np.ndarray
-    score: float
-
-
-class FaceTracker:
-    """mediapipe FaceMesh (legacy solution graph, bundled offline models) for one face.
-
-    Args:
-        min_detection_confidence: the face detector's score threshold.
-    """
-
-    def __init__(self, min_detection_confidence=0.5):
-        # Imported here: mediapipe is heavy and only preprocessing needs it.
-        from mediapipe.python import solution_base  # pylint: disable=g-import-not-at-top
-        from mediapipe.python.solutions import face_mesh  # pylint: disable=g-import-not-at-top
-        self._graph = solution_base.SolutionBase(
-            binary_graph_path=face_mesh._BINARYPB_FILE_PATH,  # pylint: disable=protected-access
-            side_inputs={'num_faces': 1, 'with_attention': False, 'use_prev_landmarks': False},
-            calculator_params={_DETECTOR_SCORE_PARAM: float(min_detection_confidence),
-                               _TRACKING_PARAM: 0.5},
-            # face_detections is an output of the same graph; the stock FaceMesh drops it.
-            outputs=['multi_face_landmarks', 'face_detections'])
-
-    def detect(self, image_rgb) -> Optional[FaceObservation]:
-        """Landmarks of the most confident face in one RGB uint8 image [H, W, 3], or None."""
-        height, width = image_rgb.shape[:2]
-        result = self._graph.process({'image': np.ascontiguousarray(image_rgb)})
-        if not result.multi_face_landmarks:
-            return None
-        points = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark],
-                          np.float32)
-        points *= np.array([width, height, width], np.float32)
-        score = float(result.face_detections[0].score[0]) if result.face_detections else 0.0
-        return FaceObservation(landmarks=landmark_layout.mediapipe_to_66(points[:, :2]),
-                               mesh_landmarks=points, score=score)
-
-    def close(self):
-        self._graph.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *unused):
-        self.close()
+# Crop side relative to the landmarks' bounding box: the preprocessing's default
+# (tools/preprocess.py --crop_scale), also used by reconstruction and evaluation.
+DEFAULT_CROP_SCALE = 1.6
 
 
 def landmark_normals(landmarks_3d):
@@ -128,7 +65,7 @@ def landmark_confidence(score, rotation, normals):
     return (score * np.clip(0.5 + facing, 0.0, 1.0)).astype(np.float32)
 
 
-def square_crop_box(landmarks, scale=1.6):
+def square_crop_box(landmarks, scale=DEFAULT_CROP_SCALE):
     """A square around the landmarks: centred on their bounding box, side = scale × its longer
     side.
 
@@ -175,3 +112,61 @@ def to_crop_coordinates(points, box, size):
     x0, y0, side = box
     return ((np.asarray(points, np.float64) - np.array([x0, y0])) * (size / side)).astype(
         np.float32)
+
+
+def crop_to_image_coordinates(points, box, size):
+    """Inverse of `to_crop_coordinates`: [L, 2] pixels of the size×size crop of `box` -> image
+    pixels (float64)."""
+    x0, y0, side = box
+    return np.asarray(points, np.float64) * (side / size) + np.array([x0, y0])
+
+
+@dataclasses.dataclass
+class CroppedFace:
+    """One input frame with a detected face, cropped as in preprocessing.
+
+    Attributes:
+        name: output file stem.
+        source: the input file.
+        frame_index: frame number in a video (None for an image).
+        crop: [S, S, 3] uint8 RGB model input.
+        box: [3] (x0, y0, side) of the crop in input pixels.
+        landmarks_image: [66, 2] detected landmarks, input pixels.
+        landmarks_crop: [66, 2] the same in crop pixels.
+        score: face-detection score.
+        input_size: (H, W) of the input frame.
+    """
+    name: str
+    source: str
+    frame_index: Optional[int]
+    crop: np.ndarray
+    box: np.ndarray
+    landmarks_image: np.ndarray
+    landmarks_crop: np.ndarray
+    score: float
+    input_size: Tuple[int, int]
+
+
+def crop_face(tracker, image_rgb, crop_scale, crop_size, name, source, frame_index=None):
+    """Detects the face of one frame and crops it exactly as tools/preprocess.py does.
+
+    Args:
+        tracker: a `mofl.facemesh.FaceTracker`.
+        image_rgb: [H, W, 3] uint8 RGB frame.
+        crop_scale: crop side relative to the landmarks' bounding box (`square_crop_box`).
+        crop_size: S, the crop's side in pixels.
+        name, source, frame_index: stored in the CroppedFace.
+
+    Returns:
+        CroppedFace, or None when no face is found.
+    """
+    face = tracker.detect(image_rgb)
+    if face is None:
+        return None
+    box = square_crop_box(face.landmarks, crop_scale)
+    return CroppedFace(
+        name=name, source=source, frame_index=frame_index,
+        crop=crop_and_resize(image_rgb, box, crop_size), box=box,
+        landmarks_image=np.asarray(face.landmarks, np.float32),
+        landmarks_crop=to_crop_coordinates(face.landmarks, box, crop_size),
+        score=float(face.score), input_size=tuple(int(s) for s in image_rgb.shape[:2]))

@@ -42,7 +42,7 @@ def synthetic_geometry(runs, data, test_frames, max_samples, with_scale, metric)
     Returns:
         {'vertex': {(train_m, test_m): [rmse], 'baselines': {...}}, 'surface': {...}}.
     """
-    from mofl import trainer as trainer_lib
+    from mofl import run_dir as run_dir_lib
     from mofl.data import pipeline
     from mofl.evaluation import metrics
     dataset = pipeline.make_dataset(data, batch_size=1, num_frames=4, shuffle=False,
@@ -72,7 +72,7 @@ def synthetic_geometry(runs, data, test_frames, max_samples, with_scale, metric)
 
     baseline_name = None
     for train_m in sorted(runs):
-        assets, model, step = trainer_lib.load_run(runs[train_m])
+        assets, model, step = run_dir_lib.load_run(runs[train_m])
         logging.info('train M=%d: %s (step %d), %d test samples', train_m, runs[train_m], step,
                      len(samples))
         start = time.time()
@@ -118,22 +118,22 @@ def read_pairs(path):
 
 def real_scans(runs, pairs_path, with_scale):
     """Tables 1–2 protocol on real scans: reconstruct from the images, surface RMSE."""
-    from mofl import reconstruct as reconstruct_lib
-    from mofl import trainer as trainer_lib
+    from mofl import run_dir as run_dir_lib
+    from mofl import facemesh
     from mofl.data import face_tracking
+    from mofl.data import inputs as inputs_lib
     from mofl.evaluation import datasets, metrics
     pairs = read_pairs(pairs_path)
     results, failures = {}, 0
-    with face_tracking.FaceTracker() as tracker:
+    with facemesh.FaceTracker() as tracker:
         crops = {}
         for scan_path, images in pairs:   # detect and crop once, as mofl.reconstruct does
             try:
-                faces = [reconstruct_lib.crop_face(tracker, reconstruct_lib.read_image(p),
-                                                   reconstruct_lib.DEFAULT_CROP_SCALE,
-                                                   model_lib.IMAGE_SIZE[0], os.path.basename(p),
-                                                   p)
+                faces = [face_tracking.crop_face(tracker, inputs_lib.read_image(p),
+                                                 face_tracking.DEFAULT_CROP_SCALE,
+                                                 model_lib.IMAGE_SIZE[0], os.path.basename(p), p)
                          for p in images]
-            except reconstruct_lib.InputError as e:
+            except inputs_lib.InputError as e:
                 logging.warning('skipping %s: %s', scan_path, e)
                 failures += 1
                 continue
@@ -143,7 +143,7 @@ def real_scans(runs, pairs_path, with_scale):
                 continue
             crops[scan_path] = np.stack([face.crop for face in faces])
     for train_m in sorted(runs):
-        assets, model, _ = trainer_lib.load_run(runs[train_m])
+        assets, model, _ = run_dir_lib.load_run(runs[train_m])
         for scan_path, frames in crops.items():
             try:
                 scan = datasets.load_scan(scan_path)
@@ -169,7 +169,7 @@ def photometric(runs, data, max_samples):
     """Supplement Table 4: mean/SD over images of the mean |render − input| (RGB 0..255) over the
     face-region pixels, for each model size (train M as in the runs, test M = 1)."""
     import tensorflow as tf
-    from mofl import trainer as trainer_lib
+    from mofl import run_dir as run_dir_lib
     from mofl.data import pipeline
     from mofl.render import image_renderer
     dataset = pipeline.make_dataset(data, batch_size=1, num_frames=4, shuffle=False,
@@ -181,7 +181,7 @@ def photometric(runs, data, max_samples):
             break
     table = {}
     for size in sorted(runs):
-        assets, model, _ = trainer_lib.load_run(runs[size])
+        assets, model, _ = run_dir_lib.load_run(runs[size])
         face_triangles = np.all(assets.mesh.face_mask[assets.mesh.triangles], axis=1)
         errors = []
         for frame in frames:

@@ -86,7 +86,7 @@ def contour_outward_directions(vertices, contour_candidates):
     view, with the sign that points away from the centroid of all the lines' candidates (inside
     the U of the jaw line), so lines stored in either order work (`contour_candidate_lines` sorts
     outwards, the mediapipe source inwards). The sliding-landmark rule
-    (`mofl.losses.select_contour_vertices`) rotates these with the head.
+    (`mofl.facemodel.contour.select_contour_vertices`) rotates these with the head.
 
     Args:
         vertices: [V, 3] template (mm).

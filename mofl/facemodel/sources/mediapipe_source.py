@@ -95,8 +95,8 @@ def detect_landmarks(image, where='image'):
     Raises:
         NoFaceError: if no face is found.
     """
-    from mofl.data import face_tracking   # mediapipe is heavy: import only when building
-    with face_tracking.FaceTracker() as tracker:
+    from mofl import facemesh   # mediapipe is heavy: import only when building
+    with facemesh.FaceTracker() as tracker:
         face = tracker.detect(image)
     if face is None:
         raise NoFaceError(f'{where}: mediapipe FaceMesh found no face; the mediapipe face '
