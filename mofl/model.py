@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mofl import paper_constants
 from mofl import losses
 from mofl.facemodel import contour as contour_lib
 from mofl.facemodel import face_model as face_model_lib
@@ -28,7 +29,7 @@ from mofl.render import sampling
 from mofl.render import shading
 from mofl.render import visibility as visibility_lib
 
-IMAGE_SIZE = (240, 240)
+IMAGE_SIZE = (paper_constants.IMAGE_SIZE, paper_constants.IMAGE_SIZE)
 
 # Units in which the loss terms are evaluated. The supplement's weights (λpho = 1.6/|V̄|,
 # λlan = 4.7, λsmo = 1e−3, λspa = 1e−7) only balance one another in particular units, which the
@@ -69,8 +70,8 @@ class ModelConfig:
             OCL (eq. 4–5); False: Θs is used as it is (an ablation, BUILD_NOTES.md "CPU-scale
             FML").
     """
-    shape_dim: int = 500
-    albedo_dim: int = 500
+    shape_dim: int = paper_constants.MODEL_SIZE
+    albedo_dim: int = paper_constants.MODEL_SIZE
     focal_length: float = camera_lib.DEFAULT_FOCAL_LENGTH_PX
     camera_distance: Optional[float] = None
     initial_translation: Optional[Tuple[float, float, float]] = None

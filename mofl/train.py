@@ -16,15 +16,18 @@ from mofl import flags_common
 from mofl import startup
 startup.quiet_tensorflow()   # before anything imports TensorFlow
 
-from mofl import losses
 from mofl import model as model_lib
 from mofl import run_dir as run_dir_lib
 from mofl import trainer as trainer_lib
+from mofl import train_config as train_config_lib
 from mofl.facemodel import assets as assets_lib
 from mofl.facemodel import default_assets
 from mofl.render import camera as camera_lib
 
 FLAGS = flags.FLAGS
+# Every default comes from the config dataclasses (one source of defaults).
+_MODEL_DEFAULTS = model_lib.ModelConfig()
+_TRAIN_DEFAULTS = train_config_lib.TrainConfig()
 # Data and output.
 flags.DEFINE_string('data', None, 'TFRecord glob(s), comma separated, e.g. out/data/train-*.',
                     required=True)
@@ -32,12 +35,16 @@ flags.DEFINE_string('output_dir', None, 'Checkpoints, TensorBoard logs, run desc
                     required=True)
 flags_common.define_asset_flag('default: the default asset, ICT-FaceKit when available else '
                                'mediapipe. A resumed run reuses OUTPUT_DIR/assets.npz.')
-flags.DEFINE_integer('batch_size', 2, 'Multi-frame samples per step (global, all replicas).')
-flags.DEFINE_integer('num_frames', 4, 'M, frames per sample (paper: 4).')
+flags.DEFINE_integer('batch_size', _TRAIN_DEFAULTS.batch_size,
+                     'Multi-frame samples per step (global, all replicas).')
+flags.DEFINE_integer('num_frames', _TRAIN_DEFAULTS.num_frames, 'M, frames per sample (paper: 4).')
 # Model.
-flags.DEFINE_integer('shape_dim', 500, 'g, learned graph shape modes (paper 500).')
-flags.DEFINE_integer('albedo_dim', 500, 'Learned reflectance modes (paper 500).')
-flags.DEFINE_integer('image_size', 240, 'Side of the square frames of the data (multiple of 16, '
+flags.DEFINE_integer('shape_dim', _MODEL_DEFAULTS.shape_dim,
+                     'g, learned graph shape modes (paper 500).')
+flags.DEFINE_integer('albedo_dim', _MODEL_DEFAULTS.albedo_dim,
+                     'Learned reflectance modes (paper 500).')
+flags.DEFINE_integer('image_size', _MODEL_DEFAULTS.image_size[0],
+                     'Side of the square frames of the data (multiple of 16, '
                      '64–240; 240 = the paper). Part of the saved model config.')
 flags.DEFINE_float('focal_length', None, 'Focal length in pixels of the crop (default: '
                    '1000 · image_size / 240, the 240 crop\'s field of view at f = 1000 px).')
@@ -45,85 +52,113 @@ flags.DEFINE_float('camera_distance', None,
                    'If set, an untrained network\'s translation is (0, 0, -distance) mm; default: '
                    'the template\'s landmark centre on the optical axis where it fills the crop '
                    'as the data\'s crops are cut.')
-flags.DEFINE_enum('visibility', 'backface', ['backface', 'zbuffer'],
+flags.DEFINE_enum('visibility', _MODEL_DEFAULTS.visibility, ['backface', 'zbuffer'],
                   'Vertex visibility for the photometric term (paper: back-face culling).')
-flags.DEFINE_enum('photometric_region', 'face', ['face', 'all'],
+flags.DEFINE_enum('photometric_region', _MODEL_DEFAULTS.photometric_region, ['face', 'all'],
                   'Vertices in the photometric term: the asset\'s face mask or all.')
-flags.DEFINE_float('shape_init_stddev', 0.01, 'Initial stddev of Θs (mm per unit α).')
-flags.DEFINE_float('albedo_init_stddev', 1e-4, 'Initial stddev of Θa.')
-flags.DEFINE_float('shape_basis_scale', 1.0, 'Units (mm) in which Θs is stored: with Adam, a '
+flags.DEFINE_float('shape_init_stddev', _MODEL_DEFAULTS.shape_init_stddev,
+                   'Initial stddev of Θs (mm per unit α).')
+flags.DEFINE_float('albedo_init_stddev', _MODEL_DEFAULTS.albedo_init_stddev,
+                   'Initial stddev of Θa.')
+flags.DEFINE_float('shape_basis_scale', _MODEL_DEFAULTS.shape_basis_scale,
+                   'Units (mm) in which Θs is stored: with Adam, a '
                    'learning-rate multiplier for the learned shape basis (ours; 1 = none).')
-flags.DEFINE_float('albedo_basis_scale', 1.0, 'Units in which Θa is stored: with Adam, a '
+flags.DEFINE_float('albedo_basis_scale', _MODEL_DEFAULTS.albedo_basis_scale,
+                   'Units in which Θa is stored: with Adam, a '
                    'learning-rate multiplier for the learned reflectance basis (ours; 1 = none).')
-flags.DEFINE_integer('network_input_size', 0, 'Ours: the network area-resizes frames to this '
+flags.DEFINE_integer('network_input_size', _MODEL_DEFAULTS.network_input_size,
+                     'Ours: the network area-resizes frames to this '
                      'side (0: the data\'s, 240 = Tables 1–3); for CPU-scale studies.',
                      lower_bound=0)
-flags.DEFINE_float('width_multiplier', 1.0, 'Ours: scales every hidden width of Tables 1–3 '
+flags.DEFINE_float('width_multiplier', _MODEL_DEFAULTS.width_multiplier,
+                   'Ours: scales every hidden width of Tables 1–3 '
                    '(1.0 = the tables).')
-flags.DEFINE_enum('initializer', 'he', ['he', 'glorot'], 'Kernel init of the network\'s ReLU '
+flags.DEFINE_enum('initializer', _MODEL_DEFAULTS.initializer,
+                  ['he', 'glorot'], 'Kernel init of the network\'s ReLU '
                   'rows: he (variance-preserving) or glorot (Keras\' default; the old code).')
-flags.DEFINE_boolean('orthogonal_complement', True, 'The OCL on the learned identity basis '
+flags.DEFINE_boolean('orthogonal_complement', _MODEL_DEFAULTS.orthogonal_complement,
+                     'The OCL on the learned identity basis '
                      '(paper eq. 4–5); --noorthogonal_complement is an ablation.')
 # Schedule and optimisation.
-flags.DEFINE_integer('pretrain_steps', 0, 'Stage 0: expression pre-training steps.')
-flags.DEFINE_integer('train_steps', 100, 'Stage 1: end-to-end steps.')
-flags.DEFINE_integer('finetune_steps', 0, 'Stage 2: reflectance fine-tuning steps.')
-flags.DEFINE_float('learning_rate', 1e-4, 'Adam learning rate.')
-flags.DEFINE_float('reflectance_learning_rate', 1e-3,
+flags.DEFINE_integer('pretrain_steps', _TRAIN_DEFAULTS.pretrain_steps,
+                     'Stage 0: expression pre-training steps.')
+flags.DEFINE_integer('train_steps', _TRAIN_DEFAULTS.train_steps, 'Stage 1: end-to-end steps.')
+flags.DEFINE_integer('finetune_steps', _TRAIN_DEFAULTS.finetune_steps,
+                     'Stage 2: reflectance fine-tuning steps.')
+flags.DEFINE_float('learning_rate', _TRAIN_DEFAULTS.learning_rate, 'Adam learning rate.')
+flags.DEFINE_float('reflectance_learning_rate', _TRAIN_DEFAULTS.reflectance_learning_rate,
                    'Learning rate of Θa and r̄ in stage 2 (the paper\'s larger rate).')
-flags.DEFINE_float('identity_path_lr_multiplier', 1.0, 'Learning rate of Table 1 conv4/conv5 '
+flags.DEFINE_float('identity_path_lr_multiplier', _TRAIN_DEFAULTS.identity_path_lr_multiplier,
+                   'Learning rate of Table 1 conv4/conv5 '
                    'and Table 2, relative to --learning_rate.')
-flags.DEFINE_float('shape_basis_lr_multiplier', 1.0, 'Learning rate of Θs relative to '
+flags.DEFINE_float('shape_basis_lr_multiplier', _TRAIN_DEFAULTS.shape_basis_lr_multiplier,
+                   'Learning rate of Θs relative to '
                    '--learning_rate (on top of --shape_basis_scale).')
-flags.DEFINE_float('albedo_lr_multiplier', 1.0, 'Learning rate of Θa and r̄ in stages 0–1 '
+flags.DEFINE_float('albedo_lr_multiplier', _TRAIN_DEFAULTS.albedo_lr_multiplier,
+                   'Learning rate of Θa and r̄ in stages 0–1 '
                    'relative to --learning_rate.')
-flags.DEFINE_float('lr_decay_fraction', 0.0, 'Every rate decays (half cosine) over this last '
+flags.DEFINE_float('lr_decay_fraction', _TRAIN_DEFAULTS.lr_decay_fraction,
+                   'Every rate decays (half cosine) over this last '
                    'fraction of each stage (0: constant).')
-flags.DEFINE_float('lr_decay_floor', 0.1, 'Factor reached at the end of each stage\'s decay.')
-flags.DEFINE_float('gradient_clip_norm', 0.0, 'Global gradient norm clip (0: off).')
-flags.DEFINE_enum('pretrain_identity_path', 'freeze_trunk',
-                  ['freeze', 'stop_gradient', 'freeze_trunk', 'train'],
+flags.DEFINE_float('lr_decay_floor', _TRAIN_DEFAULTS.lr_decay_floor,
+                   'Factor reached at the end of each stage\'s decay.')
+flags.DEFINE_float('gradient_clip_norm', _TRAIN_DEFAULTS.gradient_clip_norm,
+                   'Global gradient norm clip (0: off).')
+flags.DEFINE_enum('pretrain_identity_path', _TRAIN_DEFAULTS.pretrain_identity_path,
+                  list(train_config_lib.PRETRAIN_IDENTITY_PATH),
                   'Stage 0 and the identity path (Table 1 conv4/conv5, Table 2): freeze its '
-                  'variables; or also stop Table 3\'s gradient through α, β; or also freeze Table '
-                  '1\'s conv1–conv3, so that α, β stay exactly as initialised; or train it (the '
-                  'old code). BUILD_NOTES.md "Training".')
-flags.DEFINE_boolean('stop_identity_gradient', False, 'Stages 1–2: Table 3 reads α, β '
+                  'variables; or also stop Table 3\'s gradient through α, β; or also freeze '
+                  'Table 1\'s conv1–conv3, so that α, β stay exactly as initialised; or train it '
+                  '(the old code). BUILD_NOTES.md "Training".')
+flags.DEFINE_boolean('stop_identity_gradient', _TRAIN_DEFAULTS.stop_identity_gradient,
+                     'Stages 1–2: Table 3 reads α, β '
                      'through tf.stop_gradient (identity learns only from the face model).')
-flags.DEFINE_boolean('identity_output_init', False, 'Legacy, not recommended (BUILD_NOTES.md '
+flags.DEFINE_boolean('identity_output_init', _TRAIN_DEFAULTS.identity_output_init,
+                     'Legacy, not recommended (BUILD_NOTES.md '
                      '"Training"): when end-to-end training starts, rescale Table 2\'s last FC '
                      'so that α and β have mean 0 and spread 1 over the first '
                      '--identity_init_samples training samples.')
-flags.DEFINE_integer('identity_init_samples', 16, 'Samples for --identity_output_init (≥ 2).',
+flags.DEFINE_integer('identity_init_samples', _TRAIN_DEFAULTS.identity_init_samples,
+                     'Samples for --identity_output_init (≥ 2).',
                      lower_bound=2)
 # Loss weights (supplement §2) and eq. 11 constants.
 flags.DEFINE_float('lambda_photometric', None, 'λpho (default 1.6/|V̄|).')
-flags.DEFINE_float('lambda_landmark', losses.PAPER_LANDMARK_WEIGHT, 'λlan.')
-flags.DEFINE_float('lambda_smoothness', losses.PAPER_SMOOTHNESS_WEIGHT, 'λsmo.')
-flags.DEFINE_float('lambda_sparsity', losses.PAPER_SPARSITY_WEIGHT, 'λspa.')
-flags.DEFINE_float('lambda_expression', losses.PAPER_EXPRESSION_WEIGHT, 'λble.')
-flags.DEFINE_float('chroma_eta', losses.PAPER_CHROMA_ETA, 'η of the chroma weights (eq. 11).')
-flags.DEFINE_float('sparsity_exponent', losses.PAPER_SPARSITY_EXPONENT, 'p of eq. 11.')
+flags.DEFINE_float('lambda_landmark', _TRAIN_DEFAULTS.lambda_landmark, 'λlan.')
+flags.DEFINE_float('lambda_smoothness', _TRAIN_DEFAULTS.lambda_smoothness, 'λsmo.')
+flags.DEFINE_float('lambda_sparsity', _TRAIN_DEFAULTS.lambda_sparsity, 'λspa.')
+flags.DEFINE_float('lambda_expression', _TRAIN_DEFAULTS.lambda_expression, 'λble.')
+flags.DEFINE_float('chroma_eta', _TRAIN_DEFAULTS.chroma_eta, 'η of the chroma weights (eq. 11).')
+flags.DEFINE_float('sparsity_exponent', _TRAIN_DEFAULTS.sparsity_exponent, 'p of eq. 11.')
 # Distribution, checkpoints, logging.
-flags.DEFINE_enum('strategy', 'default', ['default', 'mirrored', 'multi_worker'],
+flags.DEFINE_enum('strategy', _TRAIN_DEFAULTS.strategy, ['default', 'mirrored', 'multi_worker'],
                   'tf.distribute strategy (multi_worker reads TF_CONFIG).')
-flags.DEFINE_integer('num_cpu_devices', 0, 'Split the CPU into N logical devices (testing the '
+flags.DEFINE_integer('num_cpu_devices', _TRAIN_DEFAULTS.num_cpu_devices,
+                     'Split the CPU into N logical devices (testing the '
                      'mirrored path without GPUs).')
-flags.DEFINE_integer('checkpoint_every', 500, 'Steps between checkpoints.')
-flags.DEFINE_integer('keep_checkpoints', 3, 'Checkpoints kept.')
-flags.DEFINE_boolean('checkpoint_iterator', True, 'Checkpoint the input iterator too, so a '
+flags.DEFINE_integer('checkpoint_every', _TRAIN_DEFAULTS.checkpoint_every,
+                     'Steps between checkpoints.')
+flags.DEFINE_integer('keep_checkpoints', _TRAIN_DEFAULTS.keep_checkpoints, 'Checkpoints kept.')
+flags.DEFINE_boolean('checkpoint_iterator', _TRAIN_DEFAULTS.checkpoint_iterator,
+                     'Checkpoint the input iterator too, so a '
                      'resumed run sees exactly the data it would have seen.')
-flags.DEFINE_integer('log_every', 10, 'Steps between progress lines.')
-flags.DEFINE_integer('summary_every', 10, 'Steps between scalar summaries.')
-flags.DEFINE_integer('image_summary_every', 200, 'Steps between image summaries (0: never).')
-flags.DEFINE_integer('seed', 0, 'Seed of initialisation and data order.')
-flags.DEFINE_integer('shuffle_buffer', 256, 'Records in the shuffle buffer.')
-flags.DEFINE_string('identity_eval_data', '', 'Held-out synthetic records (tools.make_synthetic '
+flags.DEFINE_integer('log_every', _TRAIN_DEFAULTS.log_every, 'Steps between progress lines.')
+flags.DEFINE_integer('summary_every', _TRAIN_DEFAULTS.summary_every,
+                     'Steps between scalar summaries.')
+flags.DEFINE_integer('image_summary_every', _TRAIN_DEFAULTS.image_summary_every,
+                     'Steps between image summaries (0: never).')
+flags.DEFINE_integer('seed', _TRAIN_DEFAULTS.seed, 'Seed of initialisation and data order.')
+flags.DEFINE_integer('shuffle_buffer', _TRAIN_DEFAULTS.shuffle_buffer,
+                     'Records in the shuffle buffer.')
+flags.DEFINE_string('identity_eval_data', _TRAIN_DEFAULTS.identity_eval_data,
+                    'Held-out synthetic records (tools.make_synthetic '
                     'test split): every --identity_eval_every steps, TensorBoard identity/* and a '
                     'log line compare the learned identity with the true one on '
                     '--identity_eval_samples of them (mofl.evaluation.identity).')
-flags.DEFINE_integer('identity_eval_every', 250, 'Steps between identity summaries.',
+flags.DEFINE_integer('identity_eval_every', _TRAIN_DEFAULTS.identity_eval_every,
+                     'Steps between identity summaries.',
                      lower_bound=1)
-flags.DEFINE_integer('identity_eval_samples', 32, 'Held-out samples of the identity summaries.',
+flags.DEFINE_integer('identity_eval_samples', _TRAIN_DEFAULTS.identity_eval_samples,
+                     'Held-out samples of the identity summaries.',
                      lower_bound=2)
 flags.DEFINE_boolean('deterministic', False, 'Enable TF op determinism (bitwise-repeatable '
                      'runs, slower).')
@@ -141,8 +176,8 @@ def configs_from_flags():
         albedo_basis_scale=FLAGS.albedo_basis_scale,
         network_input_size=FLAGS.network_input_size, width_multiplier=FLAGS.width_multiplier,
         initializer=FLAGS.initializer, orthogonal_complement=FLAGS.orthogonal_complement)
-    names = [f.name for f in dataclasses.fields(trainer_lib.TrainConfig)]
-    train_config = trainer_lib.TrainConfig(**{n: getattr(FLAGS, n) for n in names})
+    names = [f.name for f in dataclasses.fields(train_config_lib.TrainConfig)]
+    train_config = train_config_lib.TrainConfig(**{n: getattr(FLAGS, n) for n in names})
     return model_config, train_config
 
 

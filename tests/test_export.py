@@ -12,7 +12,7 @@ import training_data
 from mofl import export as export_lib
 from mofl import model as model_lib
 from mofl import run_dir as run_dir_lib
-from mofl import trainer as trainer_lib
+from mofl import train_config as train_config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = model_lib.ModelConfig(shape_dim=8, albedo_dim=6,
@@ -44,7 +44,7 @@ def trained_run(tmp_path_factory):
     assets = training_data.tiny_assets()
     model = model_lib.FmlModel(assets, CONFIG)
     run_dir_lib.build_model(model, CONFIG)
-    run_dir_lib.save_run_description(run_dir, assets, CONFIG, trainer_lib.TrainConfig())
+    run_dir_lib.save_run_description(run_dir, assets, CONFIG, train_config_lib.TrainConfig())
     step = tf.Variable(0, dtype=tf.int64)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, step=step),
                                          os.path.join(run_dir, 'checkpoints'), max_to_keep=5)
@@ -190,7 +190,7 @@ def test_missing_run_description_names_the_folder(tmp_path):
 def test_binary_exits_1_without_checkpoint(tmp_path):
     run_dir = str(tmp_path / 'untrained_run')
     run_dir_lib.save_run_description(run_dir, training_data.tiny_assets(), CONFIG,
-                                     trainer_lib.TrainConfig())
+                                     train_config_lib.TrainConfig())
     output_dir = str(tmp_path / 'saved_model')
     result = subprocess.run(
         [sys.executable, '-m', 'tools.export_savedmodel', f'--checkpoint_dir={run_dir}',

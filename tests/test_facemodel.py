@@ -246,3 +246,20 @@ def _synthetic_source(face):
         expression_names=np.asarray(face['names']), skin_color=np.array([0.7, 0.5, 0.4], np.float32),
         open_mouth_vertices=v + 0.5 * face['expression_basis'][0],
         upper_lip_vertices=upper, lower_lip_vertices=lower, source='synthetic')
+
+
+def test_without_the_ocl_the_identity_basis_is_theta_itself():
+    """--noorthogonal_complement (an ablation): Θs is used as it is, so it may overlap the
+    expressions; with the OCL (the paper) the same Θs is projected off them."""
+    face = synthetic_face.grid_face(n=15)
+    assets = graph_lib.build_assets(_synthetic_source(face), num_nodes=20, k=3)
+    paper = face_model.FaceModel(assets, shape_dim=5, albedo_dim=4, shape_init_stddev=1.0)
+    ablation = face_model.FaceModel(assets, shape_dim=5, albedo_dim=4, shape_init_stddev=1.0,
+                                    orthogonal_complement=False)
+    np.testing.assert_array_equal(ablation.theta_shape.numpy(), paper.theta_shape.numpy())
+    np.testing.assert_array_equal(ablation.shape_basis().numpy(), ablation.theta_shape.numpy())
+    q = paper.ocl.basis.numpy()                                         # [3G, r]
+    assert np.abs(q.T @ paper.shape_basis().numpy()).max() < 1e-4
+    assert np.abs(q.T @ ablation.shape_basis().numpy()).max() > 0.1
+    np.testing.assert_allclose(paper.ocl(ablation.shape_basis()).numpy(),
+                               paper.shape_basis().numpy(), atol=1e-5)

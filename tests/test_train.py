@@ -1,4 +1,6 @@
 """The training binary: stages, tf.distribute on CPU, exact resume after SIGKILL, NaN guard."""
+import dataclasses
+import importlib
 import json
 import os
 import signal
@@ -13,6 +15,7 @@ import tensorflow as tf
 import training_data
 from mofl import model as model_lib
 from mofl import trainer as trainer_lib
+from mofl import train_config as train_config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WIDTH = training_data.TEST_WIDTH_MULTIPLIER
@@ -131,7 +134,7 @@ def _trainer(asset, data, output_dir, model_config=None, **train):
     return trainer_lib.Trainer(assets_lib.FaceAssets.load(asset),
                                model_config or model_lib.ModelConfig(shape_dim=4, albedo_dim=4,
                                                                      width_multiplier=WIDTH),
-                               trainer_lib.TrainConfig(**values))
+                               train_config_lib.TrainConfig(**values))
 
 
 def _group_snapshot(trainer):
@@ -214,7 +217,7 @@ def test_model_without_learned_modes_trains(run_inputs, tmp_path):
     """Size 0 (supp. Table 4's first column): no Θs/Θa modes, inside tf.function."""
     _, asset, data = run_inputs
     from mofl.facemodel import assets as assets_lib
-    config = trainer_lib.TrainConfig(data=data, output_dir=str(tmp_path), batch_size=2,
+    config = train_config_lib.TrainConfig(data=data, output_dir=str(tmp_path), batch_size=2,
                                      num_frames=2, pretrain_steps=1, train_steps=1,
                                      finetune_steps=0, image_summary_every=0,
                                      checkpoint_every=100)
@@ -289,3 +292,22 @@ def test_pretraining_length_changes_pose_but_not_identity_of_the_exported_model(
         np.testing.assert_array_equal(results[1][key], results[5][key], err_msg=key)
     for key in ('euler_angles', 'translation'):
         assert np.abs(results[1][key] - results[5][key]).max() > 1e-6, key
+
+
+def test_train_flags_take_their_defaults_from_the_configs():
+    """One source of defaults: every flag of mofl.train that fills a ModelConfig or TrainConfig
+    field defaults to that field's value (the configs hold the defaults, not the binary)."""
+    from absl import flags   # pylint: disable=import-outside-toplevel
+    importlib.import_module('mofl.train')   # defines its flags in absl's FLAGS
+    # Not plain copies: required paths, and the focal length that follows --image_size.
+    derived = {'data', 'output_dir', 'focal_length'}
+    defaults = {**dataclasses.asdict(model_lib.ModelConfig()),
+                **dataclasses.asdict(train_config_lib.TrainConfig())}
+    defaults['image_size'] = defaults['image_size'][0]
+    checked = 0
+    for name, value in defaults.items():
+        if name in derived or name not in flags.FLAGS:
+            continue
+        assert flags.FLAGS[name].default == value, name
+        checked += 1
+    assert checked >= 50

@@ -115,7 +115,7 @@ def checkpointed_run(run_dir, model_config, step=1, perturb_seed=None, assets=No
     import tensorflow as tf
     from mofl import model as model_lib
     from mofl import run_dir as run_dir_lib
-    from mofl import trainer as trainer_lib
+    from mofl import train_config as train_config_lib
     assets = assets or tiny_assets()
     model = model_lib.FmlModel(assets, model_config)
     run_dir_lib.build_model(model, model_config)
@@ -125,7 +125,7 @@ def checkpointed_run(run_dir, model_config, step=1, perturb_seed=None, assets=No
             value = variable.numpy()
             noise = rng.normal(0.0, 0.1 * (float(np.std(value)) + 1e-3), value.shape)
             variable.assign(value + noise.astype(np.float32))
-    run_dir_lib.save_run_description(run_dir, assets, model_config, trainer_lib.TrainConfig())
+    run_dir_lib.save_run_description(run_dir, assets, model_config, train_config_lib.TrainConfig())
     tf.train.CheckpointManager(
         tf.train.Checkpoint(model=model, step=tf.Variable(step, dtype=tf.int64)),
         os.path.join(run_dir, 'checkpoints'), max_to_keep=1).save(step)

@@ -179,6 +179,7 @@ def main(argv):
     from mofl import model as model_lib
     from mofl import run_dir as run_dir_lib
     from mofl import trainer as trainer_lib
+    from mofl import train_config as train_config_lib
     from mofl.facemodel import default_assets
 
     load_before = os.getloadavg()
@@ -224,10 +225,10 @@ def main(argv):
     # FusedAdam each, one global-norm finiteness check), and its parts timed alone; the
     # previous trainer's step (one Keras Adam, a tf.where guard per variable) is the baseline.
     weights = losses.paper_loss_weights(mesh.num_vertices)
-    train_config = trainer_lib.TrainConfig(learning_rate=1e-4)
+    train_config = train_config_lib.TrainConfig(learning_rate=1e-4)
     groups = trainer_lib.parameter_groups(model)
     optimizers = trainer_lib.make_optimizers(groups, 1e-4)
-    variables = [v for g in trainer_lib.PARAMETER_GROUPS for v in groups[g]]
+    variables = [v for g in train_config_lib.PARAMETER_GROUPS for v in groups[g]]
     network_variables = model.network.trainable_variables
     images = tf.constant(rng.random((batch, frames, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
     landmarks = tf.constant(120.0 + rng.normal(0.0, 30.0, (batch, frames, 66, 2)), tf.float32)
@@ -237,7 +238,7 @@ def main(argv):
     def total_loss():
         outputs = model(images, training=True)
         terms = model.loss_terms(outputs, images, landmarks, batch_dict['landmark_confidence'])
-        return losses.total_loss({k: terms[k] for k in trainer_lib.LOSS_TERMS}, weights)
+        return losses.total_loss({k: terms[k] for k in train_config_lib.LOSS_TERMS}, weights)
 
     @tf.function
     def full_step():
@@ -266,7 +267,7 @@ def main(argv):
     @tf.function
     def fused_adam_apply(grads):
         start = 0
-        for group in trainer_lib.PARAMETER_GROUPS:
+        for group in train_config_lib.PARAMETER_GROUPS:
             count = len(groups[group])
             optimizers[group].apply_gradients(zip(grads[start:start + count], groups[group]))
             start += count

@@ -35,9 +35,11 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from mofl import paper_constants
+
 SCHEMA_VERSION = 1
 NUM_LANDMARKS = 66
-IMAGE_SIZE = 240
+IMAGE_SIZE = paper_constants.IMAGE_SIZE
 
 KEY_VERSION = 'schema_version'
 KEY_NUM_FRAMES = 'num_frames'

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_graphics.util import shape as shape_lib
 
+from mofl import paper_constants
 from mofl.facemodel import ocl as ocl_lib
 
 
@@ -39,7 +40,8 @@ class FaceModel(keras.layers.Layer):
             is (an ablation: identity and expression bases may then overlap).
     """
 
-    def __init__(self, assets, shape_dim=500, albedo_dim=500, shape_init_stddev=0.01,
+    def __init__(self, assets, shape_dim=paper_constants.MODEL_SIZE,
+                 albedo_dim=paper_constants.MODEL_SIZE, shape_init_stddev=0.01,
                  albedo_init_stddev=1e-4, seed=0, shape_basis_scale=1.0, albedo_basis_scale=1.0,
                  orthogonal_complement=True, **kwargs):
         super().__init__(**kwargs)

@@ -32,7 +32,9 @@ count; any input size that survives the strides works (`feature_grids`), e.g. 12
 import keras
 import tensorflow as tf
 
-IMAGE_SIZE = 240
+from mofl import paper_constants
+
+IMAGE_SIZE = paper_constants.IMAGE_SIZE
 LOW_FEATURES_SHAPE = (14, 14, 384)
 MEDIUM_FEATURES_SHAPE = (4, 4, 256)
 INITIALIZERS = ('he', 'glorot')

@@ -41,6 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mofl import paper_constants
 from mofl.nets import feature_extractor as feature_extractor_lib
 from mofl.nets.feature_extractor import FeatureExtractor
 from mofl.nets.identity_network import SharedIdentityNetwork
@@ -77,7 +78,8 @@ class FmlNetwork(keras.Model):
         initializer: 'he' (default) or 'glorot' kernels for the ReLU rows.
     """
 
-    def __init__(self, num_expressions, num_shape_params=500, num_reflectance_params=500,
+    def __init__(self, num_expressions, num_shape_params=paper_constants.MODEL_SIZE,
+                 num_reflectance_params=paper_constants.MODEL_SIZE,
                  translation_init=(0.0, 0.0, -DEFAULT_CAMERA_DISTANCE_MM), translation_scale=10.0,
                  rotation_scale=0.2, expression_scale=1.0, sh_init=None, sh_scale=0.5,
                  head_init_scale=0.1, input_size=0, width_multiplier=1.0, initializer='he',

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mofl import paper_constants
 from mofl.nets.feature_extractor import relu_initializer
 from mofl.nets.feature_extractor import scaled_width
 
@@ -31,7 +32,8 @@ class SharedIdentityNetwork(keras.Model):
         initializer: 'he' or 'glorot' kernels for the ReLU rows (see `feature_extractor`).
     """
 
-    def __init__(self, num_shape_params=500, num_reflectance_params=500, width_multiplier=1.0,
+    def __init__(self, num_shape_params=paper_constants.MODEL_SIZE,
+                 num_reflectance_params=paper_constants.MODEL_SIZE, width_multiplier=1.0,
                  initializer='he', name='identity_network', **kwargs):
         super().__init__(name=name, **kwargs)
         if num_shape_params < 0 or num_reflectance_params < 0:

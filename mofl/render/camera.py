@@ -22,7 +22,9 @@ import tensorflow as tf
 from tensorflow_graphics.geometry.transformation import rotation_matrix_3d
 from tensorflow_graphics.util import shape as shape_lib
 
-DEFAULT_IMAGE_SIZE = (240, 240)
+from mofl import paper_constants
+
+DEFAULT_IMAGE_SIZE = (paper_constants.IMAGE_SIZE, paper_constants.IMAGE_SIZE)
 DEFAULT_FOCAL_LENGTH_PX = 1000.0
 DEFAULT_DEPTH_MM = 1000.0
 # The training crop's side relative to the longer side of the face's 2D landmark box (the crop
