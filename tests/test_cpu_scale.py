@@ -35,6 +35,12 @@ def test_identity_statistics_tell_right_from_wrong():
     shifted = identity.identity_statistics(truth + np.linspace(-5, 5, 180).reshape(60, 3),
                                            truth, template, mask, mesh_errors=False)
     assert shifted['cosine'] < 0.95 and shifted['cosine_centred'] == pytest.approx(1.0)
+    # A uniform shift of the learned face (the pose's translation absorbs it) lowers the plain
+    # cosine, not the translation-free one; a shape change lowers both.
+    moved = identity.identity_statistics(truth + np.array([0.0, 0.0, 30.0]), truth, template,
+                                         mask, mesh_errors=False)
+    assert moved['cosine'] < 0.9 and moved['cosine_translation_free'] == pytest.approx(1.0)
+    assert shifted['cosine_translation_free'] < 0.95
     wrong = identity.identity_statistics(template - (truth - template), truth, template, mask)
     assert wrong['cosine'] == pytest.approx(-1.0) and wrong['gain_rigid'] < 0
     with pytest.raises(ValueError, match='gt_vertices'):

@@ -17,6 +17,9 @@ Reported:
 - `cosine_centred`: the same after subtracting each set's mean offset over the samples, i.e.
   whether the model tells these people apart the right way (a constant "average person" offset
   counts in `cosine` but not here);
+- `cosine_translation_free`: `cosine` after subtracting each offset field's own mean over the
+  face region: a uniform shift of the neutral face is absorbed by the pose's translation, so the
+  images cannot tell it (it still counts in `cosine`; the Procrustes errors below ignore it);
 - `alpha_spread`: per-component SD of α across the samples, median over components;
 - `identity_mm`, `identity_mm_scale`: per-vertex RMSE of the learned neutral mesh against the
   true one after rigid / similarity Procrustes, mean over samples, next to `template_mm`,
@@ -87,6 +90,13 @@ def identity_statistics(learned_vertices, gt_vertices, template, face_mask, alph
                                                  d_true - d_true.mean(0))))
         if count > 1 else 0.0,
     }
+    # A rigid shift of the whole neutral face is absorbed by the pose's translation (a gauge of
+    # the model, invisible in the images): the translation-free cosine removes each offset
+    # field's mean over the face region first.
+    shift_free = lambda d: (d.reshape(count, points, 3)
+                            - d.reshape(count, points, 3).mean(1, keepdims=True)).reshape(count, -1)
+    result['cosine_translation_free'] = float(np.mean(_cosines(shift_free(d_learned),
+                                                               shift_free(d_true))))
     if alpha is not None:
         alpha = np.asarray(alpha, np.float64).reshape(count, -1)
         result['alpha_spread'] = float(np.median(alpha.std(axis=0))) if alpha.size else 0.0
