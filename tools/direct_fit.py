@@ -76,10 +76,16 @@ def identity_basis_for(mesh, manifest, ict_dir):
     return decimation.to_asset_topology(model.basis, mesh)
 
 
-def score(fitted, samples, face_mask):
-    """Per-sample identity errors and per-frame errors (rigid and with scale), in mm."""
+def score(fitted, samples, face_mask, template):
+    """Per-sample identity errors and per-frame errors (rigid and with scale), in mm, and the
+    cosines of the fitted to the true neutral offsets (`mofl.evaluation.identity`)."""
+    from mofl.evaluation import identity
     from mofl.evaluation import metrics
     result = {'landmark_rmse_px': fitted['landmark_rmse_px'].tolist()}
+    plain, translation_free = identity.offset_cosines(fitted['identity_vertices'],
+                                                      samples['gt_vertices'], template, face_mask)
+    result['identity_cosine'] = plain.tolist()
+    result['identity_cosine_translation_free'] = translation_free.tolist()
     for with_scale, suffix in ((False, ''), (True, '_scale')):
         result['identity_mm' + suffix] = [
             metrics.vertex_rmse(p, g, face_mask, with_scale=with_scale)['rmse_mm']
@@ -94,12 +100,13 @@ def score(fitted, samples, face_mask):
 def markdown(results, num_samples, num_frames):
     """One row per identity model: mean ± SD of every error."""
     header = ['Identity model', 'Identity, rigid (mm)', 'Identity, with scale (mm)',
-              'Frames, rigid (mm)', 'Frames, with scale (mm)', 'Landmarks (px)']
+              'Frames, rigid (mm)', 'Frames, with scale (mm)', 'Landmarks (px)',
+              'Identity cos (translation-free)']
     lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
     for mode, r in results.items():
         cells = [IDENTITY_LABELS[mode]]
         for key in ('identity_mm', 'identity_mm_scale', 'frame_mm', 'frame_mm_scale',
-                    'landmark_rmse_px'):
+                    'landmark_rmse_px', 'identity_cosine_translation_free'):
             cells.append(f'{np.mean(r[key]):.2f} ± {np.std(r[key]):.2f}')
         lines.append('| ' + ' | '.join(cells) + ' |')
     lines.append('')
@@ -157,7 +164,7 @@ def main(argv):
                 samples['landmark_confidence'][chunk], config, identity_basis=basis,
                 initial_rotation=samples['pose'][chunk], log=logging.info)
             parts.append(score(fitted, {k: v[chunk] for k, v in samples.items()},
-                               assets.mesh.face_mask))
+                               assets.mesh.face_mask, assets.mesh.vertices))
         results[mode] = {k: sum((p[k] for p in parts), []) for k in parts[0]}
         logging.info('%s fitted in %.0f s: identity %.2f mm, frames %.2f mm, landmarks %.2f px',
                      mode, time.time() - start, np.mean(results[mode]['identity_mm']),

@@ -37,6 +37,34 @@ def _cosines(a, b):
     return np.where(norms > 0, np.sum(a * b, axis=1) / np.maximum(norms, 1e-12), 0.0)
 
 
+def _shift_free(offsets, points):
+    """[N, 3P] offsets minus each row's mean 3D offset: a uniform shift of the whole neutral face
+    is absorbed by the pose's translation (a gauge of the model the images cannot tell)."""
+    per_point = offsets.reshape(len(offsets), points, 3)
+    return (per_point - per_point.mean(1, keepdims=True)).reshape(len(offsets), -1)
+
+
+def offset_cosines(learned_vertices, gt_vertices, template, face_mask):
+    """Per-sample cos∠(learned, true neutral offsets) over the face region, plain and
+    translation-free (module docstring).
+
+    Args:
+        learned_vertices, gt_vertices: [N, V, 3] neutral meshes (mm).
+        template: [V, 3] v̄.
+        face_mask: [V] bool.
+
+    Returns:
+        ([N] plain cosines, [N] translation-free cosines).
+    """
+    mask = np.asarray(face_mask, bool)
+    template = np.asarray(template, np.float64)[mask]
+    count, points = len(learned_vertices), int(mask.sum())
+    d_learned = (np.asarray(learned_vertices, np.float64)[:, mask] - template).reshape(count, -1)
+    d_true = (np.asarray(gt_vertices, np.float64)[:, mask] - template).reshape(count, -1)
+    return (_cosines(d_learned, d_true),
+            _cosines(_shift_free(d_learned, points), _shift_free(d_true, points)))
+
+
 def landmark_rmse_px(predicted, observed):
     """[N] per-sample landmark error: RMS over the points and frames of ‖predicted − observed‖.
 
@@ -90,13 +118,8 @@ def identity_statistics(learned_vertices, gt_vertices, template, face_mask, alph
                                                  d_true - d_true.mean(0))))
         if count > 1 else 0.0,
     }
-    # A rigid shift of the whole neutral face is absorbed by the pose's translation (a gauge of
-    # the model, invisible in the images): the translation-free cosine removes each offset
-    # field's mean over the face region first.
-    shift_free = lambda d: (d.reshape(count, points, 3)
-                            - d.reshape(count, points, 3).mean(1, keepdims=True)).reshape(count, -1)
-    result['cosine_translation_free'] = float(np.mean(_cosines(shift_free(d_learned),
-                                                               shift_free(d_true))))
+    result['cosine_translation_free'] = float(np.mean(_cosines(_shift_free(d_learned, points),
+                                                               _shift_free(d_true, points))))
     if alpha is not None:
         alpha = np.asarray(alpha, np.float64).reshape(count, -1)
         result['alpha_spread'] = float(np.median(alpha.std(axis=0))) if alpha.size else 0.0
