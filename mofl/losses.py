@@ -43,6 +43,7 @@ def paper_loss_weights(num_vertices):
         'smoothness': PAPER_SMOOTHNESS_WEIGHT,
         'sparsity': PAPER_SPARSITY_WEIGHT,
         'expression': PAPER_EXPRESSION_WEIGHT,
+        'identity_mean': 0.0,    # ours, not in the paper (`identity_mean_loss`)
     }
 
 
@@ -205,6 +206,29 @@ def smoothness_loss(node_displacements, edges):
         diff = (tf.gather(displacements, edges[:, 0], axis=1)
                 - tf.gather(displacements, edges[:, 1], axis=1))
         return 2.0 * tf.reduce_mean(tf.reduce_sum(tf.square(diff), axis=[1, 2]))
+
+
+def identity_mean_loss(node_displacements):
+    """Ours, not in the paper: the batch's mean identity deformation, pulled towards zero.
+
+    L = (1/G) Σ_i ‖(1/B) Σ_b t_{b,i}‖², i.e. a prior that the template is the population's mean
+    face, so that the learned basis spends its modes on how people differ, not on one shared
+    offset (which the losses also allow: a uniform shift is absorbed by the pose's translation,
+    and systematic differences between the data and the model find their way into it). Off
+    (weight 0) in the paper's configuration; `mofl.train --lambda_identity_mean`.
+
+    Args:
+        node_displacements: [B, G, 3] t = OCL(Θs)·α per sample.
+
+    Returns:
+        Scalar of the inputs' float dtype (non-float inputs: float32).
+    """
+    with tf.name_scope('identity_mean_loss'):
+        displacements = _float_tensor(node_displacements)
+        shape_lib.check_static(displacements, has_rank=3, has_dim_equals=(-1, 3),
+                               tensor_name='node_displacements')
+        mean = tf.reduce_mean(displacements, axis=0)                           # [G, 3]
+        return tf.reduce_mean(tf.reduce_sum(tf.square(mean), axis=-1))
 
 
 def chroma_weights(colors, edges, eta=PAPER_CHROMA_ETA):

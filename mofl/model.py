@@ -7,7 +7,8 @@ images [B, M, 240, 240, 3]
   → loss terms (eq. 8–12): photometric, landmark, smoothness, sparsity, expression
 
 `FmlModel.call` returns everything the losses, summaries, export and evaluation need;
-`FmlModel.loss_terms` turns that plus the batch's images and landmarks into the five terms.
+`FmlModel.loss_terms` turns that plus the batch's images and landmarks into the five terms
+(and our optional batch-mean identity term, weight 0 in the paper's configuration).
 """
 import dataclasses
 from typing import Optional, Tuple
@@ -262,7 +263,8 @@ class FmlModel(keras.Model):
 
     def loss_terms(self, outputs, images, landmarks, landmark_confidence, eta=losses.PAPER_CHROMA_ETA,
                    sparsity_exponent=losses.PAPER_SPARSITY_EXPONENT):
-        """The five terms of eq. 8–12 for a batch (each the paper's sum per sample, batch mean).
+        """The five terms of eq. 8–12 for a batch (each the paper's sum per sample, batch mean), and
+        our `identity_mean` (`losses.identity_mean_loss`; weight 0 in the paper's configuration).
 
         Args:
             outputs: `call`'s dict.
@@ -301,5 +303,7 @@ class FmlModel(keras.Model):
                                                         p=sparsity_exponent),
             'expression': losses.expression_regularization(outputs['expression'],
                                                            self.face_model.expression_sigma),
+            'identity_mean': losses.identity_mean_loss(
+                outputs['node_displacements'] * SMOOTHNESS_UNITS_PER_MM),
             'visible_fraction': tf.reduce_mean(tf.cast(visible, tf.float32)),
         }

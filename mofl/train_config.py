@@ -43,7 +43,7 @@ from mofl import optim
 STAGE_NAMES = ('expression_pretraining', 'end_to_end', 'reflectance_finetuning')
 PARAMETER_GROUPS = ('trunk', 'frame_head', 'identity_path', 'shape_basis', 'reflectance')
 PRETRAIN_IDENTITY_PATH = ('freeze', 'stop_gradient', 'freeze_trunk', 'train')
-LOSS_TERMS = ('photometric', 'landmark', 'smoothness', 'sparsity', 'expression')
+LOSS_TERMS = ('photometric', 'landmark', 'smoothness', 'sparsity', 'expression', 'identity_mean')
 
 
 @dataclasses.dataclass
@@ -73,6 +73,7 @@ class TrainConfig:
     lambda_smoothness: float = losses.PAPER_SMOOTHNESS_WEIGHT
     lambda_sparsity: float = losses.PAPER_SPARSITY_WEIGHT
     lambda_expression: float = losses.PAPER_EXPRESSION_WEIGHT
+    lambda_identity_mean: float = 0.0    # ours (losses.identity_mean_loss); 0 in the paper
     chroma_eta: float = losses.PAPER_CHROMA_ETA
     sparsity_exponent: float = losses.PAPER_SPARSITY_EXPONENT
     strategy: str = 'default'        # default | mirrored | multi_worker

@@ -146,7 +146,8 @@ class Trainer:
         weights.update(landmark=train_config.lambda_landmark,
                        smoothness=train_config.lambda_smoothness,
                        sparsity=train_config.lambda_sparsity,
-                       expression=train_config.lambda_expression)
+                       expression=train_config.lambda_expression,
+                       identity_mean=train_config.lambda_identity_mean)
         self.loss_weights = weights
         self.is_chief = _is_chief(self.strategy)
 
@@ -289,10 +290,11 @@ class Trainer:
                 rate = (done - start_step) / max(time.time() - t0, 1e-9)
                 eta = (cfg.total_steps - done) / max(rate, 1e-9)
                 logging.info('step %d/%d [%s] loss %.4g (pho %.4g lan %.4g smo %.4g spa %.4g '
-                             'ble %.4g) %.2f steps/s ETA %s', done, cfg.total_steps,
+                             'ble %.4g idm %.3g) %.2f steps/s ETA %s', done, cfg.total_steps,
                              STAGE_NAMES[stage], terms['total'], terms['photometric'],
                              terms['landmark'], terms['smoothness'], terms['sparsity'],
-                             terms['expression'], rate, _format_seconds(eta))
+                             terms['expression'], terms['identity_mean'], rate,
+                             _format_seconds(eta))
             if cfg.identity_eval_data and cfg.identity_eval_every and (
                     done % cfg.identity_eval_every == 0 or done == end_step):
                 self.write_identity_summary(done)

@@ -309,3 +309,19 @@ def test_all_terms_have_finite_gradients_on_random_inputs():
     for grad in grads:
         assert grad is not None
         assert np.all(np.isfinite(grad.numpy()))
+
+
+def test_identity_mean_loss_sees_only_what_people_share():
+    """Ours: the batch-mean deformation. Offsets that cancel over the batch cost nothing; a shared
+    offset costs its squared length per node; shapes are checked by name."""
+    rng = np.random.default_rng(0)
+    person = rng.normal(size=(1, 7, 3))
+    opposite = np.concatenate([person, -person], 0)
+    assert float(losses.identity_mean_loss(opposite)) == pytest.approx(0.0, abs=1e-12)
+    shared = np.repeat(person, 4, 0)
+    want = np.mean(np.sum(person[0] ** 2, -1))
+    assert float(losses.identity_mean_loss(shared)) == pytest.approx(want, rel=1e-6)
+    assert losses.identity_mean_loss(tf.constant(shared, tf.float64)).dtype == tf.float64
+    with pytest.raises(ValueError, match='node_displacements'):
+        losses.identity_mean_loss(np.zeros([2, 7, 2]))
+    assert losses.paper_loss_weights(100)['identity_mean'] == 0.0
