@@ -1,5 +1,6 @@
 """The training binary: stages, tf.distribute on CPU, exact resume after SIGKILL, NaN guard."""
 import dataclasses
+import glob
 import importlib
 import json
 import os
@@ -311,3 +312,26 @@ def test_train_flags_take_their_defaults_from_the_configs():
         assert flags.FLAGS[name].default == value, name
         checked += 1
     assert checked >= 50
+
+
+@pytest.mark.parametrize('config', sorted(
+    os.path.basename(p) for p in glob.glob(os.path.join(training_data.REPO_ROOT, 'configs', '*.flags'))))
+def test_every_config_names_only_flags_of_mofl_train(config):
+    """Each configs/*.flags (nested flagfiles included) parses with mofl.train's flags; a typo or a
+    renamed flag fails here instead of at the start of a user's run."""
+    from absl import flags   # pylint: disable=import-outside-toplevel
+    importlib.import_module('mofl.train')   # defines its flags in absl's FLAGS
+    cwd = os.getcwd()
+    os.chdir(training_data.REPO_ROOT)   # nested --flagfile paths are relative to the repository
+    try:
+        args = flags.FLAGS.read_flags_from_files([f'--flagfile=configs/{config}'])
+    finally:
+        os.chdir(cwd)
+    assert args
+    for arg in args:
+        name = arg.lstrip('-').split('=', 1)[0]
+        if name not in flags.FLAGS and name.startswith('no'):
+            name = name[2:]
+        assert name in flags.FLAGS, f'{config}: unknown flag {arg}'
+        if '=' in arg:
+            flags.FLAGS[name].parser.parse(arg.split('=', 1)[1])   # the value parses too
