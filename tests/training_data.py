@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 
+import in_process
 import synthetic_face
 from mofl.data import records
 from mofl.facemodel import assets as assets_lib
@@ -57,7 +58,7 @@ def write_synthetic_set(directory, num_identities, seed, image_size=240):
     asset = os.path.join(directory, 'grid.npz')
     tiny_assets(n=21, num_nodes=30).save(asset)
     data = os.path.join(directory, 'data')
-    made = run_module('tools.make_synthetic', [
+    made = in_process.run_main('tools.make_synthetic', [
         f'--output_dir={data}', f'--asset={asset}', f'--num_identities={num_identities}',
         '--samples_per_identity=1', '--num_frames=2', '--test_fraction=0.5', f'--seed={seed}',
         f'--image_size={image_size}'])
