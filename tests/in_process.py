@@ -120,12 +120,14 @@ def binary_flags(module):
         yield binary
 
 
-def run_main(module, args):
+def run_main(module, args, prepare=None):
     """Imports `module` into a FLAGS of its own, parses `args` as app.run does, calls main.
 
     Args:
         module: the binary's module name (what follows `python -m`).
         args: its command-line arguments.
+        prepare: optional function called with the freshly imported module before main runs
+            (e.g. to monkeypatch one of its functions).
 
     Returns:
         Result: main's return value (or SystemExit code) as returncode, what it printed to
@@ -137,6 +139,8 @@ def run_main(module, args):
     level = absl_logger.level
     code = 0
     with binary_flags(module) as binary, _same_op_determinism():
+        if prepare is not None:
+            prepare(binary)
         absl_logger.addHandler(handler)
         absl_logger.setLevel(logging.INFO)        # app.run's default verbosity
         try:
