@@ -6,6 +6,22 @@ import in_process
 import training_data
 
 
+def _train_freeze_in_process(probe):
+    """The 'freeze' variant's training in this process (in_process: no TensorFlow start);
+    'freeze_trunk' still trains as the tool runs every variant, a `python -m` subprocess."""
+    as_subprocess = probe.run_command
+
+    def run_command(argv, cwd, env, log):
+        if '--pretrain_identity_path=freeze' not in argv:
+            return as_subprocess(argv, cwd, env, log)
+        assert argv[1:3] == ['-m', 'mofl.train'] and cwd == training_data.REPO_ROOT
+        training = in_process.run_main('mofl.train', argv[3:])
+        log.write(training.stdout + training.stderr)
+        return training.returncode
+
+    probe.run_command = run_command
+
+
 def test_probe_trains_variants_and_measures_the_identity_path(tmp_path):
     asset, data = training_data.write_synthetic_set(str(tmp_path), num_identities=4, seed=3)
     out = tmp_path / 'probe'
@@ -18,7 +34,8 @@ def test_probe_trains_variants_and_measures_the_identity_path(tmp_path):
     assert refused.returncode == 1 and 'nonsense' in refused.stderr
     assert not os.path.exists(out / 'freeze' / 'checkpoints')     # refused before training
     result = in_process.run_main('tools.probe_identity', args + [
-        '--variants=freeze,freeze_trunk', '--pretrain_only=freeze_trunk'])
+        '--variants=freeze,freeze_trunk', '--pretrain_only=freeze_trunk'],
+        prepare=_train_freeze_in_process)
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.load(open(out / 'probe.json'))
     assert [m['step'] for m in saved['freeze']['measurements']] == [2, 3]
