@@ -1,7 +1,5 @@
 """Tiny training fixtures: a small face asset and a few multi-frame records (fast tests)."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 
@@ -39,13 +37,6 @@ def tiny_assets(n=15, num_nodes=20):
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_module(module, args, timeout=300):
-    """Runs `python -m module *args` in the repository; returns the CompletedProcess."""
-    return subprocess.run([sys.executable, '-m', module] + list(args), cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
 
 
 def write_synthetic_set(directory, num_identities, seed, image_size=240):
