@@ -1,20 +1,17 @@
 """Asset sources (BFM file formats), mesh I/O round trips and the build_assets binary."""
 import os
-import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
 import scipy.io
 
+import in_process
 import synthetic_face
 from mofl.facemodel import assets as assets_lib
 from mofl.facemodel import default_assets
 from mofl.facemodel import mesh_io
 from mofl.facemodel.sources import bfm
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _write_bfm_files(tmp_path, hdf5=False):
@@ -109,9 +106,7 @@ def test_default_source_falls_back_to_mediapipe(monkeypatch, tmp_path):
 
 
 def _run_build_assets(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-    return subprocess.run([sys.executable, '-m', 'tools.build_assets', *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return in_process.run_main('tools.build_assets', args)
 
 
 def test_build_assets_binary_bfm_with_preview(tmp_path):

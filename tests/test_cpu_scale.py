@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+import in_process
 import training_data
 from mofl.evaluation import identity
 
@@ -58,17 +59,16 @@ def test_small_crops_train_report_and_refuse_mismatches(tmp_path):
     common = [f'--data={data}/train-*', f'--asset={asset}', '--shape_dim=4', '--albedo_dim=4',
               '--batch_size=2', '--num_frames=2',
               f'--width_multiplier={training_data.TEST_WIDTH_MULTIPLIER}']
-    bad = training_data.run_module('mofl.train', common + [f'--output_dir={run}',
-                                                           '--image_size=100'])
+    bad = in_process.run_main('mofl.train', common + [f'--output_dir={run}', '--image_size=100'])
     assert bad.returncode == 2 and 'multiple of 16' in bad.stderr
-    wrong = training_data.run_module('mofl.train', common + [f'--output_dir={run}_96',
-                                                             '--image_size=96'])
+    wrong = in_process.run_main('mofl.train', common + [f'--output_dir={run}_96',
+                                                        '--image_size=96'])
     assert wrong.returncode == 1 and 'frames are 64×64' in wrong.stderr
-    no_eval = training_data.run_module('mofl.train', common + [
+    no_eval = in_process.run_main('mofl.train', common + [
         f'--output_dir={run}_eval', '--image_size=64', f'--identity_eval_data={tmp_path}/no-*'])
     assert no_eval.returncode == 1 and 'no training-record files match' in no_eval.stderr
     assert not os.path.exists(os.path.join(f'{run}_eval', 'checkpoints'))   # refused at start
-    trained = training_data.run_module('mofl.train', common + [
+    trained = in_process.run_main('mofl.train', common + [
         f'--output_dir={run}', '--image_size=64', '--pretrain_steps=1', '--train_steps=2',
         f'--identity_eval_data={data}/test-*', '--identity_eval_every=2',
         '--identity_eval_samples=2', '--image_summary_every=0'])
@@ -77,10 +77,10 @@ def test_small_crops_train_report_and_refuse_mismatches(tmp_path):
     config = json.load(open(os.path.join(run, 'model_config.json')))
     assert config['image_size'] == [64, 64]
     assert config['focal_length'] == pytest.approx(1000.0 * 64 / 240)
-    too_many = training_data.run_module('tools.identity_report', [
+    too_many = in_process.run_main('tools.identity_report', [
         run, f'--data={data}/test-*', '--num_frames=4'])
     assert too_many.returncode == 1 and 'samples have 2 frames' in too_many.stderr
-    report = training_data.run_module('tools.identity_report', [
+    report = in_process.run_main('tools.identity_report', [
         run, f'--data={data}/test-*', f'--train_data={data}/train-*', '--num_samples=2',
         '--num_frames=2', f'--output={tmp_path}/identity.json'])
     assert report.returncode == 0, report.stderr[-3000:]
@@ -104,7 +104,7 @@ def test_decimated_asset_data_keeps_ground_truth_on_its_vertices(tmp_path, ict_d
     asset = str(tmp_path / 'ict2500.npz')
     graph.build_assets(coarse, num_nodes=260).save(asset)
     data = str(tmp_path / 'data')
-    made = training_data.run_module('tools.make_synthetic', [
+    made = in_process.run_main('tools.make_synthetic', [
         f'--output_dir={data}', f'--asset={asset}', '--image_size=64', '--num_identities=2',
         '--samples_per_identity=1', '--num_frames=2', '--test_fraction=0', '--seed=4'])
     assert made.returncode == 0, made.stderr[-3000:]
@@ -121,10 +121,27 @@ def test_decimated_asset_data_keeps_ground_truth_on_its_vertices(tmp_path, ict_d
     assert samples['gt_expression_vertices'].shape[2] == coarse.num_vertices
 
 
-def test_synthetic_benchmark_quick_runs_every_stage(tmp_path):
+def test_synthetic_benchmark_quick_runs_every_stage(tmp_path, monkeypatch):
     out = tmp_path / 'bench'
-    result = training_data.run_module('tools.synthetic_benchmark', [
-        f'--output_dir={out}', '--quick', '--table4'], timeout=900)
+    monkeypatch.chdir(training_data.REPO_ROOT)     # the stages read configs/*.flags from here
+
+    def prepare(benchmark):
+        as_subprocess = benchmark.run_module
+
+        def run_module(args, log):
+            # The first stage (the face asset) runs as the tool runs every stage, `python -m`
+            # in a subprocess; the others run the same command lines in this process (in_process:
+            # no TensorFlow start of 5–15 s each), their output to the stage's log as before.
+            if args[0] == 'tools.build_assets':
+                return as_subprocess(args, log)
+            stage = in_process.run_main(args[0], args[1:])
+            log.write(stage.stdout + stage.stderr)
+            return stage.returncode
+
+        monkeypatch.setattr(benchmark, 'run_module', run_module)
+
+    result = in_process.run_main('tools.synthetic_benchmark', [
+        f'--output_dir={out}', '--quick', '--table4'], prepare=prepare)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
     for stage in ('face asset', 'synthetic data', 'reference fits', 'training, M = 2',
                   'training, M = 4', 'Table 1, rigid', 'Table 1, with scale',

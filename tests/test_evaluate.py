@@ -1,19 +1,16 @@
 """The evaluation binary: synthetic Table 1, real-scan protocol, photometric Table 4, errors."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+import in_process
 import training_data
 from mofl import model as model_lib
 from mofl import sample_data
 from mofl.evaluation import datasets
 from mofl.evaluation import protocols
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = model_lib.ModelConfig(shape_dim=4, albedo_dim=4,
                                width_multiplier=training_data.TEST_WIDTH_MULTIPLIER)
 
@@ -33,9 +30,7 @@ def setup(tmp_path_factory):
 
 
 def _run(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-    return subprocess.run([sys.executable, '-m', 'mofl.evaluate', *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return in_process.run_main('mofl.evaluate', args)
 
 
 def test_synthetic_table1_layout_and_numbers(setup):

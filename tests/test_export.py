@@ -1,26 +1,20 @@
 """SavedModel export: the binary, its outputs against the Keras model, metadata, error paths."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import in_process
 import training_data
 from mofl import export as export_lib
 from mofl import model as model_lib
 from mofl import run_dir as run_dir_lib
 from mofl import train_config as train_config_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = model_lib.ModelConfig(shape_dim=8, albedo_dim=6,
                                width_multiplier=training_data.TEST_WIDTH_MULTIPLIER)
-
-
-def _env():
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
 
 
 def _perturb(model, rng, relative=0.1):
@@ -63,10 +57,8 @@ def exported(trained_run):
     """Runs the export binary on the run's checkpoints/ folder (latest checkpoint, step 2)."""
     run_dir = trained_run[0]
     output_dir = os.path.join(os.path.dirname(run_dir), 'saved_model')
-    result = subprocess.run(
-        [sys.executable, '-m', 'tools.export_savedmodel',
-         f'--checkpoint_dir={os.path.join(run_dir, "checkpoints")}', f'--output_dir={output_dir}'],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    result = in_process.run_main('tools.export_savedmodel', [
+        f'--checkpoint_dir={os.path.join(run_dir, "checkpoints")}', f'--output_dir={output_dir}'])
     assert result.returncode == 0, result.stderr[-3000:]
     return output_dir, result.stdout
 
@@ -192,10 +184,8 @@ def test_binary_exits_1_without_checkpoint(tmp_path):
     run_dir_lib.save_run_description(run_dir, training_data.tiny_assets(), CONFIG,
                                      train_config_lib.TrainConfig())
     output_dir = str(tmp_path / 'saved_model')
-    result = subprocess.run(
-        [sys.executable, '-m', 'tools.export_savedmodel', f'--checkpoint_dir={run_dir}',
-         f'--output_dir={output_dir}'],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    result = in_process.run_main('tools.export_savedmodel', [f'--checkpoint_dir={run_dir}',
+                                                             f'--output_dir={output_dir}'])
     assert result.returncode == 1
     assert os.path.join(run_dir, 'checkpoints') in result.stderr
     assert 'no checkpoint' in result.stderr

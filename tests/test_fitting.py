@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+import in_process
 import training_data
 from mofl import fitting
 from mofl.data import synthetic
@@ -76,7 +77,7 @@ def test_binary_on_a_synthetic_set_and_on_records_without_ground_truth(tmp_path)
     the table; records without ground truth are refused with the reason."""
     asset_path, data = training_data.write_synthetic_set(str(tmp_path), num_identities=2, seed=2)
     output = str(tmp_path / 'fit' / 'DIRECT')
-    result = training_data.run_module('tools.direct_fit', [
+    result = in_process.run_main('tools.direct_fit', [
         f'--data={data}/train-*', '--num_frames=2', '--pose_steps=5', '--identity_steps=5',
         f'--output={output}'])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -88,7 +89,7 @@ def test_binary_on_a_synthetic_set_and_on_records_without_ground_truth(tmp_path)
 
     plain = training_data.write_records(str(tmp_path / 'plain'), num_samples=1,
                                         num_frames=2, num_shards=1)
-    result = training_data.run_module('tools.direct_fit', [
+    result = in_process.run_main('tools.direct_fit', [
         f'--data={plain}', '--num_frames=2', f'--asset={asset_path}', '--identity=template'])
     assert result.returncode == 1
     assert 'no gt_vertices' in result.stderr

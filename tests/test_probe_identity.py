@@ -2,7 +2,24 @@
 import json
 import os
 
+import in_process
 import training_data
+
+
+def _train_freeze_in_process(probe):
+    """The 'freeze' variant's training in this process (in_process: no TensorFlow start);
+    'freeze_trunk' still trains as the tool runs every variant, a `python -m` subprocess."""
+    as_subprocess = probe.run_command
+
+    def run_command(argv, cwd, env, log):
+        if '--pretrain_identity_path=freeze' not in argv:
+            return as_subprocess(argv, cwd, env, log)
+        assert argv[1:3] == ['-m', 'mofl.train'] and cwd == training_data.REPO_ROOT
+        training = in_process.run_main('mofl.train', argv[3:])
+        log.write(training.stdout + training.stderr)
+        return training.returncode
+
+    probe.run_command = run_command
 
 
 def test_probe_trains_variants_and_measures_the_identity_path(tmp_path):
@@ -13,13 +30,12 @@ def test_probe_trains_variants_and_measures_the_identity_path(tmp_path):
             '--train_steps=1', '--num_test_samples=2',
             '--train_flags=shape_dim=4,albedo_dim=4,'
             f'width_multiplier={training_data.TEST_WIDTH_MULTIPLIER}']
-    refused = training_data.run_module('tools.probe_identity',
-                                       args + ['--variants=freeze,nonsense'], timeout=600)
+    refused = in_process.run_main('tools.probe_identity', args + ['--variants=freeze,nonsense'])
     assert refused.returncode == 1 and 'nonsense' in refused.stderr
     assert not os.path.exists(out / 'freeze' / 'checkpoints')     # refused before training
-    result = training_data.run_module(
-        'tools.probe_identity', args + ['--variants=freeze,freeze_trunk',
-                                        '--pretrain_only=freeze_trunk'], timeout=600)
+    result = in_process.run_main('tools.probe_identity', args + [
+        '--variants=freeze,freeze_trunk', '--pretrain_only=freeze_trunk'],
+        prepare=_train_freeze_in_process)
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.load(open(out / 'probe.json'))
     assert [m['step'] for m in saved['freeze']['measurements']] == [2, 3]

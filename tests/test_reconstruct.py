@@ -1,13 +1,11 @@
 """Reconstruction tool and mode visualisation on real photos/video with a tiny checkpoint model."""
 import json
-import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
+import in_process
 import training_data
 from mofl import export as export_lib
 from mofl import facemesh
@@ -20,14 +18,9 @@ from mofl.data import inputs as inputs_lib
 from mofl.facemodel import mesh_io
 from tools import visualize_modes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = model_lib.ModelConfig(shape_dim=8, albedo_dim=6,
                                width_multiplier=training_data.TEST_WIDTH_MULTIPLIER)
 CROP = CONFIG.image_size[0]
-
-
-def _env():
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
 
 
 @pytest.fixture(scope='module')
@@ -139,10 +132,9 @@ def test_carphone_frames_share_identity_in_a_group(loaded, tmp_path):
 def test_no_face_image_fails_clearly(run_dir, tmp_path):
     ramp = np.tile(np.linspace(0, 255, 320, dtype=np.uint8)[None, :, None], (240, 1, 3))
     cv2.imwrite(str(tmp_path / 'gradient.png'), ramp)
-    result = subprocess.run(
-        [sys.executable, '-m', 'mofl.reconstruct', f'--model={run_dir}',
-         f'--input={tmp_path / "gradient.png"}', f'--output_dir={tmp_path / "out"}'],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    result = in_process.run_main('mofl.reconstruct', [
+        f'--model={run_dir}', f'--input={tmp_path / "gradient.png"}',
+        f'--output_dir={tmp_path / "out"}'])
     assert result.returncode == reconstruct.EXIT_NOTHING_RECONSTRUCTED, result.stderr[-2000:]
     assert 'no face found in' in result.stderr and 'gradient.png' in result.stderr
     assert 'nothing was reconstructed' in result.stderr
@@ -189,10 +181,9 @@ def test_pca_matches_covariance_eigendecomposition():
 def test_visualize_modes_writes_png_and_npz(run_dir, tmp_path):
     data = training_data.write_records(str(tmp_path / 'data'), num_samples=4, num_frames=2)
     output = tmp_path / 'modes.png'
-    result = subprocess.run(
-        [sys.executable, '-m', 'tools.visualize_modes', f'--model={run_dir}', f'--data={data}',
-         '--max_samples=4', '--num_modes=2', f'--output={output}'],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    result = in_process.run_main('tools.visualize_modes', [
+        f'--model={run_dir}', f'--data={data}', '--max_samples=4', '--num_modes=2',
+        f'--output={output}'])
     assert result.returncode == 0, result.stderr[-2000:]
     png = cv2.imread(str(output))
     block = 3 * CROP + 2 * 2

@@ -1,13 +1,11 @@
 """Tests of the synthetic ground-truth set: `mofl.data.synthetic` and `tools.make_synthetic`.
 
-`tools.make_synthetic` is only run as a subprocess: importing it here would register absl flags
-that clash with `tools.preprocess` (imported by test_preprocess) in the same pytest process.
+`tools.make_synthetic` runs in process through `in_process.run_main`, which gives it a FLAGS of its
+own (its flags clash with those of `tools.preprocess`, imported by test_preprocess).
 """
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,9 +19,8 @@ from mofl.facemodel import assets as assets_lib
 from mofl.facemodel import geometry
 from mofl.facemodel import graph as graph_lib
 from mofl.facemodel import mesh_io
-import synthetic_face  # tests/ is on sys.path under pytest (rootdir-relative import)
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import in_process  # tests/ is on sys.path under pytest (rootdir-relative import)
+import synthetic_face
 
 
 def _rms(a, b):
@@ -245,10 +242,8 @@ def test_records_round_trip_through_the_pipeline(grid_samples, tmp_path):
         assert np.abs(decoded - sample.images).mean() < 4.0
 
 
-def _run_binary(args, env=None):
-    return subprocess.run([sys.executable, '-m', 'tools.make_synthetic'] + args, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=240,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', **(env or {})))
+def _run_binary(args):
+    return in_process.run_main('tools.make_synthetic', args)
 
 
 def test_binary_end_to_end(grid_mesh, tmp_path):

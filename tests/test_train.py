@@ -1,7 +1,6 @@
 """The training binary: stages, tf.distribute on CPU, exact resume after SIGKILL, NaN guard."""
 import dataclasses
 import glob
-import importlib
 import json
 import os
 import signal
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import in_process
 import training_data
 from mofl import model as model_lib
 from mofl import trainer as trainer_lib
@@ -31,13 +31,22 @@ def run_inputs(tmp_path_factory):
     return base, asset, data
 
 
+def _train_flags(asset, data, output_dir, *extra):
+    return [f'--asset={asset}', f'--data={data}', f'--output_dir={output_dir}', '--batch_size=2',
+            '--num_frames=2', '--shape_dim=8', '--albedo_dim=8', '--pretrain_steps=2',
+            '--train_steps=4', '--finetune_steps=2', '--checkpoint_every=2', '--log_every=1',
+            '--summary_every=1', '--image_summary_every=0', '--deterministic',
+            '--shuffle_buffer=8', f'--width_multiplier={WIDTH}', *extra]
+
+
 def _train_args(asset, data, output_dir, *extra):
-    return [sys.executable, '-m', 'mofl.train', f'--asset={asset}', f'--data={data}',
-            f'--output_dir={output_dir}', '--batch_size=2', '--num_frames=2', '--shape_dim=8',
-            '--albedo_dim=8', '--pretrain_steps=2', '--train_steps=4', '--finetune_steps=2',
-            '--checkpoint_every=2', '--log_every=1', '--summary_every=1',
-            '--image_summary_every=0', '--deterministic', '--shuffle_buffer=8',
-            f'--width_multiplier={WIDTH}', *extra]
+    """The command line of a training subprocess (for the tests of process behaviour)."""
+    return [sys.executable, '-m', 'mofl.train'] + _train_flags(asset, data, output_dir, *extra)
+
+
+def _train(args):
+    """mofl.train's main with these flags, in this process."""
+    return in_process.run_main('mofl.train', args)
 
 
 def _env():
@@ -61,10 +70,13 @@ def _checkpoint_variables(output_dir):
 
 def test_resume_after_sigkill_continues_exactly(run_inputs):
     base, asset, data = run_inputs
+    # The uninterrupted run trains alongside the one to be killed: one compute thread each, so
+    # the two share a 2-core machine, and load does not change a bit of either.
     straight = str(base / 'straight')
-    result = subprocess.run(_train_args(asset, data, straight), cwd=ROOT, env=_single_thread_env(),
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    straight_log = open(base / 'straight.log', 'w+')
+    uninterrupted = subprocess.Popen(_train_args(asset, data, straight), cwd=ROOT,
+                                     env=_single_thread_env(), stdout=subprocess.DEVNULL,
+                                     stderr=straight_log, text=True)
 
     killed = str(base / 'killed')
     proc = subprocess.Popen(_train_args(asset, data, killed), cwd=ROOT, env=_single_thread_env(),
@@ -80,6 +92,10 @@ def test_resume_after_sigkill_continues_exactly(run_inputs):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert tf.train.latest_checkpoint(os.path.join(killed, 'checkpoints')).endswith('ckpt-4')
+    uninterrupted.wait(timeout=600)
+    straight_log.seek(0)
+    assert uninterrupted.returncode == 0, straight_log.read()[-3000:]
+    straight_log.close()
 
     resumed = subprocess.run(_train_args(asset, data, killed), cwd=ROOT, env=_single_thread_env(),
                              capture_output=True, text=True, timeout=600)
@@ -107,17 +123,15 @@ def test_mirrored_strategy_on_two_cpu_devices(run_inputs):
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(run_inputs, tmp_path):
     base, asset, data = run_inputs
     out = str(tmp_path / 'nan')
-    args = _train_args(asset, data, out, '--checkpoint_iterator=false')
-    first = subprocess.run([a.replace('--train_steps=4', '--train_steps=0')
-                            .replace('--finetune_steps=2', '--finetune_steps=0') for a in args],
-                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    args = _train_flags(asset, data, out, '--checkpoint_iterator=false')
+    first = _train([a.replace('--train_steps=4', '--train_steps=0')
+                    .replace('--finetune_steps=2', '--finetune_steps=0') for a in args])
     assert first.returncode == 0, first.stderr[-3000:]
     good = _checkpoint_variables(out)
 
     bad_data = training_data.write_records(str(tmp_path / 'bad'), num_samples=2, num_frames=2,
                                            landmark_value=float('nan'))
-    second = subprocess.run([a.replace(data, bad_data) for a in args], cwd=ROOT, env=_env(),
-                            capture_output=True, text=True, timeout=600)
+    second = _train([a.replace(data, bad_data) for a in args])
     assert second.returncode == 3
     assert 'non-finite loss (landmark, total)' in second.stderr
     assert tf.train.latest_checkpoint(os.path.join(out, 'checkpoints')).endswith('ckpt-2')
@@ -190,9 +204,8 @@ def test_pretraining_leaves_the_identity_path_as_initialised(run_inputs, tmp_pat
 
 def test_train_binary_rejects_missing_data(tmp_path, run_inputs):
     _, asset, _ = run_inputs
-    result = subprocess.run(_train_args(asset, str(tmp_path / 'nothing-*.tfrecord'),
-                                        str(tmp_path / 'out')), cwd=ROOT, env=_env(),
-                            capture_output=True, text=True, timeout=300)
+    result = _train(_train_flags(asset, str(tmp_path / 'nothing-*.tfrecord'),
+                                 str(tmp_path / 'out')))
     assert result.returncode == 1
     assert 'nothing-*.tfrecord' in result.stderr
 
@@ -200,15 +213,13 @@ def test_train_binary_rejects_missing_data(tmp_path, run_inputs):
 def test_resuming_with_another_model_is_refused(run_inputs, tmp_path):
     _, asset, data = run_inputs
     out = str(tmp_path / 'run')
-    first = subprocess.run(_train_args(asset, data, out, '--train_steps=0', '--finetune_steps=0',
-                                       '--pretrain_steps=1'),
-                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    first = _train(_train_flags(asset, data, out, '--train_steps=0', '--finetune_steps=0',
+                                '--pretrain_steps=1'))
     assert first.returncode == 0, first.stderr[-3000:]
     before = open(os.path.join(out, 'model_config.json')).read()
     # The untrained translation is stored resolved, so a later default cannot change the run.
     assert len(json.loads(before)['initial_translation']) == 3
-    second = subprocess.run(_train_args(asset, data, out, '--shape_dim=9'), cwd=ROOT, env=_env(),
-                            capture_output=True, text=True, timeout=600)
+    second = _train(_train_flags(asset, data, out, '--shape_dim=9'))
     assert second.returncode == 1
     assert 'shape_dim: run 8 vs flags 9' in second.stderr
     assert open(os.path.join(out, 'model_config.json')).read() == before
@@ -275,17 +286,14 @@ def test_pretraining_length_changes_pose_but_not_identity_of_the_exported_model(
     results = {}
     for steps in (1, 5):
         out = str(tmp_path / f'pre{steps}')
-        args = [a for a in _train_args(asset, data, out) if not a.startswith(
+        args = [a for a in _train_flags(asset, data, out) if not a.startswith(
             ('--pretrain_steps', '--train_steps', '--finetune_steps', '--checkpoint_every'))]
-        trained = subprocess.run(args + [f'--pretrain_steps={steps}', '--train_steps=0',
-                                         '--finetune_steps=0', f'--checkpoint_every={steps}'],
-                                 cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+        trained = _train(args + [f'--pretrain_steps={steps}', '--train_steps=0',
+                                 '--finetune_steps=0', f'--checkpoint_every={steps}'])
         assert trained.returncode == 0, trained.stderr[-3000:]
         saved = str(tmp_path / f'saved{steps}')
-        exported = subprocess.run([sys.executable, '-m', 'tools.export_savedmodel',
-                                   f'--checkpoint_dir={out}', f'--output_dir={saved}'],
-                                  cwd=ROOT, env=_env(), capture_output=True, text=True,
-                                  timeout=600)
+        exported = in_process.run_main('tools.export_savedmodel', [f'--checkpoint_dir={out}',
+                                                                   f'--output_dir={saved}'])
         assert exported.returncode == 0, exported.stderr[-3000:]
         images = np.random.default_rng(0).uniform(size=(2, 240, 240, 3)).astype(np.float32)
         results[steps] = export_lib.load_exported(saved).reconstruct(images)
@@ -299,39 +307,41 @@ def test_train_flags_take_their_defaults_from_the_configs():
     """One source of defaults: every flag of mofl.train that fills a ModelConfig or TrainConfig
     field defaults to that field's value (the configs hold the defaults, not the binary)."""
     from absl import flags   # pylint: disable=import-outside-toplevel
-    importlib.import_module('mofl.train')   # defines its flags in absl's FLAGS
     # Not plain copies: required paths, and the focal length that follows --image_size.
     derived = {'data', 'output_dir', 'focal_length'}
     defaults = {**dataclasses.asdict(model_lib.ModelConfig()),
                 **dataclasses.asdict(train_config_lib.TrainConfig())}
     defaults['image_size'] = defaults['image_size'][0]
     checked = 0
-    for name, value in defaults.items():
-        if name in derived or name not in flags.FLAGS:
-            continue
-        assert flags.FLAGS[name].default == value, name
-        checked += 1
+    # mofl.train's flags in a FLAGS of their own: tools.preprocess (test_preprocess) also
+    # defines --output_dir, --num_frames, --image_size, --seed.
+    with in_process.binary_flags('mofl.train'):
+        for name, value in defaults.items():
+            if name in derived or name not in flags.FLAGS:
+                continue
+            assert flags.FLAGS[name].default == value, name
+            checked += 1
     assert checked >= 50
 
 
 @pytest.mark.parametrize('config', sorted(
-    os.path.basename(p) for p in glob.glob(os.path.join(training_data.REPO_ROOT, 'configs', '*.flags'))))
+    os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 'configs', '*.flags'))))
 def test_every_config_names_only_flags_of_mofl_train(config):
     """Each configs/*.flags (nested flagfiles included) parses with mofl.train's flags; a typo or a
     renamed flag fails here instead of at the start of a user's run."""
     from absl import flags   # pylint: disable=import-outside-toplevel
-    importlib.import_module('mofl.train')   # defines its flags in absl's FLAGS
     cwd = os.getcwd()
-    os.chdir(training_data.REPO_ROOT)   # nested --flagfile paths are relative to the repository
+    os.chdir(ROOT)   # nested --flagfile paths are relative to the repository
     try:
-        args = flags.FLAGS.read_flags_from_files([f'--flagfile=configs/{config}'])
+        with in_process.binary_flags('mofl.train'):
+            args = flags.FLAGS.read_flags_from_files([f'--flagfile=configs/{config}'])
+            assert args
+            for arg in args:
+                name = arg.lstrip('-').split('=', 1)[0]
+                if name not in flags.FLAGS and name.startswith('no'):
+                    name = name[2:]
+                assert name in flags.FLAGS, f'{config}: unknown flag {arg}'
+                if '=' in arg:
+                    flags.FLAGS[name].parser.parse(arg.split('=', 1)[1])   # the value parses
     finally:
         os.chdir(cwd)
-    assert args
-    for arg in args:
-        name = arg.lstrip('-').split('=', 1)[0]
-        if name not in flags.FLAGS and name.startswith('no'):
-            name = name[2:]
-        assert name in flags.FLAGS, f'{config}: unknown flag {arg}'
-        if '=' in arg:
-            flags.FLAGS[name].parser.parse(arg.split('=', 1)[1])   # the value parses too

@@ -1,10 +1,9 @@
 """Tiny training fixtures: a small face asset and a few multi-frame records (fast tests)."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 
+import in_process
 import synthetic_face
 from mofl.data import records
 from mofl.facemodel import assets as assets_lib
@@ -40,13 +39,6 @@ def tiny_assets(n=15, num_nodes=20):
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_module(module, args, timeout=300):
-    """Runs `python -m module *args` in the repository; returns the CompletedProcess."""
-    return subprocess.run([sys.executable, '-m', module] + list(args), cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
-
-
 def write_synthetic_set(directory, num_identities, seed, image_size=240):
     """The grid-face asset (21², 30 nodes) and a tools.make_synthetic set rendered with it:
     one 2-frame sample per identity, half the identities held out, `image_size`² frames.
@@ -57,7 +49,7 @@ def write_synthetic_set(directory, num_identities, seed, image_size=240):
     asset = os.path.join(directory, 'grid.npz')
     tiny_assets(n=21, num_nodes=30).save(asset)
     data = os.path.join(directory, 'data')
-    made = run_module('tools.make_synthetic', [
+    made = in_process.run_main('tools.make_synthetic', [
         f'--output_dir={data}', f'--asset={asset}', f'--num_identities={num_identities}',
         '--samples_per_identity=1', '--num_frames=2', '--test_fraction=0.5', f'--seed={seed}',
         f'--image_size={image_size}'])

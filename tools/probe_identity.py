@@ -124,6 +124,12 @@ def asset_path():
     return path
 
 
+def run_command(argv, cwd, env, log):
+    """Runs `argv` in `cwd` with `env`, its output to the open file `log`; returns the exit
+    status. (tests/test_probe_identity.py runs one variant's training in its own process.)"""
+    return subprocess.run(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+
+
 def run_training(variant, run_dir):
     """Runs (or resumes) one variant's training; returns its wall time in seconds."""
     argv, cwd = train_command(variant, run_dir)
@@ -132,9 +138,9 @@ def run_training(variant, run_dir):
     logging.info('Training %s: %s (in %s)', variant, ' '.join(argv[1:]), cwd)
     start = time.time()
     with open(os.path.join(run_dir, 'train.log'), 'a') as log:
-        result = subprocess.run(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode:
-        raise RuntimeError(f'{variant}: mofl.train exited with {result.returncode}; see '
+        returncode = run_command(argv, cwd, env, log)
+    if returncode:
+        raise RuntimeError(f'{variant}: mofl.train exited with {returncode}; see '
                            f'{run_dir}/train.log')
     return time.time() - start
 

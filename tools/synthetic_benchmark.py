@@ -62,6 +62,14 @@ class StageError(RuntimeError):
     pass
 
 
+def run_module(args, log):
+    """Runs `python -m args` in the repository, its output to the open file `log`; returns its
+    exit status. (tests/test_cpu_scale.py runs most stages in its own process through this.)"""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
+    return subprocess.run([sys.executable, '-m'] + args, cwd=ROOT, env=env, stdout=log,
+                          stderr=subprocess.STDOUT).returncode
+
+
 class Benchmark:
     """Runs the stages in order, timing each and printing one progress line per stage."""
 
@@ -86,17 +94,15 @@ class Benchmark:
         logs = os.path.join(self.out, 'logs')
         os.makedirs(logs, exist_ok=True)
         log_path = os.path.join(logs, f'{log_name or key}.log')
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
         start = time.time()
         with open(log_path, 'a') as log:
-            result = subprocess.run([sys.executable, '-m'] + args, cwd=ROOT, env=env,
-                                    stdout=log, stderr=subprocess.STDOUT)
+            returncode = run_module(args, log)
         seconds = time.time() - start
         self.timings[key] = round(self.timings.get(key, 0.0) + seconds, 1)
         self.save_timings()
-        if result.returncode != 0:
+        if returncode != 0:
             raise StageError(f'{description} failed (python -m {" ".join(args)} exited with '
-                             f'{result.returncode}); see {log_path}')
+                             f'{returncode}); see {log_path}')
         print(f'{prefix}: done in {seconds / 60:.1f} min', flush=True)
 
     def save_timings(self):
