@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from mofl import landmarks as landmark_layout
+from mofl import startup
 
 _DETECTOR_SCORE_PARAM = ('facedetectionshortrangecpu__facedetectionshortrange__facedetection__'
                          'TensorsToDetectionsCalculator.min_score_thresh')
@@ -45,18 +46,29 @@ class FaceTracker:
         # Imported here: mediapipe is heavy and only face detection needs it.
         from mediapipe.python import solution_base  # pylint: disable=g-import-not-at-top
         from mediapipe.python.solutions import face_mesh  # pylint: disable=g-import-not-at-top
-        self._graph = solution_base.SolutionBase(
-            binary_graph_path=face_mesh._BINARYPB_FILE_PATH,  # pylint: disable=protected-access
-            side_inputs={'num_faces': 1, 'with_attention': False, 'use_prev_landmarks': False},
-            calculator_params={_DETECTOR_SCORE_PARAM: float(min_detection_confidence),
-                               _TRACKING_PARAM: 0.5},
-            # face_detections is an output of the same graph; the stock FaceMesh drops it.
-            outputs=['multi_face_landmarks', 'face_detections'])
+        # mediapipe's C++ start-up lines (XNNPACK delegate, "feedback manager", ROI notices) are
+        # dropped while the graph starts and runs its first image; MOFL_TF_LOGS=1 keeps them.
+        self._first_image = True
+        with startup.native_stderr_dropped():
+            self._graph = solution_base.SolutionBase(
+                binary_graph_path=face_mesh._BINARYPB_FILE_PATH,  # pylint: disable=protected-access
+                side_inputs={'num_faces': 1, 'with_attention': False,
+                             'use_prev_landmarks': False},
+                calculator_params={_DETECTOR_SCORE_PARAM: float(min_detection_confidence),
+                                   _TRACKING_PARAM: 0.5},
+                # face_detections is an output of the same graph; the stock FaceMesh drops it.
+                outputs=['multi_face_landmarks', 'face_detections'])
 
     def detect(self, image_rgb) -> Optional[FaceObservation]:
         """Landmarks of the most confident face in one RGB uint8 image [H, W, 3], or None."""
         height, width = image_rgb.shape[:2]
-        result = self._graph.process({'image': np.ascontiguousarray(image_rgb)})
+        image = {'image': np.ascontiguousarray(image_rgb)}
+        if self._first_image:
+            self._first_image = False
+            with startup.native_stderr_dropped():
+                result = self._graph.process(image)
+        else:
+            result = self._graph.process(image)
         if not result.multi_face_landmarks:
             return None
         points = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark],

@@ -8,9 +8,11 @@ once through `quiet_tensorflow()`: with `TF_CPP_MIN_LOG_LEVEL=2` (unless the env
 and with file descriptor 2 pointed at a temporary file while TensorFlow loads and looks for
 devices. If that import fails, what it printed is replayed before the exception propagates.
 
-`MOFL_TF_LOGS=1` in the environment turns all of this off (TensorFlow's own lines come back).
+`MOFL_TF_LOGS=1` in the environment turns all of this off (TensorFlow's own lines come back, and
+mediapipe's, which `mofl.facemesh` drops the same way while its graph starts).
 Library code never calls this: only binaries, before their first TensorFlow import.
 """
+import contextlib
 import os
 import sys
 import tempfile
@@ -19,6 +21,34 @@ import tempfile
 def tensorflow_logs_wanted():
     """True when the user asked for TensorFlow's own start-up lines (`MOFL_TF_LOGS` set, not 0)."""
     return os.environ.get('MOFL_TF_LOGS', '') not in ('', '0')
+
+
+@contextlib.contextmanager
+def native_stderr_dropped():
+    """Inside: file descriptor 2 (what C++ libraries print to) goes to a temporary file.
+
+    Used around TensorFlow's import and around mediapipe's graph start-up (`mofl.facemesh`),
+    whose C++ logging ignores Python's. Python's own `sys.stderr` is flushed first and restored
+    after. If the block raises, what was captured is written to stderr before the exception
+    propagates, so a failure keeps its explanation. With `MOFL_TF_LOGS` set nothing is dropped.
+    """
+    if tensorflow_logs_wanted():
+        yield
+        return
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved_stderr, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode('utf-8', errors='replace'))
+            raise
+        finally:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
 
 
 def quiet_tensorflow():
@@ -32,18 +62,6 @@ def quiet_tensorflow():
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     if 'tensorflow' in sys.modules:
         return
-    sys.stderr.flush()
-    saved_stderr = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow as tf
-            tf.config.list_physical_devices()        # cuInit and device discovery print here
-        except BaseException:
-            os.dup2(saved_stderr, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode('utf-8', errors='replace'))
-            raise
-        finally:
-            os.dup2(saved_stderr, 2)
-            os.close(saved_stderr)
+    with native_stderr_dropped():
+        import tensorflow as tf   # pylint: disable=import-outside-toplevel
+        tf.config.list_physical_devices()        # cuInit and device discovery print here

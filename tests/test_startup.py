@@ -57,3 +57,25 @@ def test_logs_come_back_on_request(tmp_path):
     loud = _run(code, MOFL_TF_LOGS='1', **env)
     assert loud.returncode == 0 and 'I tensorflow start-up line' in loud.stderr
     assert loud.stdout.strip() == 'None'
+
+
+def test_face_detector_start_up_prints_nothing_unless_asked():
+    """mediapipe's C++ lines (XNNPACK delegate, feedback-manager warnings) are dropped while the
+    FaceMesh graph starts and runs its first image; MOFL_TF_LOGS=1 brings them back."""
+    code = textwrap.dedent('''\
+        from mofl import startup
+        startup.quiet_tensorflow()   # as every binary does first
+        import numpy as np
+        from mofl import facemesh, sample_data
+        from PIL import Image
+        image = np.asarray(Image.open(sample_data.astronaut_path()).convert('RGB'))
+        with facemesh.FaceTracker() as tracker:
+            found = [tracker.detect(image) is not None for _ in range(2)]
+        print(found)
+        ''')
+    quiet = _run(code)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.strip() == '[True, True]'
+    assert quiet.stderr == ''
+    loud = _run(code, MOFL_TF_LOGS='1')
+    assert loud.returncode == 0 and 'XNNPACK' in loud.stderr
