@@ -4,6 +4,8 @@ Every binary that takes a face asset defines `--asset` with `define_asset_flag` 
 value with `mofl.facemodel.default_assets.load_asset`, so `--asset=PATH.npz`, `--asset=default`
 and `--asset=default:N` mean the same everywhere.
 """
+import sys
+
 from absl import flags
 
 ASSET_HELP = ('Face asset: an asset .npz (tools.build_assets), default, or default:N (the '
@@ -23,5 +25,9 @@ def define_asset_flag(when_unset='', required=False, flag_values=flags.FLAGS):
         The flag holder.
     """
     help_text = f'{ASSET_HELP}; {when_unset}' if when_unset else f'{ASSET_HELP}.'
+    # Credit the flag to the binary that asked for it, so that its --help lists it (absl files a
+    # flag under the module that calls DEFINE_*, which would be this one).
+    caller = sys._getframe(1).f_globals.get('__name__', '')  # pylint: disable=protected-access
+    module_name = sys.argv[0] if caller == '__main__' else caller
     return flags.DEFINE_string('asset', None, help_text, required=required,
-                               flag_values=flag_values)
+                               flag_values=flag_values, module_name=module_name)

@@ -33,6 +33,11 @@ by reflecting the measured template).
 """
 import numpy as np
 
+# The crop convention of all of mofl: a square crop's side relative to the longer side of the
+# face's 2D landmark box (tools.preprocess --crop_scale, reconstruction, evaluation, synthetic
+# data).
+CROP_SCALE = 1.6
+
 NUM_IBUG68 = 68
 INNER_MOUTH_CORNERS_68 = (60, 64)  # dropped from the paper's 66-point layout.
 

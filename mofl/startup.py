@@ -10,7 +10,8 @@ devices. If that import fails, what it printed is replayed before the exception 
 
 `MOFL_TF_LOGS=1` in the environment turns all of this off (TensorFlow's own lines come back, and
 mediapipe's, which `mofl.facemesh` drops the same way while its graph starts).
-Library code never calls this: only binaries, before their first TensorFlow import.
+Library code never calls `quiet_tensorflow`: only binaries, before their first TensorFlow import
+(`mofl.facemesh` uses `native_stderr_dropped` around mediapipe's graph start-up).
 """
 import contextlib
 import os

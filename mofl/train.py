@@ -129,7 +129,8 @@ flags.DEFINE_float('lambda_sparsity', _TRAIN_DEFAULTS.lambda_sparsity, 'λspa.')
 flags.DEFINE_float('lambda_expression', _TRAIN_DEFAULTS.lambda_expression, 'λble.')
 flags.DEFINE_float('lambda_identity_mean', _TRAIN_DEFAULTS.lambda_identity_mean,
                    'Ours (0 = the paper): weight of the batch-mean identity deformation term '
-                   '(losses.identity_mean_loss; BUILD_NOTES.md "CPU-scale FML").')
+                   '(losses.identity_mean_loss on graph displacements in cm, like the smoothness '
+                   'term; per replica under tf.distribute; BUILD_NOTES.md "CPU-scale FML").')
 flags.DEFINE_float('chroma_eta', _TRAIN_DEFAULTS.chroma_eta, 'η of the chroma weights (eq. 11).')
 flags.DEFINE_float('sparsity_exponent', _TRAIN_DEFAULTS.sparsity_exponent, 'p of eq. 11.')
 # Distribution, checkpoints, logging.

@@ -190,6 +190,7 @@ class Trainer:
         self._step_fns = {}
         self._summary_images = None
         self._identity_samples = None
+        self._csv_header_checked = False   # losses.csv of a resumed run checked once
         if train_config.identity_eval_data and self.is_chief:   # fail now, not at step 250
             self._identity_samples = pipeline.load_ground_truth_samples(
                 train_config.identity_eval_data, train_config.identity_eval_samples,
@@ -326,15 +327,23 @@ class Trainer:
                          float(np.median(spread)), float(spread.max()))
 
     def _log_csv(self, step, stage, terms):
-        """Appends the step's loss terms to OUTPUT_DIR/losses.csv (chief only)."""
+        """Appends the step's loss terms to OUTPUT_DIR/losses.csv (chief only). A file from before
+        a change of the terms is kept as losses-before-step-N.csv and a new one started."""
         if not self.is_chief:
             return
         path = os.path.join(self.config.output_dir, 'losses.csv')
         columns = ('total',) + LOSS_TERMS + ('visible_fraction',)
+        header = 'step,stage,' + ','.join(columns) + '\n'
         new = not os.path.exists(path)
+        if not new and not self._csv_header_checked:
+            with open(path) as f:
+                if f.readline() != header:   # a run written before a loss term was added
+                    os.replace(path, path[:-len('.csv')] + f'-before-step-{step}.csv')
+                    new = True
+        self._csv_header_checked = True
         with open(path, 'a') as f:
             if new:
-                f.write('step,stage,' + ','.join(columns) + '\n')
+                f.write(header)
             f.write(f'{step},{stage},' + ','.join(f'{terms[c]:.6g}' for c in columns) + '\n')
 
     def write_identity_summary(self, step):

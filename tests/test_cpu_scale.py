@@ -41,6 +41,7 @@ def test_identity_statistics_tell_right_from_wrong():
     moved = identity.identity_statistics(truth + np.array([0.0, 0.0, 30.0]), truth, template,
                                          mask, mesh_errors=False)
     assert moved['cosine'] < 0.9 and moved['cosine_translation_free'] == pytest.approx(1.0)
+    assert moved['cosine_translation_free_centred'] == pytest.approx(1.0)
     assert shifted['cosine_translation_free'] < 0.95
     wrong = identity.identity_statistics(template - (truth - template), truth, template, mask)
     assert wrong['cosine'] == pytest.approx(-1.0) and wrong['gain_rigid'] < 0

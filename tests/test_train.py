@@ -73,29 +73,36 @@ def test_resume_after_sigkill_continues_exactly(run_inputs):
     # The uninterrupted run trains alongside the one to be killed: one compute thread each, so
     # the two share a 2-core machine, and load does not change a bit of either.
     straight = str(base / 'straight')
-    straight_log = open(base / 'straight.log', 'w+')
-    uninterrupted = subprocess.Popen(_train_args(asset, data, straight), cwd=ROOT,
-                                     env=_single_thread_env(), stdout=subprocess.DEVNULL,
-                                     stderr=straight_log, text=True)
-
-    killed = str(base / 'killed')
-    proc = subprocess.Popen(_train_args(asset, data, killed), cwd=ROOT, env=_single_thread_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    state = os.path.join(killed, 'checkpoints', 'checkpoint')
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        if os.path.exists(state) and 'ckpt-4' in open(state).read():
-            break
-        assert proc.poll() is None, 'the run ended before it could be killed'
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert tf.train.latest_checkpoint(os.path.join(killed, 'checkpoints')).endswith('ckpt-4')
-    uninterrupted.wait(timeout=600)
-    straight_log.seek(0)
-    assert uninterrupted.returncode == 0, straight_log.read()[-3000:]
-    straight_log.close()
+    with open(base / 'straight.log', 'w+') as straight_log:
+        uninterrupted = subprocess.Popen(_train_args(asset, data, straight), cwd=ROOT,
+                                         env=_single_thread_env(), stdout=subprocess.DEVNULL,
+                                         stderr=straight_log, text=True)
+        proc = None
+        try:
+            killed = str(base / 'killed')
+            proc = subprocess.Popen(_train_args(asset, data, killed), cwd=ROOT,
+                                    env=_single_thread_env(), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)
+            state = os.path.join(killed, 'checkpoints', 'checkpoint')
+            deadline = time.time() + 600
+            while time.time() < deadline:
+                if os.path.exists(state) and 'ckpt-4' in open(state).read():
+                    break
+                assert proc.poll() is None, 'the run ended before it could be killed'
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            assert proc.returncode == -signal.SIGKILL
+            assert tf.train.latest_checkpoint(
+                os.path.join(killed, 'checkpoints')).endswith('ckpt-4')
+            uninterrupted.wait(timeout=600)
+            straight_log.seek(0)
+            assert uninterrupted.returncode == 0, straight_log.read()[-3000:]
+        finally:   # a failed assertion must not leave a training running
+            for child in (uninterrupted, proc):
+                if child is not None and child.poll() is None:
+                    child.kill()
+                    child.wait()
 
     resumed = subprocess.run(_train_args(asset, data, killed), cwd=ROOT, env=_single_thread_env(),
                              capture_output=True, text=True, timeout=600)
@@ -322,6 +329,28 @@ def test_train_flags_take_their_defaults_from_the_configs():
             assert flags.FLAGS[name].default == value, name
             checked += 1
     assert checked >= 50
+
+
+@pytest.mark.parametrize('module', ['mofl.train', 'tools.render_preview', 'tools.direct_fit'])
+def test_each_binary_lists_the_shared_asset_flag_in_its_help(module):
+    """--asset is defined once (mofl.flags_common) but filed under the binary that asked for it,
+    so that the binary's --help shows it."""
+    from absl import flags   # pylint: disable=import-outside-toplevel
+    with in_process.binary_flags(module):
+        assert 'asset' in [f.name for f in flags.FLAGS.get_key_flags_for_module(module)]
+
+
+def test_new_training_options_reach_the_configs():
+    """--noorthogonal_complement and --lambda_identity_mean (ours) land in ModelConfig and
+    TrainConfig, and the identity-mean term is one of the trained loss terms."""
+    from absl import flags   # pylint: disable=import-outside-toplevel
+    with in_process.binary_flags('mofl.train') as train_binary:
+        flags.FLAGS(['train', '--data=x', '--output_dir=y', '--noorthogonal_complement',
+                     '--lambda_identity_mean=2.5'])
+        model_config, train_config = train_binary.configs_from_flags()
+    assert model_config.orthogonal_complement is False
+    assert train_config.lambda_identity_mean == 2.5
+    assert 'identity_mean' in train_config_lib.LOSS_TERMS
 
 
 @pytest.mark.parametrize('config', sorted(

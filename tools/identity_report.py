@@ -33,6 +33,7 @@ flags.DEFINE_string('output', None, 'Also write the numbers here (.json) and the
 ROWS = (('cosine', 'cos(learned, true offsets)', '{:.3f}'),
         ('cosine_centred', 'same, centred over people', '{:.3f}'),
         ('cosine_translation_free', 'same, each without its mean shift', '{:.3f}'),
+        ('cosine_translation_free_centred', 'without the shift, centred over people', '{:.3f}'),
         ('learned_rms_mm', 'learned offsets RMS (mm)', '{:.2f}'),
         ('true_rms_mm', 'true offsets RMS (mm)', '{:.2f}'),
         ('alpha_spread', 'α spread (median SD)', '{:.3f}'),

@@ -61,7 +61,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('input_dir', None, 'Root of the video tree: ID/VIDEO/CLIP.mp4 (VoxCeleb2).')
 flags.DEFINE_string('output_dir', None, 'Folder for the record shards, manifests, summaries.')
 flags.DEFINE_integer('min_crop_size', 200, 'Drop frames whose square crop is smaller (pixels).')
-flags.DEFINE_float('crop_scale', 1.6, 'Crop side relative to the landmarks\' bounding box.')
+flags.DEFINE_float('crop_scale', face_tracking.DEFAULT_CROP_SCALE,
+                   'Crop side relative to the landmarks\' bounding box.')
 flags.DEFINE_integer('image_size', records.IMAGE_SIZE, 'Side of the resized crops (pixels).')
 flags.DEFINE_float('min_detection_confidence', 0.5, 'mediapipe face-detector threshold.')
 flags.DEFINE_float('min_face_confidence', 0.7,
@@ -97,7 +98,7 @@ class PreprocessConfig:
     input_dir: str
     output_dir: str
     min_crop_size: int = 200
-    crop_scale: float = 1.6
+    crop_scale: float = face_tracking.DEFAULT_CROP_SCALE
     image_size: int = records.IMAGE_SIZE
     min_detection_confidence: float = 0.5
     min_face_confidence: float = 0.7

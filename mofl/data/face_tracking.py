@@ -20,9 +20,10 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
-# Crop side relative to the landmarks' bounding box: the preprocessing's default
-# (tools/preprocess.py --crop_scale), also used by reconstruction and evaluation.
-DEFAULT_CROP_SCALE = 1.6
+from mofl import landmarks as landmark_layout
+
+# Crop side relative to the landmarks' bounding box (`mofl.landmarks.CROP_SCALE`).
+DEFAULT_CROP_SCALE = landmark_layout.CROP_SCALE
 
 
 def landmark_normals(landmarks_3d):

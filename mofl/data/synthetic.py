@@ -23,8 +23,8 @@ anti-alias) and sensor noise is added (σ uniform in [0.01, 0.02]).
 Landmarks (the record's "detections"): the 66 landmark vertices of each frame's ground-truth mesh
 projected into the image, the 17 jaw landmarks at the outermost projection along each contour
 candidate line, i.e. on the face's outline (`mofl.facemodel.contour.select_contour_vertices`, the
-same rule as the loss), plus
-detector-like noise: a per-frame shift (σ 0.5 px) and per-landmark Gaussian noise (σ 1.2 px,
+same rule as the loss),
+plus detector-like noise: a per-frame shift (σ 0.5 px) and per-landmark Gaussian noise (σ 1.2 px,
 1.8 px on the jaw), up to twice that on the far side of a turned head. Confidence ≈ 0.95,
 lowered by up to 0.45 for landmarks on the side turned away (at yaw ≥ 45°), halved for landmarks
 hidden in the z-buffer, ±0.05 jitter, clipped to [0, 1].

@@ -20,6 +20,7 @@ Reported:
 - `cosine_translation_free`: `cosine` after subtracting each offset field's own mean over the
   face region: a uniform shift of the neutral face is absorbed by the pose's translation, so the
   images cannot tell it (it still counts in `cosine`; the Procrustes errors below ignore it);
+- `cosine_translation_free_centred`: both: how well the shapes, shift removed, tell people apart;
 - `alpha_spread`: per-component SD of α across the samples, median over components;
 - `identity_mm`, `identity_mm_scale`: per-vertex RMSE of the learned neutral mesh against the
   true one after rigid / similarity Procrustes, mean over samples, next to `template_mm`,
@@ -106,20 +107,23 @@ def identity_statistics(learned_vertices, gt_vertices, template, face_mask, alph
         raise ValueError(f'template {template.shape} / face_mask {mask.shape} do not fit '
                          f'{learned.shape[1]} vertices')
     count = learned.shape[0]
+    points = int(mask.sum())
     d_learned = (learned[:, mask] - template[mask]).reshape(count, -1)
     d_true = (truth[:, mask] - template[mask]).reshape(count, -1)
-    points = int(mask.sum())
+    plain, translation_free = offset_cosines(learned, truth, template, mask)
+    centred = lambda d: d - d.mean(0)
     result = {
         'num_samples': count,
         'learned_rms_mm': float(np.sqrt(np.mean(np.sum(d_learned ** 2, 1) / points))),
         'true_rms_mm': float(np.sqrt(np.mean(np.sum(d_true ** 2, 1) / points))),
-        'cosine': float(np.mean(_cosines(d_learned, d_true))),
-        'cosine_centred': float(np.mean(_cosines(d_learned - d_learned.mean(0),
-                                                 d_true - d_true.mean(0))))
+        'cosine': float(np.mean(plain)),
+        'cosine_centred': float(np.mean(_cosines(centred(d_learned), centred(d_true))))
+        if count > 1 else 0.0,
+        'cosine_translation_free': float(np.mean(translation_free)),
+        'cosine_translation_free_centred': float(np.mean(_cosines(
+            centred(_shift_free(d_learned, points)), centred(_shift_free(d_true, points)))))
         if count > 1 else 0.0,
     }
-    result['cosine_translation_free'] = float(np.mean(_cosines(_shift_free(d_learned, points),
-                                                               _shift_free(d_true, points))))
     if alpha is not None:
         alpha = np.asarray(alpha, np.float64).reshape(count, -1)
         result['alpha_spread'] = float(np.median(alpha.std(axis=0))) if alpha.size else 0.0

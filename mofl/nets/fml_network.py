@@ -23,7 +23,7 @@ returned as Table 2's last FC gives them (Glorot, RMS ≈ its input's); they mul
 bases Θs, Θa, whose own initialisation sets their scale.
 
 Identity path. Table 1's conv4/conv5 and Table 2 feed only α, β (`identity_path_variables`);
-expression pre-training leaves them as initialised (`mofl.trainer`). `call(...,
+expression pre-training leaves them as initialised (`mofl.train_config`). `call(...,
 stop_identity_gradient=True)` lets Table 3 read α, β without sending gradients back into that
 path.
 

@@ -22,15 +22,14 @@ import tensorflow as tf
 from tensorflow_graphics.geometry.transformation import rotation_matrix_3d
 from tensorflow_graphics.util import shape as shape_lib
 
+from mofl import landmarks as landmark_layout
 from mofl import paper_constants
 
 DEFAULT_IMAGE_SIZE = (paper_constants.IMAGE_SIZE, paper_constants.IMAGE_SIZE)
 DEFAULT_FOCAL_LENGTH_PX = 1000.0
 DEFAULT_DEPTH_MM = 1000.0
-# The training crop's side relative to the longer side of the face's 2D landmark box (the crop
-# convention of tools.preprocess, `face_tracking.square_crop_box`'s default, and of the
-# synthetic data).
-LANDMARK_CROP_SCALE = 1.6
+# The training crop's side relative to the longer side of the face's 2D landmark box.
+LANDMARK_CROP_SCALE = landmark_layout.CROP_SCALE
 # Depth below which projection clamps d, so points at or behind the camera plane give large but
 # finite pixel coordinates instead of inf/NaN (they are masked as out-of-image downstream).
 MIN_DEPTH_MM = 1.0
