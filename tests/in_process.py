@@ -4,7 +4,11 @@ TensorFlow start of a subprocess (5–15 s on a 2-core machine).
 The binaries claim absl flag names at import (`--output_dir`, `--data`, ...), and two modules may
 not define the same name in one FLAGS. So `run_main` gives the binary a FLAGS of its own for the
 call: absl's own flags only, the binary (and every other module that defined flags) imported
-afresh into it; afterwards FLAGS, the flag values and `sys.modules` are as before.
+afresh into it; afterwards FLAGS, the flag values and `sys.modules` are as before. Not restored:
+global random seeds a binary sets (the trainer calls `keras.utils.set_random_seed`; no test
+relies on the seeds it inherits), and a flag-defining module that a binary imports for the first
+time stays imported without its flags (no binary does that today: each defines its own flags or
+uses `mofl.flags_common`).
 
 Tests whose point is the process itself (SIGKILL and resume, devices set before TensorFlow
 starts, TensorFlow's silent start-up, op determinism for a whole run) keep a real subprocess.

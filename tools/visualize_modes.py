@@ -9,9 +9,9 @@ crop) is reconstructed with `mofl.inference.load_model`'s model. Of each reconst
 things are kept: the neutral identity geometry v̄ + S·OCL(Θs)·α (eq. 2 with OCL, no expression;
 Θs itself in a `--noorthogonal_complement` run) and the albedo r(β) (eq. 6). A PCA of each set
 (over the flattened [V·3] vectors) gives the mean and the principal modes; the PNG shows, one
-row per mode, the mean −2σ, mean and +2σ of the shape mode (frontal and side view, uniform grey albedo under a fixed light) and of the
-albedo mode (frontal, on the mean geometry, unlit), with each mode's share of the variance.
-The arrays go to the `.npz` beside the PNG (see `save_pca`).
+row per mode, the mean −2σ, mean and +2σ of the shape mode (frontal and side view, uniform grey
+albedo under a fixed light) and of the albedo mode (frontal, on the mean geometry, unlit), with
+each mode's share of the variance. The arrays go to the `.npz` beside the PNG (see `save_pca`).
 """
 import dataclasses
 import os
