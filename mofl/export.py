@@ -7,7 +7,7 @@ identity (α, β; paper §3.4, Table 2) is pooled over all N frames. It returns
 
     vertices            [N, V, 3] float32   per-frame geometry v(α, δ) (eq. 3), model space, mm
     identity_vertices   [V, 3]    float32   neutral identity v̄ + S·OCL(Θs)·α (eq. 2, 4), mm
-    albedo              [V, 3]    float32   reflectance r(β) (eq. 6), linear RGB, [0, 1] nominal
+    albedo              [V, 3]    float32   albedo r(β) (eq. 6), linear RGB, [0, 1] nominal
     colors              [N, V, 3] float32   shaded colours c_i (eq. 7), RGB, [0, 1] nominal
     triangles           [T, 3]    int32     counter-clockwise seen from outside
     rotation            [N, 3]    float32   Euler angles [pitch, yaw, roll] in radians
@@ -15,7 +15,7 @@ identity (α, β; paper §3.4, Table 2) is pooled over all N frames. It returns
     sh                  [N, 27]   float32   SH coefficients γ, band-major: sh[3·k + c]
     expression          [N, b]    float32   blendshape coefficients δ
     shape_params        [g]       float32   α
-    reflectance_params  [a]       float32   β
+    albedo_params  [a]       float32   β
     landmarks           [N, 66, 2] float32  projected landmark pixels (u right, v down)
     landmark_vertices   [N, 66]   int32     their vertices (the jaw contour slides per frame)
     camera_vertices     [N, V, 3] float32   Φ(v) = R·v + t, camera space, mm
@@ -40,13 +40,13 @@ SERVING_SIGNATURE = 'serving_default'
 METADATA_SIGNATURE = 'metadata'
 
 # name -> (shape, dtype, description with unit). N frames, V vertices, T triangles, b expressions,
-# g shape and a reflectance parameters.
+# g shape and a albedo parameters.
 OUTPUTS = {
     'vertices': ('[N, V, 3]', 'float32', 'per-frame geometry with expression (eq. 3), model '
                  'space, mm; x to image right, y up, z towards the viewer'),
     'identity_vertices': ('[V, 3]', 'float32', 'neutral identity geometry (eq. 2 with OCL), '
                           'model space, mm'),
-    'albedo': ('[V, 3]', 'float32', 'per-vertex reflectance r (eq. 6), linear RGB, nominally '
+    'albedo': ('[V, 3]', 'float32', 'per-vertex albedo r (eq. 6), linear RGB, nominally '
                '[0, 1]'),
     'colors': ('[N, V, 3]', 'float32', 'shaded per-vertex colours c_i (eq. 7), RGB, nominally '
                '[0, 1]'),
@@ -59,7 +59,7 @@ OUTPUTS = {
            'band-major (sh[3k + c])'),
     'expression': ('[N, b]', 'float32', 'blendshape coefficients (names in metadata)'),
     'shape_params': ('[g]', 'float32', 'identity shape parameters alpha (shared by the frames)'),
-    'reflectance_params': ('[a]', 'float32', 'identity reflectance parameters beta'),
+    'albedo_params': ('[a]', 'float32', 'identity albedo parameters beta'),
     'landmarks': ('[N, 66, 2]', 'float32', 'projected landmarks, pixels (u right, v down, '
                   'origin at the top-left image corner, pixel centres at +0.5)'),
     'landmark_vertices': ('[N, 66]', 'int32', 'vertex of each landmark (jaw contour slides)'),
@@ -68,11 +68,11 @@ OUTPUTS = {
 }
 
 # Output names of SavedModels written by older mofl versions → today's names (renamed on load).
-LEGACY_OUTPUT_NAMES = {'rotation': 'euler_angles'}
+LEGACY_OUTPUT_NAMES = {'rotation': 'euler_angles', 'reflectance_params': 'albedo_params'}
 
 # Outputs of FmlModel.call with a leading [B = 1] that the signature drops.
 _PER_SAMPLE_OUTPUTS = ('vertices', 'albedo', 'colors', 'euler_angles', 'translation', 'sh',
-                       'expression', 'shape_params', 'reflectance_params', 'landmarks',
+                       'expression', 'shape_params', 'albedo_params', 'landmarks',
                        'landmark_vertices', 'camera_vertices', 'visibility')
 
 
@@ -267,14 +267,20 @@ def load_exported(path):
         if images.dtype == np.uint8:
             images = images.astype(np.float32) / 255.0
         served = serve(images=tf.constant(images, tf.float32))
-        result = {k: _to_numpy(v) for k, v in served.items()}
-        for old_name, name in LEGACY_OUTPUT_NAMES.items():
-            if old_name in result and name not in result:
-                result[name] = result.pop(old_name)
-        return result
+        return rename_legacy_outputs({k: _to_numpy(v) for k, v in served.items()})
 
     reconstruct.loaded = loaded   # keeps the SavedModel's resources alive with the callable
     return Exported(reconstruct, metadata)
+
+
+def rename_legacy_outputs(outputs):
+    """`outputs` with the names of SavedModels exported before a rename replaced by today's
+    (`LEGACY_OUTPUT_NAMES`: `rotation` → `euler_angles`, `reflectance_params` → `albedo_params`)."""
+    outputs = dict(outputs)
+    for old_name, name in LEGACY_OUTPUT_NAMES.items():
+        if old_name in outputs and name not in outputs:
+            outputs[name] = outputs.pop(old_name)
+    return outputs
 
 
 def _to_numpy(tensor):

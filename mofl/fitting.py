@@ -11,7 +11,7 @@ parameter freely for a batch of multi-frame samples, with one of three identity 
 |                | (OCL-projected, eq. 10 smoothness)                    |                           |
 | `ground_truth` | v̄ + Σ_k w_nk·basis_k, w ~ N(0, 1) prior               | a perfectly learned model |
 
-Reflectance is free per sample in every mode (r̄ + a per-sample offset, eq. 11 sparsity), so the
+Albedo is free per sample in every mode (r̄ + a per-sample offset, eq. 11 sparsity), so the
 photometric term never has to be explained by geometry. Two phases: pose, expression and light
 on the template first (as the expression pre-training), then everything together.
 """
@@ -68,7 +68,7 @@ class LinearIdentityFaceModel(face_model_lib.FaceModel):
     Args:
         assets: FaceAssets.
         identity_basis: [K, V, 3] mm per unit weight.
-        albedo_dim: reflectance modes (as FaceModel).
+        albedo_dim: albedo modes (as FaceModel).
     """
 
     def __init__(self, assets, identity_basis, albedo_dim, **kwargs):
@@ -134,13 +134,13 @@ class DirectFit(tf.Module):
         self.sh = tf.Variable(tf.tile(fml_network.ambient_sh(1.0)[None, None], [n, m, 1]),
                               name='sh')
         self.shape_params = tf.Variable(tf.zeros([n, shape_dim]), name='shape_params')
-        # One-hot β: the model's Θa columns are then each sample's own reflectance offset.
-        self.reflectance_params = tf.constant(np.eye(n, dtype=np.float32))
+        # One-hot β: the model's Θa columns are then each sample's own albedo offset.
+        self.albedo_params = tf.constant(np.eye(n, dtype=np.float32))
         self._translation_init = tf.constant(self.model.initial_translation, tf.float32)
 
     def params(self):
         """The network-output dict `FmlModel.form_image` takes."""
-        return {'shape_params': self.shape_params, 'reflectance_params': self.reflectance_params,
+        return {'shape_params': self.shape_params, 'albedo_params': self.albedo_params,
                 'euler_angles': self.euler_angles,
                 'translation': self._translation_init + TRANSLATION_UNITS_MM * self.translation,
                 'expression': self.expression, 'sh': self.sh}
@@ -149,7 +149,7 @@ class DirectFit(tf.Module):
         return [self.euler_angles, self.translation, self.expression, self.sh]
 
     def identity_variables(self):
-        """Per-sample identity and reflectance (the basis of `graph` mode stays I)."""
+        """Per-sample identity and albedo (the basis of `graph` mode stays I)."""
         face = self.model.face_model
         ids = [self.shape_params] if self.config.identity != 'template' else []
         return ids + [face.theta_albedo, face.mean_albedo]

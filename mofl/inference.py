@@ -33,7 +33,7 @@ class ReconstructionModel:
         reconstruct: images [N, H, W, 3] float32 in [0, 1] of ONE person -> dict of numpy arrays
             named as in `mofl.export.OUTPUTS` (vertices [N, V, 3], identity_vertices [V, 3],
             albedo [V, 3], colors [N, V, 3], euler_angles [N, 3], translation [N, 3], sh [N, 27],
-            expression [N, b], shape_params [g], reflectance_params [a], landmarks [N, 66, 2],
+            expression [N, b], shape_params [g], albedo_params [a], landmarks [N, 66, 2],
             ...).
         triangles: [T, 3] int32.
         expression_names: [b] str.
@@ -144,7 +144,7 @@ def reconstruct_group(model: ReconstructionModel,
         faces: the group's CroppedFace list (N ≥ 1), crops of the model's input size.
 
     Returns:
-        one FrameResult per face; identity outputs (shape_params, reflectance_params, albedo,
+        one FrameResult per face; identity outputs (shape_params, albedo_params, albedo,
         identity_vertices) are the group's shared values.
     """
     images = np.stack([f.crop for f in faces]).astype(np.float32) / 255.0   # [N, S, S, 3]
@@ -152,7 +152,7 @@ def reconstruct_group(model: ReconstructionModel,
     rendered = image_renderer.render_image(
         outputs['vertices'], model.triangles, outputs['albedo'], outputs['sh'],
         outputs['euler_angles'], outputs['translation'], camera=model.camera, background=images)
-    shared = {'identity_vertices', 'albedo', 'shape_params', 'reflectance_params', 'triangles'}
+    shared = {'identity_vertices', 'albedo', 'shape_params', 'albedo_params', 'triangles'}
     results = []
     for i, face in enumerate(faces):
         frame = {k: (v if k in shared else v[i]) for k, v in outputs.items()}

@@ -260,7 +260,7 @@ def chroma_weights(colors, edges, eta=PAPER_CHROMA_ETA):
 
 
 def appearance_sparsity_loss(albedo, edges, weights, p=PAPER_SPARSITY_EXPONENT):
-    """Per-vertex reflectance sparsity (eq. 11).
+    """Per-vertex albedo sparsity (eq. 11).
 
     Lspa = Σ_i Σ_{j ∈ N_i} w_ij ‖r_i − r_j‖₂^p, each unordered edge counted in both directions,
     averaged over the batch. ‖d‖^p with p < 1 has an infinite slope at d = 0, so we use
@@ -269,7 +269,7 @@ def appearance_sparsity_loss(albedo, edges, weights, p=PAPER_SPARSITY_EXPONENT):
     most ε^{p/2} ≈ 2.5e−4 (and never by more than ‖d‖^p itself).
 
     Args:
-        albedo: [B, V, 3] per-vertex reflectance r_i.
+        albedo: [B, V, 3] per-vertex albedo r_i.
         edges: [E, 2] int32 unique vertex pairs (i, j) with j ∈ N_i.
         weights: [B, E] w_ij from `chroma_weights` (treated as constants).
         p: the exponent (paper: 0.9).

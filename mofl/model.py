@@ -47,7 +47,7 @@ class ModelConfig:
 
     Attributes:
         shape_dim: g, learned graph deformation modes (paper 500).
-        albedo_dim: learned reflectance modes (paper 500).
+        albedo_dim: learned albedo modes (paper 500).
         focal_length: pixels, for the crop of `image_size` (1000 for the paper's 240×240;
             `camera.crop_focal_length` gives the same field of view at other sizes).
         camera_distance: mm; if set, an untrained network's translation is (0, 0, −distance)
@@ -133,7 +133,7 @@ class FmlModel(keras.Model):
         self.network = fml_network.FmlNetwork(
             num_expressions=assets.mesh.num_expressions,
             num_shape_params=config.shape_dim,
-            num_reflectance_params=config.albedo_dim,
+            num_albedo_params=config.albedo_dim,
             translation_init=self.initial_translation,
             sh_init=fml_network.ambient_sh(1.0),
             input_size=config.network_input_size or config.image_size[0],
@@ -159,7 +159,7 @@ class FmlModel(keras.Model):
                   else np.ones(mesh.num_vertices, bool))
         self.photometric_mask = tf.constant(region, tf.bool)
 
-    def reflectance_variables(self):
+    def albedo_variables(self):
         """Θa and r̄: the variables that get the larger fine-tuning learning rate (§4)."""
         return [self.face_model.theta_albedo, self.face_model.mean_albedo]
 
@@ -177,7 +177,7 @@ class FmlModel(keras.Model):
 
         Returns:
             dict:
-                shape_params [B, g], reflectance_params [B, a], euler_angles [B, M, 3],
+                shape_params [B, g], albedo_params [B, a], euler_angles [B, M, 3],
                 translation [B, M, 3], expression [B, M, b], sh [B, M, 27] (network outputs);
                 vertices [B, M, V, 3] model space (mm); albedo [B, V, 3];
                 node_displacements [B, G, 3]; camera_vertices [B, M, V, 3];
@@ -197,18 +197,18 @@ class FmlModel(keras.Model):
         or free variables in a direct fit).
 
         Args:
-            params: dict with shape_params [B, g], reflectance_params [B, a], euler_angles
+            params: dict with shape_params [B, g], albedo_params [B, a], euler_angles
                 [B, M, 3], translation [B, M, 3], expression [B, M, b], sh [B, M, 27].
             identity_enabled: as in `call`.
 
         Returns:
             `call`'s dict.
         """
-        shape_params, reflectance_params = params['shape_params'], params['reflectance_params']
+        shape_params, albedo_params = params['shape_params'], params['albedo_params']
         if not identity_enabled:
             shape_params = tf.zeros_like(shape_params)
-            reflectance_params = tf.zeros_like(reflectance_params)
-        decoded = self.face_model(shape_params, reflectance_params, params['expression'])
+            albedo_params = tf.zeros_like(albedo_params)
+        decoded = self.face_model(shape_params, albedo_params, params['expression'])
         vertices = decoded['vertices']                               # [B, M, V, 3]
         batch, frames = tf.shape(vertices)[0], tf.shape(vertices)[1]
         flat = lambda x: tf.reshape(x, tf.concat([[batch * frames], tf.shape(x)[2:]], 0))
@@ -231,7 +231,7 @@ class FmlModel(keras.Model):
         outputs = dict(params)
         outputs.update({
             'shape_params': shape_params,
-            'reflectance_params': reflectance_params,
+            'albedo_params': albedo_params,
             'vertices': vertices,
             'albedo': decoded['albedo'],
             'node_displacements': decoded['node_displacements'],

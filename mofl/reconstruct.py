@@ -12,7 +12,7 @@ checkpoint is used). Both go through `mofl.inference.load_model`, which returns 
 Every input frame goes through the preprocessing's face tracking and crop
 (`mofl.data.face_tracking`: FaceMesh landmarks → `square_crop_box` → `crop_and_resize` to the
 model's 240×240). Frames are then reconstructed in groups of one person: the group's frames
-share the identity (α, β: geometry and reflectance, paper §3.4) and each frame has its own
+share the identity (α, β: geometry and albedo, paper §3.4) and each frame has its own
 pose, expression and light. Images form one group when `--all_images_one_person` (the
 default), else one group each; a video is cut into groups of `--group_size` consecutive frames
 in which a face was found.
@@ -69,7 +69,7 @@ def frame_record(result: inference.FrameResult, model: inference.ReconstructionM
         'input': {'path': os.path.abspath(face.source), 'frame_index': face.frame_index,
                   'image_size_hw': list(face.input_size)},
         'group': {'index': group_index, 'size': len(group_names), 'members': group_names,
-                  'note': 'shape_params and reflectance_params are shared by the group'},
+                  'note': 'shape_params and albedo_params are shared by the group'},
         'face': {'detection_score': face.score,
                  'crop_box': {'x0': float(face.box[0]), 'y0': float(face.box[1]),
                               'side': float(face.box[2])},
@@ -82,7 +82,7 @@ def frame_record(result: inference.FrameResult, model: inference.ReconstructionM
         'expression': {name: float(v) for name, v in zip(model.expression_names,
                                                           out['expression'])},
         'shape_params': as_list(out['shape_params']),
-        'reflectance_params': as_list(out['reflectance_params']),
+        'albedo_params': as_list(out['albedo_params']),
         'landmarks': {
             'detected_crop_px': as_list(face.landmarks_crop),
             'detected_image_px': as_list(face.landmarks_image),

@@ -42,7 +42,7 @@ flags.DEFINE_integer('num_frames', _TRAIN_DEFAULTS.num_frames, 'M, frames per sa
 flags.DEFINE_integer('shape_dim', _MODEL_DEFAULTS.shape_dim,
                      'g, learned graph shape modes (paper 500).')
 flags.DEFINE_integer('albedo_dim', _MODEL_DEFAULTS.albedo_dim,
-                     'Learned reflectance modes (paper 500).')
+                     'Learned albedo modes (paper 500).')
 flags.DEFINE_integer('image_size', _MODEL_DEFAULTS.image_size[0],
                      'Side of the square frames of the data (multiple of 16, '
                      '64–240; 240 = the paper). Part of the saved model config.')
@@ -65,7 +65,7 @@ flags.DEFINE_float('shape_basis_scale', _MODEL_DEFAULTS.shape_basis_scale,
                    'learning-rate multiplier for the learned shape basis (ours; 1 = none).')
 flags.DEFINE_float('albedo_basis_scale', _MODEL_DEFAULTS.albedo_basis_scale,
                    'Units in which Θa is stored: with Adam, a '
-                   'learning-rate multiplier for the learned reflectance basis (ours; 1 = none).')
+                   'learning-rate multiplier for the learned albedo basis (ours; 1 = none).')
 flags.DEFINE_integer('network_input_size', _MODEL_DEFAULTS.network_input_size,
                      'Ours: the network area-resizes frames to this '
                      'side (0: the data\'s, 240 = Tables 1–3); for CPU-scale studies.',
@@ -84,10 +84,11 @@ flags.DEFINE_integer('pretrain_steps', _TRAIN_DEFAULTS.pretrain_steps,
                      'Stage 0: expression pre-training steps.')
 flags.DEFINE_integer('train_steps', _TRAIN_DEFAULTS.train_steps, 'Stage 1: end-to-end steps.')
 flags.DEFINE_integer('finetune_steps', _TRAIN_DEFAULTS.finetune_steps,
-                     'Stage 2: reflectance fine-tuning steps.')
+                     'Stage 2: albedo fine-tuning steps.')
 flags.DEFINE_float('learning_rate', _TRAIN_DEFAULTS.learning_rate, 'Adam learning rate.')
-flags.DEFINE_float('reflectance_learning_rate', _TRAIN_DEFAULTS.reflectance_learning_rate,
+flags.DEFINE_float('albedo_learning_rate', _TRAIN_DEFAULTS.albedo_learning_rate,
                    'Learning rate of Θa and r̄ in stage 2 (the paper\'s larger rate).')
+flags.DEFINE_alias('reflectance_learning_rate', 'albedo_learning_rate')   # the old name
 flags.DEFINE_float('identity_path_lr_multiplier', _TRAIN_DEFAULTS.identity_path_lr_multiplier,
                    'Learning rate of Table 1 conv4/conv5 '
                    'and Table 2, relative to --learning_rate.')

@@ -3,14 +3,14 @@
 
 Schedule (paper §4: "We pre-train the expression model and then train the full network
 end-to-end. After convergence, the network is fine-tuned using a larger learning rate for
-reflectance."), by global step:
+reflectance." — the paper's word for what mofl calls albedo throughout), by global step:
 
     stage 0  expression pre-training   steps [0, P)        identity off (α = β = 0): only the
                                                             regressor (Table 3 by default) learns
                                                             pose, expression and light; the
                                                             identity path stays as initialised
     stage 1  end-to-end                steps [P, P + T)     everything
-    stage 2  reflectance fine-tuning   steps [P + T, end)   Θa, r̄ at reflectance_learning_rate
+    stage 2  albedo fine-tuning   steps [P + T, end)   Θa, r̄ at albedo_learning_rate
 
 Parameter groups (ours), each with its own Adam whose state starts when the group first trains
 (so its bias correction starts at step 1, not at the global step) and its own learning rate:
@@ -19,8 +19,8 @@ Parameter groups (ours), each with its own Adam whose state starts when the grou
     frame_head      Table 3                             learning_rate
     identity_path   Table 1 conv4, conv5, Table 2       learning_rate × identity_path_lr_multiplier
     shape_basis     Θs                                  learning_rate × shape_basis_lr_multiplier
-    reflectance     Θa, r̄                               learning_rate × albedo_lr_multiplier
-                                                        (stage 2: reflectance_learning_rate)
+    albedo     Θa, r̄                               learning_rate × albedo_lr_multiplier
+                                                        (stage 2: albedo_learning_rate)
 
 Why stage 0 leaves the identity path alone: the face model gets α = β = 0 there, so the only
 gradient conv4/conv5/Table 2 would get is "be a useful extra input to Table 3"; under it the path
@@ -40,8 +40,8 @@ import numpy as np
 from mofl import losses
 from mofl import optim
 
-STAGE_NAMES = ('expression_pretraining', 'end_to_end', 'reflectance_finetuning')
-PARAMETER_GROUPS = ('trunk', 'frame_head', 'identity_path', 'shape_basis', 'reflectance')
+STAGE_NAMES = ('expression_pretraining', 'end_to_end', 'albedo_finetuning')
+PARAMETER_GROUPS = ('trunk', 'frame_head', 'identity_path', 'shape_basis', 'albedo')
 PRETRAIN_IDENTITY_PATH = ('freeze', 'stop_gradient', 'freeze_trunk', 'train')
 LOSS_TERMS = ('photometric', 'landmark', 'smoothness', 'sparsity', 'expression', 'identity_mean')
 
@@ -57,7 +57,7 @@ class TrainConfig:
     train_steps: int = 100
     finetune_steps: int = 0
     learning_rate: float = 1e-4
-    reflectance_learning_rate: float = 1e-3
+    albedo_learning_rate: float = 1e-3
     identity_path_lr_multiplier: float = 1.0
     shape_basis_lr_multiplier: float = 1.0
     albedo_lr_multiplier: float = 1.0
@@ -129,7 +129,7 @@ class TrainConfig:
             'frame_head': self.learning_rate,
             'identity_path': self.learning_rate * self.identity_path_lr_multiplier,
             'shape_basis': self.learning_rate * self.shape_basis_lr_multiplier,
-            'reflectance': (self.reflectance_learning_rate if stage == 2
+            'albedo': (self.albedo_learning_rate if stage == 2
                             else self.learning_rate * self.albedo_lr_multiplier),
         }[group]
         start, end = self.stage_bounds(stage)

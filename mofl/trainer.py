@@ -23,6 +23,11 @@ from mofl import run_dir
 from mofl.train_config import LOSS_TERMS, PARAMETER_GROUPS, PRETRAIN_IDENTITY_PATH, STAGE_NAMES
 
 
+# The albedo group's optimizer keeps the checkpoint key it had when the group was called
+# 'albedo', so that runs written before the rename resume with its state.
+CHECKPOINT_GROUP_KEYS = {'albedo': 'albedo'}
+
+
 class NonFiniteLossError(RuntimeError):
     """A loss or gradient became NaN/Inf; training stopped without saving that step."""
 
@@ -34,7 +39,7 @@ def parameter_groups(model):
         'frame_head': model.network.frame_head_variables(),
         'identity_path': model.network.identity_path_variables(),
         'shape_basis': [model.face_model.theta_shape],
-        'reflectance': model.reflectance_variables(),
+        'albedo': model.albedo_variables(),
     }
 
 
@@ -168,7 +173,8 @@ class Trainer:
         self.dataset = dataset.map(lambda b: {k: b[k] for k in ('images', 'landmarks',
                                                                 'landmark_confidence')})
         tracked = dict(model=self.model, step=self.step,
-                       **{f'optimizer_{g}': o for g, o in self.optimizers.items()})
+                       **{f'optimizer_{CHECKPOINT_GROUP_KEYS.get(g, g)}': o
+                          for g, o in self.optimizers.items()})
         # A plain tf.data iterator is checkpointable (shuffle buffer included), so a resumed run
         # sees exactly the batches it would have seen. Distributed iterators are not: those runs
         # re-create the input and skip the batches already consumed (same seed, same order).

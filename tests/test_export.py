@@ -190,3 +190,11 @@ def test_binary_exits_1_without_checkpoint(tmp_path):
     assert os.path.join(run_dir, 'checkpoints') in result.stderr
     assert 'no checkpoint' in result.stderr
     assert not os.path.exists(output_dir)
+
+
+def test_outputs_of_older_saved_models_get_todays_names():
+    old = {'rotation': 1, 'reflectance_params': 2, 'vertices': 3}
+    assert export_lib.rename_legacy_outputs(old) == {'euler_angles': 1, 'albedo_params': 2,
+                                                 'vertices': 3}
+    current = {'euler_angles': 1, 'albedo_params': 2}
+    assert export_lib.rename_legacy_outputs(current) == current

@@ -95,7 +95,7 @@ def test_every_table_activation_shape(outputs):
 def test_output_shapes(outputs):
     b, m = 1, NUM_FRAMES
     assert outputs['shape_params'].shape == (b, 500)
-    assert outputs['reflectance_params'].shape == (b, 500)
+    assert outputs['albedo_params'].shape == (b, 500)
     assert outputs['euler_angles'].shape == (b, m, 3)
     assert outputs['translation'].shape == (b, m, 3)
     assert outputs['expression'].shape == (b, m, NUM_EXPRESSIONS)
@@ -113,7 +113,7 @@ def test_output_affine_maps(network, outputs):
                                atol=1e-6)
     identity = outputs['activations']['table2/fc_identity'].numpy()
     np.testing.assert_array_equal(outputs['shape_params'], identity[:, :500])
-    np.testing.assert_array_equal(outputs['reflectance_params'], identity[:, 500:])
+    np.testing.assert_array_equal(outputs['albedo_params'], identity[:, 500:])
 
 
 def test_ambient_sh_gives_requested_shading():
@@ -148,7 +148,7 @@ def test_towers_share_weights_and_identity_pools_frames(network):
         np.testing.assert_allclose(same[key][0, 0], same[key][0, 1], rtol=1e-5, atol=1e-5)
     forward = network(np.stack([frame_a, frame_b])[None])
     backward = network(np.stack([frame_b, frame_a])[None])
-    for key in ('shape_params', 'reflectance_params'):
+    for key in ('shape_params', 'albedo_params'):
         np.testing.assert_allclose(forward[key], backward[key], rtol=1e-4, atol=1e-6)
     for key in ('euler_angles', 'translation', 'expression', 'sh'):
         np.testing.assert_allclose(forward[key][0, ::-1], backward[key][0], rtol=1e-4,
@@ -179,11 +179,11 @@ def test_variable_frame_count_and_batch(network):
 def test_identity_and_parameter_networks_accept_small_or_empty_identity(g, a):
     medium = tf.random.uniform([2, 3, 4, 4, 256])
     identity = SharedIdentityNetwork(g, a)
-    shape_params, reflectance_params = identity(medium)
+    shape_params, albedo_params = identity(medium)
     assert shape_params.shape == (2, g)
-    assert reflectance_params.shape == (2, a)
+    assert albedo_params.shape == (2, a)
     params = ParameterEstimationNetwork(num_expressions=4)
-    frame_params = params((shape_params, reflectance_params,
+    frame_params = params((shape_params, albedo_params,
                            tf.random.uniform([2, 3, 14, 14, 384])))
     assert frame_params.shape == (2, 3, 6 + 4 + 27)
     assert identity.count_params() == _table_parameter_counts(g, a, 4)[1]
@@ -199,7 +199,7 @@ def test_feature_extractor_alone():
 def test_identity_head_standardisation_is_an_affine_map_to_unit_spread():
     """`standardize_outputs`: over the given samples every α_k, β_k gets mean 0 and spread 1;
     for any other input the new outputs are the old ones under that same per-output map."""
-    head = SharedIdentityNetwork(num_shape_params=6, num_reflectance_params=4)
+    head = SharedIdentityNetwork(num_shape_params=6, num_albedo_params=4)
     rng = np.random.default_rng(0)
     # Small, nearly alike features (as after expression pre-training): a shared positive
     # pattern plus a little per-sample variation.
@@ -225,19 +225,19 @@ def test_standardising_the_identity_head_keeps_the_per_frame_parameters():
     absorbs the same affine map, so pose, expression and light stay what they were, also for
     images that were not used to measure the map."""
     tf.random.set_seed(3)
-    net = FmlNetwork(num_expressions=5, num_shape_params=6, num_reflectance_params=4)
+    net = FmlNetwork(num_expressions=5, num_shape_params=6, num_albedo_params=4)
     rng = np.random.default_rng(1)
     images = tf.constant(rng.uniform(0, 1, [3, 2, 240, 240, 3]), tf.float32)
     others = tf.constant(rng.uniform(0, 1, [2, 1, 240, 240, 3]), tf.float32)
     before, before_others = net(images), net(others)
     standardization = net.standardize_identity_outputs(images)
     after, after_others = net(images), net(others)
-    identity = np.concatenate([after['shape_params'], after['reflectance_params']], axis=1)
+    identity = np.concatenate([after['shape_params'], after['albedo_params']], axis=1)
     np.testing.assert_allclose(identity.std(axis=0), 1.0, rtol=1e-3)
     old_identity = np.concatenate([before_others['shape_params'],
-                                   before_others['reflectance_params']], axis=1)
+                                   before_others['albedo_params']], axis=1)
     new_identity = np.concatenate([after_others['shape_params'],
-                                   after_others['reflectance_params']], axis=1)
+                                   after_others['albedo_params']], axis=1)
     np.testing.assert_allclose(new_identity,
                                (old_identity - standardization.mean) * standardization.scale,
                                rtol=1e-3, atol=1e-3)
@@ -285,7 +285,7 @@ def test_activation_rms_of_every_row_stays_near_the_input_on_real_images(initial
 def test_smaller_network_follows_the_input_size_and_width():
     """--network_input_size=128, --width_multiplier=0.5: 128 → 32 → 15 → 7 → 4 → 2, half widths,
     Table 3's identity map on the 7×7 low-feature grid; the data stays 240²."""
-    net = FmlNetwork(num_expressions=5, num_shape_params=8, num_reflectance_params=8,
+    net = FmlNetwork(num_expressions=5, num_shape_params=8, num_albedo_params=8,
                      input_size=128, width_multiplier=0.5)
     out = net(tf.zeros([1, 2, 240, 240, 3]), return_activations=True)
     shapes = {k: tuple(v.shape[1:]) for k, v in out['activations'].items()}

@@ -79,7 +79,7 @@ def test_astronaut_files_meshes_json_and_overlay(loaded, tmp_path):
 
     record = json.loads((out / 'astronaut.json').read_text())
     assert len(record['shape_params']) == CONFIG.shape_dim
-    assert len(record['reflectance_params']) == CONFIG.albedo_dim
+    assert len(record['albedo_params']) == CONFIG.albedo_dim
     np.testing.assert_allclose(record['shape_params'], outputs['shape_params'], atol=1e-5)
     assert list(record['expression']) == list(training_data.tiny_assets().mesh.expression_names)
     assert len(record['sh']) == 27
@@ -113,7 +113,7 @@ def test_carphone_frames_share_identity_in_a_group(loaded, tmp_path):
     records = [json.loads((out / f'{n}.json').read_text()) for n in names]
     for record in records[1:]:
         assert record['shape_params'] == records[0]['shape_params']
-        assert record['reflectance_params'] == records[0]['reflectance_params']
+        assert record['albedo_params'] == records[0]['albedo_params']
     assert [r['input']['frame_index'] for r in records] == [0, 10, 20]
     assert all(r['group']['members'] == names for r in records)
     group_png = cv2.imread(str(out / f'{names[0]}_group000_overlay.png'))

@@ -151,7 +151,7 @@ def _trainer(asset, data, output_dir, model_config=None, **train):
     from mofl.facemodel import assets as assets_lib
     values = dict(data=data, output_dir=str(output_dir), batch_size=2, num_frames=2,
                   pretrain_steps=1, train_steps=1, finetune_steps=1, learning_rate=1e-3,
-                  reflectance_learning_rate=1e-1, image_summary_every=0, checkpoint_every=100)
+                  albedo_learning_rate=1e-1, image_summary_every=0, checkpoint_every=100)
     values.update(train)
     return trainer_lib.Trainer(assets_lib.FaceAssets.load(asset),
                                model_config or model_lib.ModelConfig(shape_dim=4, albedo_dim=4,
@@ -176,17 +176,17 @@ def test_stages_train_the_right_variables(run_inputs, tmp_path):
     after_pretrain = _group_snapshot(trainer)
     changed = _changed(before, after_pretrain)
     assert all(changed['frame_head'])
-    for group in ('trunk', 'identity_path', 'shape_basis', 'reflectance'):
+    for group in ('trunk', 'identity_path', 'shape_basis', 'albedo'):
         assert not any(changed[group]), group
     trainer.train(max_steps=1)                          # stage 1: everything
     changed = _changed(after_pretrain, _group_snapshot(trainer))
     for group, flags in changed.items():
         assert all(flags), group
     rates = {g: float(o.learning_rate.numpy()) for g, o in trainer.optimizers.items()}
-    assert rates['reflectance'] == pytest.approx(1e-3)
-    trainer.train(max_steps=1)                          # stage 2: larger reflectance rate
+    assert rates['albedo'] == pytest.approx(1e-3)
+    trainer.train(max_steps=1)                          # stage 2: larger albedo rate
     rates = {g: float(o.learning_rate.numpy()) for g, o in trainer.optimizers.items()}
-    assert rates['reflectance'] == pytest.approx(1e-1)
+    assert rates['albedo'] == pytest.approx(1e-1)
     assert rates['trunk'] == rates['frame_head'] == pytest.approx(1e-3)
     assert int(trainer.step.numpy()) == 3
     # Each group's Adam counts only the steps it was applied: Θs joined at step 1.
@@ -260,7 +260,7 @@ def test_identity_output_init_standardises_alpha_when_end_to_end_training_starts
 
     def identity_outputs():
         out = trainer.model.network(images)
-        return np.concatenate([out['shape_params'], out['reflectance_params']], axis=1)
+        return np.concatenate([out['shape_params'], out['albedo_params']], axis=1)
 
     standardised = []
     original = trainer.standardize_identity_outputs
@@ -304,7 +304,7 @@ def test_pretraining_length_changes_pose_but_not_identity_of_the_exported_model(
         assert exported.returncode == 0, exported.stderr[-3000:]
         images = np.random.default_rng(0).uniform(size=(2, 240, 240, 3)).astype(np.float32)
         results[steps] = export_lib.load_exported(saved).reconstruct(images)
-    for key in ('shape_params', 'reflectance_params', 'identity_vertices', 'albedo'):
+    for key in ('shape_params', 'albedo_params', 'identity_vertices', 'albedo'):
         np.testing.assert_array_equal(results[1][key], results[5][key], err_msg=key)
     for key in ('euler_angles', 'translation'):
         assert np.abs(results[1][key] - results[5][key]).max() > 1e-6, key

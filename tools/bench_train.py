@@ -36,7 +36,7 @@ from mofl import flags_common
 
 flags_common.define_asset_flag('default: the default asset, ICT-FaceKit when available.')
 flags.DEFINE_integer('shape_dim', 500, 'g, learned shape modes (paper 500).')
-flags.DEFINE_integer('albedo_dim', 500, 'a, learned reflectance modes (paper 500).')
+flags.DEFINE_integer('albedo_dim', 500, 'a, learned albedo modes (paper 500).')
 flags.DEFINE_integer('batch_size', 1, 'B, samples per training step.')
 flags.DEFINE_integer('num_frames', 4, 'M, frames per training sample (paper 4).')
 flags.DEFINE_integer('warmup_steps', 3, 'Untimed training steps after tracing.')

@@ -36,7 +36,7 @@ flags.DEFINE_integer('num_samples', 16, 'Samples to fit (the first ones in file 
 flags.DEFINE_integer('num_frames', 4, 'Frames per sample.')
 flags.DEFINE_integer('chunk', 16, 'Samples fitted together (memory).')
 flags.DEFINE_integer('pose_steps', 300, 'Steps of the pose/expression/light phase.')
-flags.DEFINE_integer('identity_steps', 300, 'Steps of the phase with identity and reflectance.')
+flags.DEFINE_integer('identity_steps', 300, 'Steps of the phase with identity and albedo.')
 flags.DEFINE_float('learning_rate', 0.01, 'Adam learning rate.')
 flags.DEFINE_float('lambda_expression', 1e-3, 'λble.')
 flags.DEFINE_string('output', None, 'Write OUTPUT.md and OUTPUT.json.')

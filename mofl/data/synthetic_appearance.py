@@ -1,4 +1,4 @@
-"""Appearance of the synthetic data: reflectance, eye and mouth paint, backgrounds, light and
+"""Appearance of the synthetic data: albedo, eye and mouth paint, backgrounds, light and
 expression weights (BUILD_NOTES.md "Data").
 
 Appearance per identity (`sample_albedo`): a skin tone interpolated along a palette from very
@@ -25,7 +25,7 @@ from mofl.render import shading
 # Caps on single blendshape weights (a wide-open jaw leaves ICT's face area with a large hole).
 EXPRESSION_WEIGHT_CAPS = {'jawOpen': 0.5, 'mouthClose': 0.3}
 
-# Skin reflectance from very light to very dark skin (display RGB in [0, 1]).
+# Skin albedo from very light to very dark skin (display RGB in [0, 1]).
 SKIN_TONE_PALETTE = np.array([
     [0.93, 0.78, 0.69],
     [0.87, 0.68, 0.56],
@@ -71,7 +71,7 @@ class Appearance:
     """Per-identity appearance.
 
     Attributes:
-        albedo: [V, 3] float32 per-vertex reflectance in [0, 1].
+        albedo: [V, 3] float32 per-vertex albedo in [0, 1].
         skin_tone: [3] the base skin colour drawn from the palette.
         iris_color: [3] eye colour used to paint the eye holes.
     """
@@ -81,7 +81,7 @@ class Appearance:
 
 
 def sample_albedo(vertices, landmark_indices, rng):
-    """Draws one identity's reflectance (module docstring: skin tone, blobs, brows, lips).
+    """Draws one identity's albedo (module docstring: skin tone, blobs, brows, lips).
 
     Args:
         vertices: [V, 3] the identity's neutral mesh (mm); the regions are placed on it.

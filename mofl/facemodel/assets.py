@@ -42,7 +42,7 @@ class SourceMesh:
         expression_basis: [b, V, 3] float32 blendshape offsets in mm for δ_u = 1 (matrix B, eq. 3).
         expression_sigma: [b] float32 σδ of each blendshape coefficient (eq. 12), > 0.
         expression_names: [b] str.
-        skin_color: [3] float32 initial constant reflectance r̄ in [0, 1] (eq. 6).
+        skin_color: [3] float32 initial constant albedo r̄ in [0, 1] (eq. 6).
         open_mouth_vertices: [V, 3] float32 the template with a slightly open mouth, used only to
             place the graph nodes so that no node straddles the lips (§3.2).
         upper_lip_vertices, lower_lip_vertices: int32 vertex indices of the lips (tests check that

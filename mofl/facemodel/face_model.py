@@ -25,14 +25,14 @@ from mofl.facemodel import ocl as ocl_lib
 
 
 class FaceModel(keras.layers.Layer):
-    """Decodes identity (α, β) and expression (δ) parameters into geometry and reflectance.
+    """Decodes identity (α, β) and expression (δ) parameters into geometry and albedo.
 
     Args:
         assets: mofl.facemodel.assets.FaceAssets.
         shape_dim: g, number of learned graph deformation modes (paper: 500).
-        albedo_dim: number of learned reflectance modes (paper: 500).
+        albedo_dim: number of learned albedo modes (paper: 500).
         shape_init_stddev: stddev (mm per unit α) of Θs's random initialisation.
-        albedo_init_stddev: stddev (reflectance per unit β) of Θa's random initialisation.
+        albedo_init_stddev: stddev (albedo per unit β) of Θa's random initialisation.
         seed: initialiser seed.
         shape_basis_scale, albedo_basis_scale: units in which Θs and Θa are stored (see the
             module docstring); 1 stores them as they are.
@@ -92,7 +92,7 @@ class FaceModel(keras.layers.Layer):
         return self.ocl(theta) if self.orthogonal_complement else theta
 
     def albedo_basis(self):
-        """[3V, a] Θa, the learned reflectance basis (in reflectance units)."""
+        """[3V, a] Θa, the learned albedo basis (in albedo units)."""
         return self.albedo_basis_scale * self.theta_albedo
 
     def node_displacements(self, shape_params):
@@ -171,13 +171,13 @@ class FaceModel(keras.layers.Layer):
         return identity[:, None] + self.expression_offsets(expression)
 
     def albedo(self, albedo_params):
-        """Per-vertex reflectance r(β) = r̄ + Θa·β (eq. 6).
+        """Per-vertex albedo r(β) = r̄ + Θa·β (eq. 6).
 
         Args:
             albedo_params: [B, a] β.
 
         Returns:
-            [B, V, 3] RGB reflectance as the images store it (sRGB-encoded values in [0, 1]).
+            [B, V, 3] RGB albedo as the images store it (sRGB-encoded values in [0, 1]).
         """
         albedo_params = self._check_params(albedo_params, 'albedo_params', self.albedo_dim)
         if self.albedo_dim == 0:

@@ -63,7 +63,7 @@ class FmlNetwork(keras.Model):
     Args:
         num_expressions: b, the face asset's blendshape count (Table 3 says 64, the text 80).
         num_shape_params: g (default 500, Table 2).
-        num_reflectance_params: a (default 500, Table 2).
+        num_albedo_params: a (default 500, Table 2).
         translation_init: [3] mm, translation of an untrained network (camera looks down −z).
         translation_scale: mm per raw unit; a scalar or one value per axis.
         rotation_scale: radians per raw unit; a scalar or one value per angle.
@@ -79,7 +79,7 @@ class FmlNetwork(keras.Model):
     """
 
     def __init__(self, num_expressions, num_shape_params=paper_constants.MODEL_SIZE,
-                 num_reflectance_params=paper_constants.MODEL_SIZE,
+                 num_albedo_params=paper_constants.MODEL_SIZE,
                  translation_init=(0.0, 0.0, -DEFAULT_CAMERA_DISTANCE_MM), translation_scale=10.0,
                  rotation_scale=0.2, expression_scale=1.0, sh_init=None, sh_scale=0.5,
                  head_init_scale=0.1, input_size=0, width_multiplier=1.0, initializer='he',
@@ -92,7 +92,7 @@ class FmlNetwork(keras.Model):
                                                           feature_extractor_lib.IMAGE_SIZE)
         self.num_expressions = int(num_expressions)
         self.num_shape_params = int(num_shape_params)
-        self.num_reflectance_params = int(num_reflectance_params)
+        self.num_albedo_params = int(num_albedo_params)
         self.translation_init = _constant(translation_init, [3], 'translation_init')
         self.translation_scale = _constant(translation_scale, [3], 'translation_scale')
         self.rotation_scale = _constant(rotation_scale, [3], 'rotation_scale')
@@ -106,7 +106,7 @@ class FmlNetwork(keras.Model):
         self.feature_extractor = FeatureExtractor(width_multiplier=width_multiplier,
                                                   initializer=initializer)
         self.identity_network = SharedIdentityNetwork(
-            num_shape_params, num_reflectance_params, width_multiplier=width_multiplier,
+            num_shape_params, num_albedo_params, width_multiplier=width_multiplier,
             initializer=initializer)
         self.parameter_network = ParameterEstimationNetwork(
             num_expressions, head_kernel_initializer=head_initializer, low_grid=low_grid,
@@ -176,7 +176,7 @@ class FmlNetwork(keras.Model):
         Returns:
             dict with
                 shape_params: [B, g] α.
-                reflectance_params: [B, a] β.
+                albedo_params: [B, a] β.
                 rotation: [B, M, 3] Euler angles [pitch, yaw, roll] in radians.
                 translation: [B, M, 3] mm.
                 expression: [B, M, b] δ.
@@ -193,17 +193,17 @@ class FmlNetwork(keras.Model):
         medium = tf.reshape(medium,
                             tf.concat([[batch_size, num_frames], tf.shape(medium)[1:]], 0))
         acts2 = {'concat': medium}
-        shape_params, reflectance_params, more = self.identity_network(
+        shape_params, albedo_params, more = self.identity_network(
             medium, return_activations=True)
         acts2.update(more)
-        identity_inputs = (shape_params, reflectance_params)
+        identity_inputs = (shape_params, albedo_params)
         if stop_identity_gradient:
             identity_inputs = tuple(tf.stop_gradient(x) for x in identity_inputs)
         raw, acts3 = self.parameter_network((*identity_inputs, low), return_activations=True)
         b = self.num_expressions
         outputs = {
             'shape_params': shape_params,
-            'reflectance_params': reflectance_params,
+            'albedo_params': albedo_params,
             'euler_angles': self.rotation_scale * raw[..., 0:3],
             'translation': self.translation_init + self.translation_scale * raw[..., 3:6],
             'expression': self.expression_scale * raw[..., 6:6 + b],

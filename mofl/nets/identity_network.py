@@ -22,25 +22,25 @@ Standardization = collections.namedtuple('Standardization', ['mean', 'std', 'sca
 
 
 class SharedIdentityNetwork(keras.Model):
-    """Table 2: M mediumFeatures -> shape parameters α [g] and reflectance parameters β [a].
+    """Table 2: M mediumFeatures -> shape parameters α [g] and albedo parameters β [a].
 
     Args:
         num_shape_params: g, size of the learned shape subspace (paper: 500; Table 4 of the
             supplement also uses 0, 10, 50, 125).
-        num_reflectance_params: a, size of the learned reflectance subspace (paper: 500).
+        num_albedo_params: a, size of the learned albedo subspace (paper: 500).
         width_multiplier: scales the hidden rows' widths (1.0 = Table 2; α, β keep g and a).
         initializer: 'he' or 'glorot' kernels for the ReLU rows (see `feature_extractor`).
     """
 
     def __init__(self, num_shape_params=paper_constants.MODEL_SIZE,
-                 num_reflectance_params=paper_constants.MODEL_SIZE, width_multiplier=1.0,
+                 num_albedo_params=paper_constants.MODEL_SIZE, width_multiplier=1.0,
                  initializer='he', name='identity_network', **kwargs):
         super().__init__(name=name, **kwargs)
-        if num_shape_params < 0 or num_reflectance_params < 0:
+        if num_shape_params < 0 or num_albedo_params < 0:
             raise ValueError(f'identity sizes must be >= 0, got g={num_shape_params}, '
-                             f'a={num_reflectance_params}')
+                             f'a={num_albedo_params}')
         self.num_shape_params = int(num_shape_params)
-        self.num_reflectance_params = int(num_reflectance_params)
+        self.num_albedo_params = int(num_albedo_params)
         width = lambda c: scaled_width(c, width_multiplier)
         kernel = lambda: relu_initializer(initializer)
         self.conv1 = keras.layers.Conv2D(width(384), 3, padding='same', activation='relu',
@@ -52,7 +52,7 @@ class SharedIdentityNetwork(keras.Model):
                                       name='fc1')
         self.fc2 = keras.layers.Dense(width(1000), activation='relu', kernel_initializer=kernel(),
                                       name='fc2')
-        num_outputs = self.num_shape_params + self.num_reflectance_params
+        num_outputs = self.num_shape_params + self.num_albedo_params
         # A model without learned identity (g = a = 0, supplement Table 4 "size 0") has no output
         # layer at all: Dense needs at least one unit.
         self.fc_out = (keras.layers.Dense(num_outputs, name='fc_identity')
@@ -103,7 +103,7 @@ class SharedIdentityNetwork(keras.Model):
 
         Returns:
             shape_params: [B, g] α.
-            reflectance_params: [B, a] β.
+            albedo_params: [B, a] β.
             activations (only with return_activations): dict row name -> tensor.
         """
         acts = {}
@@ -117,7 +117,7 @@ class SharedIdentityNetwork(keras.Model):
         else:
             x = acts['fc_identity'] = tf.zeros([tf.shape(x)[0], 0], x.dtype)
         shape_params = x[:, :self.num_shape_params]
-        reflectance_params = x[:, self.num_shape_params:]
+        albedo_params = x[:, self.num_shape_params:]
         if return_activations:
-            return shape_params, reflectance_params, acts
-        return shape_params, reflectance_params
+            return shape_params, albedo_params, acts
+        return shape_params, albedo_params

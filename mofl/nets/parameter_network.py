@@ -88,9 +88,9 @@ class ParameterEstimationNetwork(keras.Model):
         `tf.saved_model.save` build this sub-model's default signature).
 
         Args:
-            inputs: tuple (shape_params, reflectance_params, low_features):
+            inputs: tuple (shape_params, albedo_params, low_features):
                 shape_params: [B, g] α.
-                reflectance_params: [B, a] β.
+                albedo_params: [B, a] β.
                 low_features: [B, M, 14, 14, 384] lowFeatures of each frame.
             return_activations: also return every row's activation (for shape tests).
 
@@ -100,9 +100,9 @@ class ParameterEstimationNetwork(keras.Model):
             activations (only with return_activations): dict row name -> tensor; the per-frame
                 rows have the frames folded into the batch ([B·M, ...]).
         """
-        shape_params, reflectance_params, low_features = inputs
+        shape_params, albedo_params, low_features = inputs
         acts = {}
-        identity = tf.concat([shape_params, reflectance_params], axis=-1)
+        identity = tf.concat([shape_params, albedo_params], axis=-1)
         if identity.shape[-1] == 0:
             # A model without learned modes (supp. Table 4, size 0): the FC of a 0-wide input is
             # activation(bias). Computed directly, since oneDNN's fused kernels cannot run the

@@ -21,7 +21,7 @@ class RenderedImage:
     Attributes:
         image: the shaded render composited over the background.
         mask: 1 where a triangle covers the pixel (the foreground), else 0.
-        albedo: interpolated reflectance r (0 on background).
+        albedo: interpolated albedo r (0 on background).
         shading: interpolated irradiance Σ γ_b H_b(n) (0 on background).
         normals: interpolated unit camera-space normals mapped to colours (n + 1) / 2
             (0 on background) — the "geometry" view.
@@ -105,7 +105,7 @@ def render_image(vertices_model, triangles, albedo, sh, rotation_euler, translat
     Args:
         vertices_model: [B, V, 3] model-space vertices in mm.
         triangles: [T, 3] int32, counter-clockwise seen from outside.
-        albedo: [B, V, 3] or [V, 3] per-vertex reflectance in [0, 1].
+        albedo: [B, V, 3] or [V, 3] per-vertex albedo in [0, 1].
         sh: [B, 27] illumination γ (layout in `shading`).
         rotation_euler: [B, 3] [pitch, yaw, roll] radians.
         translation: [B, 3] mm.

@@ -134,7 +134,7 @@ def shade(albedo, normals, sh):
     """Shaded per-vertex colours c_i = r_i · Σ_b γ_b H_b(n_i) (eq. 7).
 
     Args:
-        albedo: [B, V, 3] (or [V, 3], shared by the batch) reflectance r in [0, 1].
+        albedo: [B, V, 3] (or [V, 3], shared by the batch) albedo r in [0, 1].
         normals: [B, V, 3] unit camera-space normals.
         sh: [B, 27] illumination γ.
 

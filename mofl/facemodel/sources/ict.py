@@ -23,7 +23,7 @@ CM_TO_MM = 10.0
 # Weight of jawOpen used for the open-mouth template that places the graph nodes (§3.2): at 0.15
 # the ICT lips part by a few millimetres.
 OPEN_MOUTH_WEIGHT = 0.15
-# Constant initial reflectance r̄ (eq. 6): a mid skin tone, RGB in [0, 1] like the input images.
+# Constant initial albedo r̄ (eq. 6): a mid skin tone, RGB in [0, 1] like the input images.
 DEFAULT_SKIN_COLOR = (0.70, 0.52, 0.42)
 # The fraction of the mouth's half-width, around its centre, whose lip vertices the graph must
 # keep apart; towards the corners the two lips are one surface anyway.
