@@ -47,7 +47,9 @@ class FaceTracker:
         from mediapipe.python import solution_base  # pylint: disable=g-import-not-at-top
         from mediapipe.python.solutions import face_mesh  # pylint: disable=g-import-not-at-top
         # mediapipe's C++ start-up lines (XNNPACK delegate, "feedback manager", ROI notices) are
-        # dropped while the graph starts and runs its first image; MOFL_TF_LOGS=1 keeps them.
+        # dropped while the graph starts and runs its first image; MOFL_TF_LOGS=1 keeps them. The
+        # graph's calculators open on worker threads after SolutionBase returns, so a blank
+        # warm-up image (process() waits for its outputs) keeps their lines inside the block.
         self._first_image = True
         with startup.native_stderr_dropped():
             self._graph = solution_base.SolutionBase(
@@ -58,6 +60,7 @@ class FaceTracker:
                                    _TRACKING_PARAM: 0.5},
                 # face_detections is an output of the same graph; the stock FaceMesh drops it.
                 outputs=['multi_face_landmarks', 'face_detections'])
+            self._graph.process({'image': np.zeros((64, 64, 3), np.uint8)})
 
     def detect(self, image_rgb) -> Optional[FaceObservation]:
         """Landmarks of the most confident face in one RGB uint8 image [H, W, 3], or None."""
