@@ -10,12 +10,12 @@ identity (α, β; paper §3.4, Table 2) is pooled over all N frames. It returns
     albedo              [V, 3]    float32   albedo r(β) (eq. 6), linear RGB, [0, 1] nominal
     colors              [N, V, 3] float32   shaded colours c_i (eq. 7), RGB, [0, 1] nominal
     triangles           [T, 3]    int32     counter-clockwise seen from outside
-    rotation            [N, 3]    float32   Euler angles [pitch, yaw, roll] in radians
+    euler_angles        [N, 3]    float32   Euler angles [pitch, yaw, roll] in radians
     translation         [N, 3]    float32   mm, camera space (camera at origin looking down −z)
     sh                  [N, 27]   float32   SH coefficients γ, band-major: sh[3·k + c]
     expression          [N, b]    float32   blendshape coefficients δ
     shape_params        [g]       float32   α
-    albedo_params  [a]       float32   β
+    albedo_params       [a]       float32   β
     landmarks           [N, 66, 2] float32  projected landmark pixels (u right, v down)
     landmark_vertices   [N, 66]   int32     their vertices (the jaw contour slides per frame)
     camera_vertices     [N, V, 3] float32   Φ(v) = R·v + t, camera space, mm
@@ -40,7 +40,7 @@ SERVING_SIGNATURE = 'serving_default'
 METADATA_SIGNATURE = 'metadata'
 
 # name -> (shape, dtype, description with unit). N frames, V vertices, T triangles, b expressions,
-# g shape and a albedo parameters.
+# g shape parameters and a albedo parameters (g and a are the model's sizes).
 OUTPUTS = {
     'vertices': ('[N, V, 3]', 'float32', 'per-frame geometry with expression (eq. 3), model '
                  'space, mm; x to image right, y up, z towards the viewer'),
