@@ -58,12 +58,17 @@ def offset_cosines(learned_vertices, gt_vertices, template, face_mask):
         ([N] plain cosines, [N] translation-free cosines).
     """
     mask = np.asarray(face_mask, bool)
-    template = np.asarray(template, np.float64)[mask]
-    count, points = len(learned_vertices), int(mask.sum())
-    d_learned = (np.asarray(learned_vertices, np.float64)[:, mask] - template).reshape(count, -1)
-    d_true = (np.asarray(gt_vertices, np.float64)[:, mask] - template).reshape(count, -1)
+    d_learned = _face_offsets(learned_vertices, template, mask)
+    d_true = _face_offsets(gt_vertices, template, mask)
+    points = int(mask.sum())
     return (_cosines(d_learned, d_true),
             _cosines(_shift_free(d_learned, points), _shift_free(d_true, points)))
+
+
+def _face_offsets(vertices, template, mask):
+    """[N, 3P] float64 offsets of [N, V, 3] meshes from the template over the P masked vertices."""
+    vertices = np.asarray(vertices, np.float64)
+    return (vertices[:, mask] - np.asarray(template, np.float64)[mask]).reshape(len(vertices), -1)
 
 
 def landmark_rmse_px(predicted, observed):
@@ -108,20 +113,20 @@ def identity_statistics(learned_vertices, gt_vertices, template, face_mask, alph
                          f'{learned.shape[1]} vertices')
     count = learned.shape[0]
     points = int(mask.sum())
-    d_learned = (learned[:, mask] - template[mask]).reshape(count, -1)
-    d_true = (truth[:, mask] - template[mask]).reshape(count, -1)
-    plain, translation_free = offset_cosines(learned, truth, template, mask)
+    d_learned = _face_offsets(learned, template, mask)
+    d_true = _face_offsets(truth, template, mask)
+    f_learned, f_true = _shift_free(d_learned, points), _shift_free(d_true, points)
     centred = lambda d: d - d.mean(0)
     result = {
         'num_samples': count,
         'learned_rms_mm': float(np.sqrt(np.mean(np.sum(d_learned ** 2, 1) / points))),
         'true_rms_mm': float(np.sqrt(np.mean(np.sum(d_true ** 2, 1) / points))),
-        'cosine': float(np.mean(plain)),
+        'cosine': float(np.mean(_cosines(d_learned, d_true))),
         'cosine_centred': float(np.mean(_cosines(centred(d_learned), centred(d_true))))
         if count > 1 else 0.0,
-        'cosine_translation_free': float(np.mean(translation_free)),
-        'cosine_translation_free_centred': float(np.mean(_cosines(
-            centred(_shift_free(d_learned, points)), centred(_shift_free(d_true, points)))))
+        'cosine_translation_free': float(np.mean(_cosines(f_learned, f_true))),
+        'cosine_translation_free_centred': float(np.mean(_cosines(centred(f_learned),
+                                                                  centred(f_true))))
         if count > 1 else 0.0,
     }
     if alpha is not None:
