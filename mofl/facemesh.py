@@ -47,10 +47,11 @@ class FaceTracker:
         from mediapipe.python import solution_base  # pylint: disable=g-import-not-at-top
         from mediapipe.python.solutions import face_mesh  # pylint: disable=g-import-not-at-top
         # mediapipe's C++ start-up lines (XNNPACK delegate, "feedback manager", ROI notices) are
-        # dropped while the graph starts and runs its first image; MOFL_TF_LOGS=1 keeps them. The
-        # graph's calculators open on worker threads after SolutionBase returns, so a blank
-        # warm-up image (process() waits for its outputs) keeps their lines inside the block.
-        self._first_image = True
+        # dropped while the graph starts and until it has landmarked its first face (the ROI
+        # notice comes only then); MOFL_TF_LOGS=1 keeps them. The graph's calculators open on
+        # worker threads after SolutionBase returns, so a blank warm-up image (process() waits
+        # for its outputs) keeps their lines inside the block.
+        self._quiet = True
         with startup.native_stderr_dropped():
             self._graph = solution_base.SolutionBase(
                 binary_graph_path=face_mesh._BINARYPB_FILE_PATH,  # pylint: disable=protected-access
@@ -66,10 +67,10 @@ class FaceTracker:
         """Landmarks of the most confident face in one RGB uint8 image [H, W, 3], or None."""
         height, width = image_rgb.shape[:2]
         image = {'image': np.ascontiguousarray(image_rgb)}
-        if self._first_image:
-            self._first_image = False
+        if self._quiet:
             with startup.native_stderr_dropped():
                 result = self._graph.process(image)
+            self._quiet = not result.multi_face_landmarks
         else:
             result = self._graph.process(image)
         if not result.multi_face_landmarks:
