@@ -292,18 +292,17 @@ class FmlModel(keras.Model):
         weights = losses.chroma_weights(tf.stop_gradient(tf.reduce_mean(outputs['colors'], 1)),
                                         self.mesh_edges, eta=eta)
         to_landmark_units = 1.0 / self.config.image_size[1]    # pixels → fraction of width
+        displacements_cm = outputs['node_displacements'] * SMOOTHNESS_UNITS_PER_MM
         return {
             'photometric': losses.photometric_loss(sampled, outputs['colors'], visible),
             'landmark': losses.landmark_loss(outputs['landmarks'] * to_landmark_units,
                                              landmarks * to_landmark_units, landmark_confidence),
-            'smoothness': losses.smoothness_loss(
-                outputs['node_displacements'] * SMOOTHNESS_UNITS_PER_MM, self.graph_edges),
+            'smoothness': losses.smoothness_loss(displacements_cm, self.graph_edges),
             'sparsity': losses.appearance_sparsity_loss(albedo * SPARSITY_ALBEDO_SCALE,
                                                         self.mesh_edges, weights,
                                                         p=sparsity_exponent),
             'expression': losses.expression_regularization(outputs['expression'],
                                                            self.face_model.expression_sigma),
-            'identity_mean': losses.identity_mean_loss(
-                outputs['node_displacements'] * SMOOTHNESS_UNITS_PER_MM),
+            'identity_mean': losses.identity_mean_loss(displacements_cm),
             'visible_fraction': tf.reduce_mean(tf.cast(visible, tf.float32)),
         }
