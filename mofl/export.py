@@ -113,8 +113,9 @@ class ExportModule(tf.Module):
         self.visibility_mode = fixed(config.visibility, tf.string, 'visibility_mode')
         self.reconstruct = tf.function(
             self._reconstruct,
-            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name='images')])
-        self.metadata = tf.function(self._metadata, input_signature=[])
+            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name='images')],
+            autograph=False)
+        self.metadata = tf.function(self._metadata, input_signature=[], autograph=False)
 
     def _reconstruct(self, images):
         """images [N, H, W, 3] of one person -> dict of the outputs listed in OUTPUTS."""

@@ -188,7 +188,7 @@ def fit_samples(assets, images, landmarks, landmark_confidence, config=FitConfig
     def run_phase(steps, variables, identity_enabled, name):
         optimizer = keras.optimizers.Adam(config.learning_rate)
 
-        @tf.function
+        @tf.function(autograph=False)
         def step():
             with tf.GradientTape() as tape:
                 out = model.form_image(fit.params(), identity_enabled=identity_enabled)

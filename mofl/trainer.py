@@ -227,7 +227,7 @@ class Trainer:
 
     def _step_fn(self, stage):
         if stage not in self._step_fns:
-            @tf.function
+            @tf.function(autograph=False)
             def step_fn(iterator):
                 batch = next(iterator)
                 per_replica = self.strategy.run(self._replica_step, args=(batch, stage))
