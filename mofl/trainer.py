@@ -363,11 +363,16 @@ class Trainer:
         with self.writer.as_default(step=step):
             for key, value in stats.items():
                 tf.summary.scalar(f'identity/{key}', value)
-        logging.info('step %d held-out identity: cos %.3f (centred %.3f, translation-free %.3f), '
+        logging.info('step %d held-out identity: cos %.3f (centred %.3f, translation-free %.3f, '
+                     'similarity-free %.3f; directions learned/true %d/%d, true variance in the '
+                     'learned ones %.2f), '
                      'offsets %.2f/%.2f mm, α spread %.3f, Θs %.3f mm, landmarks %.2f px; mesh '
                      '%.3f mm rigid (template %.3f: %.1f%% below), %.3f with scale (template '
                      '%.3f: %.1f%% below)', step, stats['cosine'], stats['cosine_centred'],
-                     stats['cosine_translation_free'], stats['learned_rms_mm'],
+                     stats['cosine_translation_free'], stats['cosine_similarity_free'],
+                     stats.get('learned_directions_90', 0), stats.get('true_directions_90', 0),
+                     stats.get('true_variance_in_learned_directions', 0.0),
+                     stats['learned_rms_mm'],
                      stats['true_rms_mm'], stats['alpha_spread'], stats['theta_rms_mm'],
                      stats['landmark_px'], stats['identity_mm'], stats['template_mm'],
                      100 * stats['gain_rigid'], stats['identity_mm_scale'],

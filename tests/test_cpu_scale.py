@@ -43,6 +43,31 @@ def test_identity_statistics_tell_right_from_wrong():
     assert moved['cosine'] < 0.9 and moved['cosine_translation_free'] == pytest.approx(1.0)
     assert moved['cosine_translation_free_centred'] == pytest.approx(1.0)
     assert shifted['cosine_translation_free'] < 0.95
+    # A similarity of the learned faces (shift, small rotation, scaling about the template's
+    # centroid) leaves the similarity-free cosine at 1 and what the model spans unchanged.
+    centre = template.mean(0)
+    spin = np.cross(np.array([0.0, 0.02, 0.0]), template - centre)
+    similar = identity.identity_statistics(
+        truth + np.array([1.0, -2.0, 3.0]) + spin + 0.03 * (template - centre), truth, template,
+        mask, mesh_errors=False)
+    assert similar['cosine_translation_free'] < 0.99
+    assert similar['cosine_similarity_free'] == pytest.approx(1.0)
+    assert similar['true_variance_in_learned_directions'] == pytest.approx(1.0)
+    assert similar['learned_directions_90'] == similar['true_directions_90'] >= 2
+    # Faces that differ from the template only by a scaling: no shape the images can tell.
+    scaled = identity.identity_statistics(
+        template + 0.05 * np.arange(5)[:, None, None] * (template - centre), truth, template,
+        mask, mesh_errors=False)
+    assert scaled['cosine_similarity_free'] == pytest.approx(0.0, abs=1e-9)
+    assert none['learned_directions_90'] == 0
+    assert none['true_variance_in_learned_directions'] == 0.0
+    # One learned direction (a single true person's offset, scaled per sample) spans part of
+    # the true variance, not all of it.
+    one = identity.identity_statistics(
+        template + np.linspace(-1, 1, 5)[:, None, None] * (truth[0] - template), truth, template,
+        mask, mesh_errors=False)
+    assert one['learned_directions_90'] == 1
+    assert 0.0 < one['true_variance_in_learned_directions'] < 0.9
     wrong = identity.identity_statistics(template - (truth - template), truth, template, mask)
     assert wrong['cosine'] == pytest.approx(-1.0) and wrong['gain_rigid'] < 0
     with pytest.raises(ValueError, match='gt_vertices'):

@@ -21,6 +21,16 @@ Reported:
   face region: a uniform shift of the neutral face is absorbed by the pose's translation, so the
   images cannot tell it (it still counts in `cosine`; the Procrustes errors below ignore it);
 - `cosine_translation_free_centred`: both: how well the shapes, shift removed, tell people apart;
+- `cosine_similarity_free`: `cosine` after removing from each offset field its component in the
+  7 directions of a similarity of the face (3 shifts, 3 small rotations and a scaling about the
+  template's face centroid): the pose absorbs all of them, and a person's size trades against
+  the distance to the camera, so this is the part of the shape the images can tell;
+- `learned_directions_90`, `true_directions_90`: how many principal directions hold 90 % of the
+  variance across people of the learned / true similarity-free offsets (how many ways the model
+  tells people apart, against how many ways they differ);
+- `true_variance_in_learned_directions`: the share of the true people's similarity-free variance
+  that lies in the span of the learned offsets' top `LEARNED_DIRECTIONS` principal directions
+  (1 when the model differs in exactly the ways people do, whatever its scale);
 - `alpha_spread`: per-component SD of α across the samples, median over components;
 - `identity_mm`, `identity_mm_scale`: per-vertex RMSE of the learned neutral mesh against the
   true one after rigid / similarity Procrustes, mean over samples, next to `template_mm`,
@@ -30,6 +40,9 @@ Reported:
 import numpy as np
 
 from mofl.evaluation import metrics
+
+# Principal directions of the learned offsets used for `true_variance_in_learned_directions`.
+LEARNED_DIRECTIONS = 10
 
 
 def _cosines(a, b):
@@ -43,6 +56,44 @@ def _shift_free(offsets, points):
     is absorbed by the pose's translation (a gauge of the model the images cannot tell)."""
     per_point = offsets.reshape(len(offsets), points, 3)
     return (per_point - per_point.mean(1, keepdims=True)).reshape(len(offsets), -1)
+
+
+def similarity_directions(template, face_mask):
+    """[3P, 7] orthonormal directions of a similarity of the masked template: 3 shifts, 3 small
+    rotations and a scaling about the face centroid (flattened like the offsets)."""
+    points = np.asarray(template, np.float64)[np.asarray(face_mask, bool)]
+    centred = points - points.mean(0)
+    columns = []
+    for axis in np.eye(3):
+        columns.append(np.tile(axis, (len(points), 1)).ravel())          # shift
+    for axis in np.eye(3):
+        columns.append(np.cross(axis, centred).ravel())                  # small rotation
+    columns.append(centred.ravel())                                      # scaling
+    return np.linalg.qr(np.stack(columns, 1))[0]
+
+
+def _similarity_free(offsets, gauge):
+    """[N, 3P] offsets without their component along the [3P, 7] `gauge`; rows left with only
+    round-off (a pure similarity) become exact zeros."""
+    residual = offsets - (offsets @ gauge) @ gauge.T
+    tiny = np.linalg.norm(residual, axis=1) <= 1e-9 * np.linalg.norm(offsets, axis=1)
+    residual[tiny] = 0.0
+    return residual
+
+
+def _principal_directions(offsets):
+    """([K, D] principal directions, [K] variance shares) of [N, D] offsets across samples."""
+    centred = offsets - offsets.mean(0)
+    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
+    variance = singular ** 2
+    return directions, variance / max(float(variance.sum()), 1e-30)
+
+
+def _directions_for(share, fraction=0.9):
+    """How many leading principal directions hold `fraction` of the variance (0 if none)."""
+    if not share.size or share.sum() <= 0:
+        return 0
+    return int(np.searchsorted(np.cumsum(share), fraction - 1e-12) + 1)
 
 
 def offset_cosines(learned_vertices, gt_vertices, template, face_mask):
@@ -116,6 +167,8 @@ def identity_statistics(learned_vertices, gt_vertices, template, face_mask, alph
     d_learned = _face_offsets(learned, template, mask)
     d_true = _face_offsets(truth, template, mask)
     f_learned, f_true = _shift_free(d_learned, points), _shift_free(d_true, points)
+    gauge = similarity_directions(template, mask)
+    s_learned, s_true = _similarity_free(d_learned, gauge), _similarity_free(d_true, gauge)
     centred = lambda d: d - d.mean(0)
     result = {
         'num_samples': count,
@@ -128,7 +181,19 @@ def identity_statistics(learned_vertices, gt_vertices, template, face_mask, alph
         'cosine_translation_free_centred': float(np.mean(_cosines(centred(f_learned),
                                                                   centred(f_true))))
         if count > 1 else 0.0,
+        'cosine_similarity_free': float(np.mean(_cosines(s_learned, s_true))),
     }
+    if count > 1:
+        learned_directions, learned_share = _principal_directions(s_learned)
+        _, true_share = _principal_directions(s_true)
+        top = learned_directions[:min(LEARNED_DIRECTIONS, count - 1)]
+        true_centred = centred(s_true)
+        total = float(np.sum(true_centred ** 2))
+        result['learned_directions_90'] = _directions_for(learned_share)
+        result['true_directions_90'] = _directions_for(true_share)
+        result['true_variance_in_learned_directions'] = (
+            float(np.sum((true_centred @ top.T) ** 2)) / total
+            if total > 0 and learned_share.sum() > 0 else 0.0)
     if alpha is not None:
         alpha = np.asarray(alpha, np.float64).reshape(count, -1)
         result['alpha_spread'] = float(np.median(alpha.std(axis=0))) if alpha.size else 0.0
