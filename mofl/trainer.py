@@ -24,8 +24,23 @@ from mofl.train_config import LOSS_TERMS, PARAMETER_GROUPS, PRETRAIN_IDENTITY_PA
 
 
 # The albedo group's optimizer keeps the checkpoint key it had when the group was called
-# 'albedo', so that runs written before the rename resume with its state.
-CHECKPOINT_GROUP_KEYS = {'albedo': 'albedo'}
+# 'reflectance', so that runs written before the rename resume with its state.
+CHECKPOINT_GROUP_KEYS = {'albedo': 'reflectance'}
+
+
+def optimizer_checkpoint_keys(groups, checkpoint_dir):
+    """{group: key of its optimizer in the checkpoint}: `optimizer_` + the group's
+    `CHECKPOINT_GROUP_KEYS` name, unless the run in `checkpoint_dir` saved it under the group's
+    own name (the seventh session's code wrote `optimizer_albedo`), which it then keeps."""
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    saved = ({name.split('/', 1)[0] for name, _ in tf.train.list_variables(latest)}
+             if latest else set())
+    keys = {}
+    for group in groups:
+        key = f'optimizer_{CHECKPOINT_GROUP_KEYS.get(group, group)}'
+        keys[group] = key if key in saved or f'optimizer_{group}' not in saved else \
+            f'optimizer_{group}'
+    return keys
 
 
 class NonFiniteLossError(RuntimeError):
@@ -172,9 +187,13 @@ class Trainer:
                                         shuffle_buffer=train_config.shuffle_buffer)
         self.dataset = dataset.map(lambda b: {k: b[k] for k in ('images', 'landmarks',
                                                                 'landmark_confidence')})
+        checkpoint_dir = os.path.join(train_config.output_dir, 'checkpoints')
+        if not self.is_chief:   # other workers write to a scratch dir (tf.distribute convention)
+            checkpoint_dir = os.path.join(train_config.output_dir, 'workers',
+                                          f'{_task_id(self.strategy)}')
+        keys = optimizer_checkpoint_keys(self.optimizers, checkpoint_dir)
         tracked = dict(model=self.model, step=self.step,
-                       **{f'optimizer_{CHECKPOINT_GROUP_KEYS.get(g, g)}': o
-                          for g, o in self.optimizers.items()})
+                       **{keys[g]: o for g, o in self.optimizers.items()})
         # A plain tf.data iterator is checkpointable (shuffle buffer included), so a resumed run
         # sees exactly the batches it would have seen. Distributed iterators are not: those runs
         # re-create the input and skip the batches already consumed (same seed, same order).
@@ -184,10 +203,6 @@ class Trainer:
             self.iterator = iter(dataset_for(self.strategy, self.dataset))
             tracked['data'] = self.iterator
         self.checkpoint = tf.train.Checkpoint(**tracked)
-        checkpoint_dir = os.path.join(train_config.output_dir, 'checkpoints')
-        if not self.is_chief:   # other workers write to a scratch dir (tf.distribute convention)
-            checkpoint_dir = os.path.join(train_config.output_dir, 'workers',
-                                          f'{_task_id(self.strategy)}')
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir,
                                                   max_to_keep=train_config.keep_checkpoints)
         self.writer = (tf.summary.create_file_writer(os.path.join(train_config.output_dir,

@@ -192,6 +192,32 @@ def test_stages_train_the_right_variables(run_inputs, tmp_path):
     # Each group's Adam counts only the steps it was applied: Θs joined at step 1.
     assert int(trainer.optimizers['frame_head'].iterations.numpy()) == 3
     assert int(trainer.optimizers['shape_basis'].iterations.numpy()) == 2
+    # The albedo group's Adam is saved under its pre-rename key (trainer.CHECKPOINT_GROUP_KEYS),
+    # so runs written before the rename resume with its state.
+    saved = tf.train.load_checkpoint(trainer.manager.latest_checkpoint).get_variable_to_shape_map()
+    assert any(n.startswith('optimizer_reflectance/') for n in saved)
+    assert not any(n.startswith('optimizer_albedo/') for n in saved)
+
+
+def test_runs_with_the_albedo_optimizer_under_either_key_resume(run_inputs, tmp_path,
+                                                               monkeypatch):
+    """Runs written by the seventh session's code saved the albedo group's Adam as
+    `optimizer_albedo` (older and newer runs: `optimizer_reflectance`): they resume with its
+    state, and keep their key."""
+    _, asset, data = run_inputs
+    with monkeypatch.context() as patched:
+        patched.setitem(trainer_lib.CHECKPOINT_GROUP_KEYS, 'albedo', 'albedo')
+        first = _trainer(asset, data, tmp_path, finetune_steps=1)
+        first.restore()
+        first.train()
+    saved_iterations = int(first.optimizers['albedo'].iterations.numpy())
+    assert saved_iterations > 0
+    resumed = _trainer(asset, data, tmp_path, finetune_steps=2)
+    assert resumed.restore() == 3
+    assert int(resumed.optimizers['albedo'].iterations.numpy()) == saved_iterations
+    resumed.train()
+    saved = tf.train.load_checkpoint(resumed.manager.latest_checkpoint).get_variable_to_shape_map()
+    assert any(n.startswith('optimizer_albedo/') for n in saved)
 
 
 @pytest.mark.parametrize('mode', ['freeze', 'stop_gradient', 'freeze_trunk', 'train'])
