@@ -40,7 +40,7 @@ SERVING_SIGNATURE = 'serving_default'
 METADATA_SIGNATURE = 'metadata'
 
 # name -> (shape, dtype, description with unit). N frames, V vertices, T triangles, b expressions,
-# g shape parameters and a albedo parameters (g and a are the model's sizes).
+# g shape and a albedo parameters (the model's sizes).
 OUTPUTS = {
     'vertices': ('[N, V, 3]', 'float32', 'per-frame geometry with expression (eq. 3), model '
                  'space, mm; x to image right, y up, z towards the viewer'),

@@ -10,7 +10,7 @@ reflectance." — the paper's word for what mofl calls albedo throughout), by gl
                                                             pose, expression and light; the
                                                             identity path stays as initialised
     stage 1  end-to-end                steps [P, P + T)     everything
-    stage 2  albedo fine-tuning   steps [P + T, end)   Θa, r̄ at albedo_learning_rate
+    stage 2  albedo fine-tuning        steps [P + T, end)   Θa, r̄ at albedo_learning_rate
 
 Parameter groups (ours), each with its own Adam whose state starts when the group first trains
 (so its bias correction starts at step 1, not at the global step) and its own learning rate:
@@ -19,7 +19,7 @@ Parameter groups (ours), each with its own Adam whose state starts when the grou
     frame_head      Table 3                             learning_rate
     identity_path   Table 1 conv4, conv5, Table 2       learning_rate × identity_path_lr_multiplier
     shape_basis     Θs                                  learning_rate × shape_basis_lr_multiplier
-    albedo     Θa, r̄                               learning_rate × albedo_lr_multiplier
+    albedo          Θa, r̄                               learning_rate × albedo_lr_multiplier
                                                         (stage 2: albedo_learning_rate)
 
 Why stage 0 leaves the identity path alone: the face model gets α = β = 0 there, so the only
@@ -130,7 +130,7 @@ class TrainConfig:
             'identity_path': self.learning_rate * self.identity_path_lr_multiplier,
             'shape_basis': self.learning_rate * self.shape_basis_lr_multiplier,
             'albedo': (self.albedo_learning_rate if stage == 2
-                            else self.learning_rate * self.albedo_lr_multiplier),
+                       else self.learning_rate * self.albedo_lr_multiplier),
         }[group]
         start, end = self.stage_bounds(stage)
         return base * optim.stage_decay_factor(step, start, end, self.lr_decay_fraction,
