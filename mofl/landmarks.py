@@ -137,3 +137,40 @@ def mediapipe_to_ibug68(landmarks468, axis=-2):
 def mediapipe_to_66(landmarks468, axis=-2):
     """mediapipe FaceMesh's 468 points → the paper's 66 landmarks (along `axis`)."""
     return drop_inner_mouth_corners(mediapipe_to_ibug68(landmarks468, axis), axis)
+
+
+def dense_point_vertices(vertices, face_mask, count):
+    """The asset vertices of `count` dense 2D points (our deviation, BUILD_NOTES "Dense 2D points").
+
+    Farthest-point sampling over the face region of the template: the first point is the face
+    vertex nearest the region's centroid, each next one the face vertex farthest (in 3D) from
+    those chosen, so the points cover the face evenly at a spacing of about √(area / count).
+    Deterministic: the same asset always gives the same vertices.
+
+    Args:
+        vertices: [V, 3] template vertices.
+        face_mask: [V] bool, the face region (`SourceMesh.face_mask`).
+        count: K ≥ 1 points, at most the number of face vertices.
+
+    Returns:
+        [K] int32 vertex indices, in the order chosen.
+
+    Raises:
+        ValueError: naming the argument that is out of range.
+    """
+    vertices = np.asarray(vertices, np.float64)
+    face_mask = np.asarray(face_mask, bool)
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or face_mask.shape != vertices.shape[:1]:
+        raise ValueError(f'dense_point_vertices: vertices must be [V, 3] and face_mask [V], got '
+                         f'{vertices.shape} and {face_mask.shape}')
+    candidates = np.nonzero(face_mask)[0]
+    if not 1 <= int(count) <= candidates.size:
+        raise ValueError(f'dense_point_vertices: count must be in [1, {candidates.size}] (the face '
+                         f'vertices), got {count}')
+    points = vertices[candidates]
+    chosen = [int(np.argmin(np.linalg.norm(points - points.mean(axis=0), axis=1)))]
+    distance = np.linalg.norm(points - points[chosen[0]], axis=1)
+    for _ in range(int(count) - 1):
+        chosen.append(int(np.argmax(distance)))
+        distance = np.minimum(distance, np.linalg.norm(points - points[chosen[-1]], axis=1))
+    return candidates[chosen].astype(np.int32)

@@ -44,6 +44,7 @@ def paper_loss_weights(num_vertices):
         'sparsity': PAPER_SPARSITY_WEIGHT,
         'expression': PAPER_EXPRESSION_WEIGHT,
         'identity_mean': 0.0,    # ours, not in the paper (`identity_mean_loss`)
+        'dense_points': 0.0,     # ours, not in the paper (BUILD_NOTES "Dense 2D points")
     }
 
 

@@ -16,6 +16,7 @@ from typing import Optional, Tuple
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow_graphics.util import shape as shape_lib
 
 from mofl import paper_constants
 from mofl import losses
@@ -70,6 +71,9 @@ class ModelConfig:
         orthogonal_complement: True (the paper): the learned identity basis passes through the
             OCL (eq. 4–5); False: Θs is used as it is (an ablation, BUILD_NOTES.md "CPU-scale
             FML").
+        identity_standardization: ours (False = the paper): α and β batch-standardised to
+            mean 0, spread 1 over the people of a batch (`SharedIdentityNetwork(standardize=)`,
+            BUILD_NOTES.md "Unit-scale identity parameters").
     """
     shape_dim: int = paper_constants.MODEL_SIZE
     albedo_dim: int = paper_constants.MODEL_SIZE
@@ -87,6 +91,7 @@ class ModelConfig:
     width_multiplier: float = 1.0
     initializer: str = 'he'
     orthogonal_complement: bool = True
+    identity_standardization: bool = False
 
 
 def initial_translation_for(assets, config):
@@ -138,7 +143,8 @@ class FmlModel(keras.Model):
             sh_init=fml_network.ambient_sh(1.0),
             input_size=config.network_input_size or config.image_size[0],
             width_multiplier=config.width_multiplier,
-            initializer=config.initializer)
+            initializer=config.initializer,
+            standardize_identity=config.identity_standardization)
         self.face_model = face_model_lib.FaceModel(
             assets, shape_dim=config.shape_dim, albedo_dim=config.albedo_dim,
             shape_init_stddev=config.shape_init_stddev,
@@ -262,7 +268,8 @@ class FmlModel(keras.Model):
             camera=self.camera, background=background)
 
     def loss_terms(self, outputs, images, landmarks, landmark_confidence, eta=losses.PAPER_CHROMA_ETA,
-                   sparsity_exponent=losses.PAPER_SPARSITY_EXPONENT):
+                   sparsity_exponent=losses.PAPER_SPARSITY_EXPONENT, dense_points=None,
+                   dense_confidence=None, dense_vertices=None):
         """The five terms of eq. 8–12 for a batch (each the paper's sum per sample, batch mean), and
         our `identity_mean` (`losses.identity_mean_loss`; weight 0 in the paper's configuration).
 
@@ -272,10 +279,15 @@ class FmlModel(keras.Model):
             landmarks: [B, M, 66, 2] detected landmarks s_i (pixels).
             landmark_confidence: [B, M, 66] their confidences.
             eta, sparsity_exponent: η and p of eq. 11.
+            dense_points: optional [B, M, K, 2] detected dense 2D points (pixels; our deviation,
+                BUILD_NOTES "Dense 2D points"), with `dense_confidence` [B, M, K] and
+                `dense_vertices` [B, K] int32 (the asset vertex of each point).
 
         Returns:
             dict with photometric, landmark, smoothness, sparsity, expression scalars (in the
-            loss units above) and the diagnostic `visible_fraction`.
+            loss units above), our `identity_mean` and `dense_points` (0 without dense points;
+            the landmark term's form over the K points: `losses.landmark_loss`) and the
+            diagnostic `visible_fraction`.
             The chroma weights of eq. 11 come from this forward pass's shaded colours (mean over
             the frames) with the gradient stopped, i.e. from p̂_old.
         """
@@ -293,6 +305,19 @@ class FmlModel(keras.Model):
                                         self.mesh_edges, eta=eta)
         to_landmark_units = 1.0 / self.config.image_size[1]    # pixels → fraction of width
         displacements_cm = outputs['node_displacements'] * SMOOTHNESS_UNITS_PER_MM
+        if dense_points is None:
+            dense_term = tf.zeros([], screen.dtype)
+        else:
+            if dense_confidence is None or dense_vertices is None:
+                raise ValueError('loss_terms: dense_points needs dense_confidence and '
+                                 'dense_vertices')
+            dense_vertices = tf.convert_to_tensor(dense_vertices, tf.int32)
+            shape_lib.check_static(dense_vertices, has_rank=2, tensor_name='dense_vertices')
+            predicted = tf.gather(screen[..., :2], dense_vertices, axis=2, batch_dims=1)
+            dense_term = losses.landmark_loss(
+                predicted * to_landmark_units,
+                tf.convert_to_tensor(dense_points, screen.dtype) * to_landmark_units,
+                dense_confidence)
         return {
             'photometric': losses.photometric_loss(sampled, outputs['colors'], visible),
             'landmark': losses.landmark_loss(outputs['landmarks'] * to_landmark_units,
@@ -304,5 +329,6 @@ class FmlModel(keras.Model):
             'expression': losses.expression_regularization(outputs['expression'],
                                                            self.face_model.expression_sigma),
             'identity_mean': losses.identity_mean_loss(displacements_cm),
+            'dense_points': dense_term,
             'visible_fraction': tf.reduce_mean(tf.cast(visible, tf.float32)),
         }

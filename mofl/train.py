@@ -79,6 +79,11 @@ flags.DEFINE_enum('initializer', _MODEL_DEFAULTS.initializer,
 flags.DEFINE_boolean('orthogonal_complement', _MODEL_DEFAULTS.orthogonal_complement,
                      'The OCL on the learned identity basis '
                      '(paper eq. 4–5); --noorthogonal_complement is an ablation.')
+flags.DEFINE_boolean('identity_standardization', _MODEL_DEFAULTS.identity_standardization,
+                     'Ours (off = the paper): α and β leave Table 2 through a batch '
+                     'standardisation (mean 0, spread 1 over the batch\'s people; moving '
+                     'averages at test time), so the learned bases alone set the identity\'s '
+                     'size (BUILD_NOTES.md "Unit-scale identity parameters").')
 # Schedule and optimisation.
 flags.DEFINE_integer('pretrain_steps', _TRAIN_DEFAULTS.pretrain_steps,
                      'Stage 0: expression pre-training steps.')
@@ -132,6 +137,10 @@ flags.DEFINE_float('lambda_identity_mean', _TRAIN_DEFAULTS.lambda_identity_mean,
                    'Ours (0 = the paper): weight of the batch-mean identity deformation term '
                    '(losses.identity_mean_loss on graph displacements in cm, like the smoothness '
                    'term; per replica under tf.distribute; BUILD_NOTES.md "CPU-scale FML").')
+flags.DEFINE_float('lambda_dense_points', _TRAIN_DEFAULTS.lambda_dense_points,
+                   'Ours (0 = the paper): weight of the dense 2D point term, the landmark term\'s '
+                   'form over the records\' dense points (tools.make_synthetic --dense_points; '
+                   'BUILD_NOTES.md "Dense 2D points"). > 0 needs records that have them.')
 flags.DEFINE_float('chroma_eta', _TRAIN_DEFAULTS.chroma_eta, 'η of the chroma weights (eq. 11).')
 flags.DEFINE_float('sparsity_exponent', _TRAIN_DEFAULTS.sparsity_exponent, 'p of eq. 11.')
 # Distribution, checkpoints, logging.
@@ -180,7 +189,8 @@ def configs_from_flags():
         albedo_init_stddev=FLAGS.albedo_init_stddev, shape_basis_scale=FLAGS.shape_basis_scale,
         albedo_basis_scale=FLAGS.albedo_basis_scale,
         network_input_size=FLAGS.network_input_size, width_multiplier=FLAGS.width_multiplier,
-        initializer=FLAGS.initializer, orthogonal_complement=FLAGS.orthogonal_complement)
+        initializer=FLAGS.initializer, orthogonal_complement=FLAGS.orthogonal_complement,
+        identity_standardization=FLAGS.identity_standardization)
     names = [f.name for f in dataclasses.fields(train_config_lib.TrainConfig)]
     train_config = train_config_lib.TrainConfig(**{n: getattr(FLAGS, n) for n in names})
     return model_config, train_config

@@ -47,6 +47,30 @@ class NonFiniteLossError(RuntimeError):
     """A loss or gradient became NaN/Inf; training stopped without saving that step."""
 
 
+# Batch keys of the dense 2D points (`--lambda_dense_points`, BUILD_NOTES "Dense 2D points").
+DENSE_KEYS = ('dense_points', 'dense_confidence', 'dense_vertices')
+
+
+def check_dense_points(data, num_vertices):
+    """Checks that the records of `data` have dense 2D points on vertices of this asset.
+
+    Raises:
+        ValueError: naming `data`, when its first record has no dense points or one of their
+            vertices is not a vertex of the asset (the records were made for another asset).
+    """
+    from mofl.data import pipeline, records   # data files only matter to the trainer
+    files = pipeline.list_record_files(data)
+    for raw in tf.data.TFRecordDataset(files[0]).take(1):
+        sample = records.decode_sample(raw.numpy())
+        if 'dense_vertices' not in sample:
+            raise ValueError(f'{files[0]}: --lambda_dense_points > 0 needs records with dense 2D '
+                             'points (tools.make_synthetic --dense_points=K); these have none')
+        largest = int(sample['dense_vertices'].max(initial=-1))
+        if largest >= num_vertices:
+            raise ValueError(f'{files[0]}: a dense point lies on vertex {largest}, but the asset '
+                             f'has {num_vertices} vertices (records made for another asset?)')
+
+
 def parameter_groups(model):
     """{group name: variables} of an FmlModel (`train_config.PARAMETER_GROUPS`)."""
     return {
@@ -74,7 +98,8 @@ def train_step(model, batch, stage, config, group_variables, optimizers, loss_we
     Args:
         model: FmlModel.
         batch: dict with images [B, M, H, W, 3], landmarks [B, M, 66, 2],
-            landmark_confidence [B, M, 66].
+            landmark_confidence [B, M, 66]; optionally dense_points [B, M, K, 2],
+            dense_confidence [B, M, K] and dense_vertices [B, K] (`DENSE_KEYS`).
         stage: 0, 1 or 2 (a Python int: each stage is its own graph).
         config: TrainConfig.
         group_variables, optimizers: from `parameter_groups` and `make_optimizers`.
@@ -95,7 +120,8 @@ def train_step(model, batch, stage, config, group_variables, optimizers, loss_we
                         stop_identity_gradient=config.stops_identity_gradient(stage))
         terms = model.loss_terms(outputs, batch['images'], batch['landmarks'],
                                  batch['landmark_confidence'], eta=config.chroma_eta,
-                                 sparsity_exponent=config.sparsity_exponent)
+                                 sparsity_exponent=config.sparsity_exponent,
+                                 **{k: batch[k] for k in DENSE_KEYS if k in batch})
         loss_terms = {k: terms[k] for k in LOSS_TERMS}
         total = losses.total_loss(loss_terms, loss_weights)
         scaled = total / num_replicas
@@ -157,6 +183,9 @@ class Trainer:
         self.face_mask = np.asarray(assets.mesh.face_mask, bool)
         self.strategy = make_strategy(train_config.strategy, train_config.num_cpu_devices)
         self.num_replicas = self.strategy.num_replicas_in_sync
+        if model_config.identity_standardization and train_config.batch_size < 2:
+            raise ValueError('--identity_standardization standardises α, β over the batch: it '
+                             f'needs --batch_size >= 2, got {train_config.batch_size}')
         if train_config.batch_size % self.num_replicas:
             raise ValueError(f'--batch_size={train_config.batch_size} is not divisible by the '
                              f'{self.num_replicas} replicas')
@@ -167,7 +196,8 @@ class Trainer:
                        smoothness=train_config.lambda_smoothness,
                        sparsity=train_config.lambda_sparsity,
                        expression=train_config.lambda_expression,
-                       identity_mean=train_config.lambda_identity_mean)
+                       identity_mean=train_config.lambda_identity_mean,
+                       dense_points=train_config.lambda_dense_points)
         self.loss_weights = weights
         self.is_chief = _is_chief(self.strategy)
 
@@ -185,8 +215,11 @@ class Trainer:
                                         seed=train_config.seed,
                                         image_size=model_config.image_size[0],
                                         shuffle_buffer=train_config.shuffle_buffer)
-        self.dataset = dataset.map(lambda b: {k: b[k] for k in ('images', 'landmarks',
-                                                                'landmark_confidence')})
+        keys = ('images', 'landmarks', 'landmark_confidence')
+        if train_config.lambda_dense_points > 0:
+            check_dense_points(train_config.data, assets.mesh.num_vertices)
+            keys += DENSE_KEYS
+        self.dataset = dataset.map(lambda b: {k: b[k] for k in keys})
         checkpoint_dir = os.path.join(train_config.output_dir, 'checkpoints')
         if not self.is_chief:   # other workers write to a scratch dir (tf.distribute convention)
             checkpoint_dir = os.path.join(train_config.output_dir, 'workers',
@@ -312,11 +345,11 @@ class Trainer:
                 rate = (done - start_step) / max(time.time() - t0, 1e-9)
                 eta = (cfg.total_steps - done) / max(rate, 1e-9)
                 logging.info('step %d/%d [%s] loss %.4g (pho %.4g lan %.4g smo %.4g spa %.4g '
-                             'ble %.4g idm %.3g) %.2f steps/s ETA %s', done, cfg.total_steps,
-                             STAGE_NAMES[stage], terms['total'], terms['photometric'],
-                             terms['landmark'], terms['smoothness'], terms['sparsity'],
-                             terms['expression'], terms['identity_mean'], rate,
-                             _format_seconds(eta))
+                             'ble %.4g idm %.3g den %.4g) %.2f steps/s ETA %s', done,
+                             cfg.total_steps, STAGE_NAMES[stage], terms['total'],
+                             terms['photometric'], terms['landmark'], terms['smoothness'],
+                             terms['sparsity'], terms['expression'], terms['identity_mean'],
+                             terms['dense_points'], rate, _format_seconds(eta))
             if cfg.identity_eval_data and cfg.identity_eval_every and (
                     done % cfg.identity_eval_every == 0 or done == end_step):
                 self.write_identity_summary(done)

@@ -88,6 +88,16 @@ def test_saved_asset_keeps_the_map_and_topology_transfer(full_and_coarse, tmp_pa
     assert decimation.to_asset_topology(per_frame, full) is not None
 
 
+def test_full_vertex_ids_are_the_same_points_on_the_full_mesh(full_and_coarse):
+    full, coarse = full_and_coarse
+    ids = np.array([0, 17, coarse.num_vertices - 1, 5])
+    np.testing.assert_array_equal(full.vertices[decimation.full_vertex_ids(ids, coarse)],
+                                  coarse.vertices[ids])
+    np.testing.assert_array_equal(decimation.full_vertex_ids(ids, full), ids)
+    with pytest.raises(ValueError, match=rf'in \[0, {coarse.num_vertices}\)'):
+        decimation.full_vertex_ids([coarse.num_vertices], coarse)
+
+
 def test_bad_targets_and_a_broken_map_are_refused(full_and_coarse):
     full, coarse = full_and_coarse
     with pytest.raises(ValueError, match='target_vertices'):

@@ -76,3 +76,31 @@ def test_layout_geometry_on_the_astronaut(coarse):
     assert np.all(np.diff(x[48:55]) > 0) and np.all(np.diff(x[54:60]) < 0)
     assert y[51] > y[62] > y[66] > y[57], 'upper lip above lower lip, inner inside outer'
     assert y[33] > y[51]
+
+
+def test_dense_point_vertices_cover_the_face_evenly():
+    rng = np.random.default_rng(0)
+    # A 40 × 40 grid of 1 mm cells; the face region is its left 30 columns.
+    xx, yy = np.meshgrid(np.arange(40.0), np.arange(40.0))
+    vertices = np.stack([xx.ravel(), yy.ravel(), rng.normal(0, 0.01, 1600)], axis=1)
+    face = vertices[:, 0] < 30
+    chosen = landmarks.dense_point_vertices(vertices, face, 30)
+    assert chosen.dtype == np.int32 and len(set(chosen.tolist())) == 30
+    assert face[chosen].all()
+    np.testing.assert_array_equal(chosen, landmarks.dense_point_vertices(vertices, face, 30))
+    # Even cover: 30 points on a 30 × 40 mm area are about √40 ≈ 6 mm apart; farthest-point
+    # sampling keeps every face vertex within that of a point and no two points much closer.
+    points = vertices[chosen]
+    gaps = np.linalg.norm(points[:, None] - points[None], axis=-1) + np.eye(30) * 1e9
+    cover = np.linalg.norm(vertices[face][:, None] - points[None], axis=-1).min(axis=1)
+    assert gaps.min() > 3.5 and cover.max() < 7.5, (gaps.min(), cover.max())
+    # The first point is the face vertex nearest the face's centroid (14.5, 19.5).
+    assert abs(points[0, 0] - 14.5) <= 0.5 and abs(points[0, 1] - 19.5) <= 0.5
+
+
+def test_dense_point_vertices_rejects_bad_arguments():
+    vertices = np.zeros((10, 3))
+    with pytest.raises(ValueError, match=r'count must be in \[1, 4\]'):
+        landmarks.dense_point_vertices(vertices, np.arange(10) < 4, 5)
+    with pytest.raises(ValueError, match='face_mask'):
+        landmarks.dense_point_vertices(vertices, np.ones(9, bool), 2)

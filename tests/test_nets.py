@@ -317,3 +317,27 @@ def test_identity_path_and_regressor_partition_the_network(network):
     assert any('conv4' in n for n in names) and any('conv5' in n for n in names)
     assert ids(network.identity_network.trainable_variables) <= ids(identity)
     assert not any('parameter_network' in n or 'conv3_3x3_low' in n for n in names)
+
+
+def test_unit_scale_identity_parameters_are_batch_standardised():
+    """`standardize=True` (ours): in training every α_k, β_k has mean 0 and spread 1 over the
+    batch, however small and alike the pooled features are; at test time the moving averages
+    of those statistics apply, so one sample alone is mapped like the batches it was seen in;
+    the layer adds no trainable variable and Table 2's rows are unchanged."""
+    plain = SharedIdentityNetwork(num_shape_params=6, num_albedo_params=4)
+    head = SharedIdentityNetwork(num_shape_params=6, num_albedo_params=4, standardize=True)
+    rng = np.random.default_rng(1)
+    common = rng.uniform(0.0, 0.004, [1, 1, 4, 4, 256])
+    features = tf.constant(common + rng.normal(0.0, 3e-4, [16, 2, 4, 4, 256]), tf.float32)
+    trained = np.concatenate([p.numpy() for p in head(features, training=True)], axis=1)
+    np.testing.assert_allclose(trained.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(trained.std(axis=0), 1.0, rtol=2e-2)
+    plain(features)
+    assert len(head.trainable_variables) == len(plain.trainable_variables)
+    update = tf.function(lambda: head(features, training=True))
+    for _ in range(600):      # the moving averages (momentum 0.99) converge to these statistics
+        update()
+    one = np.concatenate([p.numpy() for p in head(features[:1], training=False)], axis=1)
+    np.testing.assert_allclose(one, trained[:1], rtol=0.05, atol=0.05)
+    shapes = {k: v.shape for k, v in head(features, return_activations=True)[2].items()}
+    assert shapes['identity_standardization'] == shapes['fc_identity'] == (16, 10)

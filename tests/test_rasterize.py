@@ -240,6 +240,20 @@ def test_cuda_kernel_compiles_with_nvcc(tmp_path):
     assert os.path.getsize(output) > 0
 
 
+@pytest.mark.skipif(shutil.which('nvcc') is None, reason='nvcc is not on PATH')
+def test_standalone_cuda_check_builds_and_its_host_reference_holds(tmp_path):
+    """tools/check_cuda_rasterizer.sh (the GPU check without TensorFlow, BUILD_NOTES "Renderer")
+    builds with the op's nvcc flags, and its host replay of the CPU kernel agrees with a
+    brute-force rasterizer on every case (`--host-only`: no GPU needed)."""
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools',
+                          'check_cuda_rasterizer.sh')
+    result = subprocess.run(['bash', script, '--host-only', '--quick', str(tmp_path)],
+                            capture_output=True, text=True, check=False,
+                            env=dict(os.environ, MOFL_CUDA_ARCHS='80'))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert 'ALL PASSED: 0 failure(s) in 38 cases' in result.stdout
+
+
 @pytest.mark.skipif(not tf.config.list_physical_devices('GPU'), reason='no GPU visible')
 @pytest.mark.parametrize('cull_backfaces', [False, True])
 def test_gpu_kernel_matches_cpu_kernel(cull_backfaces):

@@ -174,3 +174,52 @@ def test_pipeline_too_few_frames_fails_clearly(tmp_path):
 def test_pipeline_no_files(tmp_path):
     with pytest.raises(FileNotFoundError, match='no training-record files match'):
         pipeline.make_dataset(str(tmp_path / 'nothing-*.tfrecord'), batch_size=1, num_frames=M)
+
+
+def test_dense_points_round_trip_through_numpy_eager_and_the_pipeline(tmp_path):
+    rng = np.random.default_rng(9)
+    k = 5
+    dense = dict(dense_points=rng.uniform(0, SIZE, (M + 1, k, 2)).astype(np.float32),
+                 dense_confidence=rng.uniform(0, 1, (M + 1, k)).astype(np.float32),
+                 dense_vertices=[4, 0, 17, 3, 9])
+    serialized, _ = _sample(rng, num_frames=M + 1)
+    example = records.decode_sample(serialized)
+    assert 'dense_points' not in example and records.inspect_sample(serialized)[
+        'num_dense_points'] == 0
+    with_dense = records.encode_sample(
+        [records.encode_jpeg(f) for f in example['images']], example['landmarks'],
+        example['landmark_confidence'], example['pose'], 'id1', 'id1/v/0', **dense)
+    assert records.inspect_sample(with_dense)['num_dense_points'] == k
+    out = records.decode_sample(with_dense)
+    np.testing.assert_array_equal(out['dense_points'], dense['dense_points'])
+    np.testing.assert_array_equal(out['dense_confidence'], dense['dense_confidence'])
+    np.testing.assert_array_equal(out['dense_vertices'], dense['dense_vertices'])
+    parsed = records.parse_sample(with_dense, num_dense_points=k)
+    np.testing.assert_array_equal(parsed['dense_points'], dense['dense_points'])
+    assert parsed['dense_vertices'].dtype == tf.int32
+    _write(tmp_path / 'train-00000-of-00001.tfrecord', [with_dense] * 2)
+    batch = next(iter(pipeline.make_dataset(str(tmp_path / 'train-*'), batch_size=2,
+                                            num_frames=M, shuffle=False, repeat=False)))
+    assert batch['dense_points'].shape == (2, M, k, 2)      # cut to the first M frames
+    np.testing.assert_array_equal(batch['dense_points'][1], dense['dense_points'][:M])
+    np.testing.assert_array_equal(batch['dense_confidence'][0], dense['dense_confidence'][:M])
+    np.testing.assert_array_equal(batch['dense_vertices'][0], dense['dense_vertices'])
+    # A record without them, asked for them, fails with its message.
+    with pytest.raises(tf.errors.InvalidArgumentError, match='lacks the 5 dense points'):
+        records.parse_sample(serialized, num_dense_points=k)
+
+
+def test_encode_rejects_incomplete_or_misshapen_dense_points():
+    rng = np.random.default_rng(2)
+    _, arrays = _sample(rng)
+    points = np.zeros((M, 3, 2), np.float32)
+    confidence = np.ones((M, 3), np.float32)
+    with pytest.raises(records.RecordError, match='go together'):
+        records.encode_sample(identity='a', clip='a/b', dense_points=points, **arrays)
+    with pytest.raises(records.RecordError, match='dense_confidence has shape'):
+        records.encode_sample(identity='a', clip='a/b', dense_points=points,
+                              dense_confidence=confidence[:, :2], dense_vertices=[0, 1, 2],
+                              **arrays)
+    with pytest.raises(records.RecordError, match='dense_vertices must be'):
+        records.encode_sample(identity='a', clip='a/b', dense_points=points,
+                              dense_confidence=confidence, dense_vertices=[0, -1, 2], **arrays)

@@ -253,7 +253,7 @@ def test_binary_end_to_end(grid_mesh, tmp_path):
     sheet = str(tmp_path / 'sheet.png')
     result = _run_binary([f'--output_dir={out}', f'--asset={asset_path}', '--num_identities=2',
                           '--samples_per_identity=1', '--num_frames=2', '--test_fraction=0.5',
-                          '--seed=5', f'--contact_sheet={sheet}'])
+                          '--seed=5', f'--contact_sheet={sheet}', '--dense_points=12'])
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'samples/s' in result.stdout
     assert os.path.getsize(sheet) > 1000
@@ -265,6 +265,9 @@ def test_binary_end_to_end(grid_mesh, tmp_path):
     batch = next(iter(pipeline.make_dataset(str(out / 'train-*.tfrecord'), batch_size=1,
                                             num_frames=2, shuffle=False, repeat=False)))
     assert batch['gt_expression_vertices'].shape == (1, 2, grid_mesh.num_vertices, 3)
+    assert manifest['dense_points'] == 12
+    assert batch['dense_points'].shape == (1, 2, 12, 2)
+    assert batch['dense_vertices'].numpy().max() < grid_mesh.num_vertices
 
 
 def test_binary_rejects_ict_model_without_ict_data(tmp_path):
@@ -279,3 +282,39 @@ def test_ict_model_rejects_a_non_ict_asset(grid_mesh, tmp_path):
         synthetic_identity.make_identity_model('ict', grid_mesh, str(tmp_path))
     with pytest.raises(synthetic_identity.IdentityModelError, match='ICT-FaceKit data'):
         synthetic_identity.make_identity_model('ict', grid_mesh, str(tmp_path / 'missing'))
+
+
+def test_dense_points_are_their_vertices_projected_and_change_nothing_else(grid_mesh,
+                                                                           grid_samples):
+    model = synthetic_identity.procedural_identity_model(grid_mesh)
+    inner = grid_mesh.landmark_indices[17:]     # fixed vertices: their clean projections known
+    generator = synthetic.SyntheticGenerator(grid_mesh, model, seed=3, dense_vertices=inner)
+    scenes = [generator.scene(generator.identity(i), 0, 2) for i in range(2)]
+    samples = generator.render(scenes, batch_size=3)
+    for dense, plain in zip(samples, grid_samples):     # grid_samples: seed 3, no dense points
+        assert plain.dense_points is None and plain.dense_confidence is None
+        np.testing.assert_array_equal(dense.images, plain.images)
+        np.testing.assert_array_equal(dense.landmarks, plain.landmarks)
+        assert dense.dense_points.shape == (2, len(inner), 2)
+        error = np.linalg.norm(dense.dense_points - dense.clean_landmarks[:, 17:], axis=-1)
+        # σ 1.2 px per axis plus a 0.5 px per-frame shift: a mean of about 1.6 px.
+        assert 0.8 < error.mean() < 3.0 and error.max() < 10.0, error
+        assert set(np.unique(dense.dense_confidence)) <= {0.0, np.float32(0.95)}
+    with pytest.raises(ValueError, match='dense_vertices'):
+        synthetic.SyntheticGenerator(grid_mesh, model, dense_vertices=[grid_mesh.num_vertices])
+
+
+def test_dense_points_hidden_by_a_turned_head_get_zero_confidence(ict_generator, ict_assets):
+    from mofl import landmarks as landmarks_lib   # pylint: disable=import-outside-toplevel
+    mesh = ict_assets.mesh
+    dense = landmarks_lib.dense_point_vertices(mesh.vertices, mesh.face_mask, 150)
+    generator = synthetic.SyntheticGenerator(mesh, ict_generator.identity_model, seed=11,
+                                             dense_vertices=dense)
+    scene = generator.scene(generator.identity(0), 0, 2)
+    scene.euler_angles[:] = [[0.0, 0.0, 0.0], [0.0, np.radians(45.0), 0.0]]
+    confidence = generator.render([scene])[0].dense_confidence
+    x = mesh.vertices[dense, 0] - mesh.vertices[mesh.face_mask, 0].mean()
+    # Frontal: most points are seen; turned (+x side away): the far side loses many more.
+    assert confidence[0].mean() > 0.8 * 0.95
+    far, near = x > 20.0, x < -20.0
+    assert (confidence[1][far] == 0).mean() > (confidence[1][near] == 0).mean() + 0.2

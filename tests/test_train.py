@@ -116,15 +116,23 @@ def test_resume_after_sigkill_continues_exactly(run_inputs):
 
 
 def test_mirrored_strategy_on_two_cpu_devices(run_inputs):
+    """Also with the unit-scale identity parameters (ours): their moving statistics are
+    updated under the strategy (each replica standardises over its own samples)."""
     base, asset, data = run_inputs
     out = str(base / 'mirrored')
-    args = _train_args(asset, data, out, '--strategy=mirrored', '--num_cpu_devices=2')
+    args = _train_args(asset, data, out, '--strategy=mirrored', '--num_cpu_devices=2',
+                       '--identity_standardization')
     args = [a for a in args if not a.startswith(('--pretrain_steps', '--finetune_steps'))]
     result = subprocess.run(args + ['--pretrain_steps=0', '--finetune_steps=0'], cwd=ROOT,
                             env=_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'with 2 replica(s)' in result.stderr
-    assert tf.train.latest_checkpoint(os.path.join(out, 'checkpoints')).endswith('ckpt-4')
+    latest = tf.train.latest_checkpoint(os.path.join(out, 'checkpoints'))
+    assert latest.endswith('ckpt-4')
+    reader = tf.train.load_checkpoint(latest)
+    moving = [n for n in reader.get_variable_to_shape_map() if 'identity_network/standardization' in n
+              and 'moving_variance' in n]
+    assert len(moving) == 1 and np.all(reader.get_tensor(moving[0]) > 0), moving
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(run_inputs, tmp_path):
@@ -400,3 +408,69 @@ def test_every_config_names_only_flags_of_mofl_train(config):
                     flags.FLAGS[name].parser.parse(arg.split('=', 1)[1])   # the value parses
     finally:
         os.chdir(cwd)
+
+
+def test_dense_point_term_is_the_landmark_form_over_the_chosen_vertices():
+    """FmlModel.loss_terms' `dense_points` (ours): 0 without dense points; for points that are
+    the projections of the chosen vertices moved by (3, −4) px at confidence c, c · 25 px² per
+    point and frame in landmark units (1/width), summed, batch mean; hidden points (c = 0) drop
+    out, even when NaN; the gradient reaches the geometry."""
+    assets = training_data.tiny_assets()
+    model = model_lib.FmlModel(assets, model_lib.ModelConfig(
+        shape_dim=2, albedo_dim=2, width_multiplier=WIDTH, image_size=(64, 64),
+        network_input_size=64))
+    rng = np.random.default_rng(0)
+    b, m, v = 2, 3, assets.mesh.num_vertices
+    translation = tf.Variable(np.tile(model.network.translation_init.numpy(), (b, m, 1)))
+    params = {'shape_params': tf.zeros([b, 2]), 'albedo_params': tf.zeros([b, 2]),
+              'euler_angles': tf.constant(rng.normal(0, 0.1, (b, m, 3)), tf.float32),
+              'translation': translation, 'expression': tf.zeros([b, m, 2]),
+              'sh': tf.zeros([b, m, 27])}
+    images = tf.zeros([b, m, 64, 64, 3])
+    landmarks, confidence = tf.zeros([b, m, 66, 2]), tf.zeros([b, m, 66])
+    ids = np.array([[3, 10, 20, 40], [v - 1, 0, 7, 7]], np.int32)
+    weight = np.array([1.0, 0.5, 0.0, 2.0], np.float32)
+    with tf.GradientTape() as tape:
+        outputs = model.form_image(params)
+        projected = tf.gather(outputs['screen'][..., :2], ids, axis=2, batch_dims=1).numpy()
+        detected = projected + np.array([3.0, -4.0], np.float32)
+        detected[:, :, 2] = np.nan                             # weight 0: ignored
+        terms = model.loss_terms(outputs, images, landmarks, confidence,
+                                 dense_points=detected,
+                                 dense_confidence=np.broadcast_to(weight, (b, m, 4)),
+                                 dense_vertices=ids)
+    want = m * weight.sum() * 25.0 / 64.0 ** 2
+    np.testing.assert_allclose(terms['dense_points'].numpy(), want, rtol=1e-4)
+    assert np.all(np.isfinite(tape.gradient(terms['dense_points'], translation).numpy()))
+    assert float(model.loss_terms(outputs, images, landmarks, confidence)['dense_points']) == 0.0
+    with pytest.raises(ValueError, match='dense_confidence and dense_vertices'):
+        model.loss_terms(outputs, images, landmarks, confidence, dense_points=detected)
+
+
+def test_dense_point_weight_trains_on_records_that_have_them(run_inputs, tmp_path):
+    base, asset, plain_data = run_inputs
+    num_vertices = training_data.tiny_assets().mesh.num_vertices
+    data = training_data.write_records(str(base / 'dense'), num_samples=4, num_frames=2,
+                                       dense_vertices=[0, 5, 100, num_vertices - 1])
+    trainer = _trainer(asset, data, tmp_path, lambda_dense_points=0.5)
+    trainer.restore()
+    history = trainer.train(max_steps=2)
+    assert all(h['dense_points'] > 0 and np.isfinite(h['dense_points']) for h in history)
+    header = open(os.path.join(tmp_path, 'losses.csv')).readline()
+    assert header.rstrip().split(',')[-2] == 'dense_points'
+    with pytest.raises(ValueError, match='needs records with dense 2D points'):
+        _trainer(asset, plain_data, tmp_path / 'plain', lambda_dense_points=0.5)
+    elsewhere = training_data.write_records(str(base / 'dense_far'), num_samples=2,
+                                            num_frames=2, dense_vertices=[0, num_vertices])
+    with pytest.raises(ValueError, match=f'has {num_vertices} vertices'):
+        _trainer(asset, elsewhere, tmp_path / 'far', lambda_dense_points=0.5)
+    # With weight 0 (the paper) such records train like any others.
+    _trainer(asset, data, tmp_path / 'zero').train(max_steps=1)
+
+
+def test_unit_scale_identity_needs_a_batch_of_two(run_inputs, tmp_path):
+    _, asset, data = run_inputs
+    config = model_lib.ModelConfig(shape_dim=4, albedo_dim=4, width_multiplier=WIDTH,
+                                   identity_standardization=True)
+    with pytest.raises(ValueError, match='needs --batch_size >= 2, got 1'):
+        _trainer(asset, data, tmp_path, model_config=config, batch_size=1)

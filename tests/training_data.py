@@ -58,11 +58,12 @@ def write_synthetic_set(directory, num_identities, seed, image_size=240):
 
 
 def write_records(directory, num_samples=4, num_frames=2, seed=0, num_shards=2,
-                  landmark_value=None, ground_truth=None):
+                  landmark_value=None, ground_truth=None, dense_vertices=None):
     """Writes smooth random frames with face-like landmarks; returns the shard glob.
 
     `landmark_value` overwrites every landmark coordinate (e.g. NaN for the NaN-guard test);
-    `ground_truth` ({name: array}) is stored with every sample.
+    `ground_truth` ({name: array}) is stored with every sample; `dense_vertices` ([K] vertex
+    indices) adds K face-like dense points per frame.
     """
     rng = np.random.default_rng(seed)
     os.makedirs(directory, exist_ok=True)
@@ -79,11 +80,17 @@ def write_records(directory, num_samples=4, num_frames=2, seed=0, num_shards=2,
         lm = 120 + rng.normal(0, 40, size=(num_frames, 66, 2))
         if landmark_value is not None:
             lm[:] = landmark_value
+        dense = {}
+        if dense_vertices is not None:
+            k = len(dense_vertices)
+            dense = dict(dense_points=(120 + rng.normal(0, 40, (num_frames, k, 2))).astype(
+                np.float32), dense_confidence=np.ones((num_frames, k), np.float32),
+                dense_vertices=dense_vertices)
         sample = records.encode_sample(np.stack(frames), lm.astype(np.float32),
                                        np.ones((num_frames, 66), np.float32),
                                        np.zeros((num_frames, 3), np.float32),
                                        identity=f'id{s:03d}', clip=f'id{s:03d}/v/0',
-                                       ground_truth=ground_truth)
+                                       ground_truth=ground_truth, **dense)
         writers[s % num_shards].write(sample)
     for w in writers:
         w.close()

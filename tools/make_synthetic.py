@@ -21,8 +21,12 @@ Output (in `--output_dir`):
 decimated asset (`--asset=default:2500` or a `tools.build_assets --target_vertices` file) the
 frames are still rendered with the full source mesh, and the ground-truth meshes and albedo are
 stored on the asset's vertices through its coarse-to-full map.
+- `--dense_points=K` (default 0): K more 2D points per frame besides the 66 landmarks, on asset
+  vertices spread evenly over the face (`mofl.landmarks.dense_point_vertices`), projected with the
+  landmarks' noise model and hidden ones at confidence 0 (our deviation, BUILD_NOTES "Dense 2D
+  points"; `mofl.train --lambda_dense_points` uses them). Everything else is unchanged by it.
 - `--contact_sheet`: a PNG grid of the first samples (one row per sample, landmarks drawn: jaw
-  yellow, others green, confidence < 0.5 red).
+  yellow, others green, confidence < 0.5 red; seen dense points cyan).
 
 Deterministic given `--seed` (and the other flags, except `--batch_size`, which only changes
 speed). Demo default (24 identities × 2 samples × 4 frames) takes well under a minute on 2 CPU
@@ -64,6 +68,8 @@ flags.DEFINE_string('ict_dir', None, 'ICT-FaceKit folder with identity000..099.o
 flags.DEFINE_float('truncation', 2.5, 'Identity weights are N(0, 1) truncated at ±this.')
 flags.DEFINE_integer('batch_size', 8, 'Frames per renderer call.')
 flags.DEFINE_integer('jpeg_quality', 95, 'JPEG quality of the stored frames.')
+flags.DEFINE_integer('dense_points', 0, 'Dense 2D points per frame besides the 66 landmarks '
+                     '(0: none, as in the paper).')
 flags.DEFINE_string('contact_sheet', None, 'Write a PNG grid of frames with landmarks here.')
 flags.DEFINE_integer('contact_sheet_samples', 8, 'Samples (rows) on the contact sheet.')
 
@@ -84,13 +90,17 @@ def test_identities(num_identities, test_fraction, seed):
 
 
 def contact_sheet(samples, max_rows):
-    """One row per sample: its frames with landmarks drawn (uint8 image)."""
+    """One row per sample: its frames with landmarks (and seen dense points) drawn (uint8)."""
     from mofl.render import overlay  # pylint: disable=import-outside-toplevel
     rows = []
     for sample in samples[:max_rows]:
         panels = []
         for f in range(sample.images.shape[0]):
             image = sample.images[f]
+            if sample.dense_points is not None:     # seen dense points first, in cyan
+                seen = sample.dense_confidence[f] > 0
+                image = overlay.draw_landmarks(image, sample.dense_points[f][seen],
+                                               color=(0, 255, 255), radius=0.8)
             landmarks = sample.landmarks[f]
             confident = sample.landmark_confidence[f] >= 0.5
             image = overlay.draw_landmarks(image, landmarks[:17][confident[:17]],
@@ -120,6 +130,8 @@ def check_flags(ict_dir):
                  'batch_size'):
         if getattr(FLAGS, name) < 1:
             raise app.UsageError(f'--{name} must be at least 1, got {getattr(FLAGS, name)}')
+    if FLAGS.dense_points < 0:
+        raise app.UsageError(f'--dense_points must be >= 0, got {FLAGS.dense_points}')
     if FLAGS.image_size % 16 or not 64 <= FLAGS.image_size <= 240:
         raise app.UsageError(f'--image_size must be a multiple of 16 from 64 to 240, got '
                              f'{FLAGS.image_size}')
@@ -165,8 +177,18 @@ def run(argv_flags=None):
                  'vertices', asset_name, mesh.source, mesh.num_vertices, mesh.num_expressions,
                  full_mesh.num_vertices)
     logging.info('Identity model: %s', identity_model.description)
+    dense_vertices, dense_full_vertices = None, None
+    if FLAGS.dense_points:
+        from mofl import landmarks as landmarks_lib  # pylint: disable=import-outside-toplevel
+        try:
+            dense_vertices = landmarks_lib.dense_point_vertices(mesh.vertices, mesh.face_mask,
+                                                                FLAGS.dense_points)
+        except ValueError as error:
+            raise app.UsageError(f'--dense_points: {error}') from error
+        dense_full_vertices = decimation.full_vertex_ids(dense_vertices, mesh)
     generator = synthetic.SyntheticGenerator(full_mesh, identity_model, seed=FLAGS.seed,
-                                             camera=camera_lib.Camera.crop(FLAGS.image_size))
+                                             camera=camera_lib.Camera.crop(FLAGS.image_size),
+                                             dense_vertices=dense_full_vertices)
     setup_seconds = time.time() - start
 
     os.makedirs(FLAGS.output_dir, exist_ok=True)
@@ -193,7 +215,8 @@ def run(argv_flags=None):
                 crop_boxes=np.tile([0.0, 0.0, float(generator.camera.image_size[1])],
                                    (scene.num_frames, 1)),
                 ground_truth=on_asset_topology(sample.ground_truth(), mesh),
-                jpeg_quality=FLAGS.jpeg_quality)
+                jpeg_quality=FLAGS.jpeg_quality, dense_points=sample.dense_points,
+                dense_confidence=sample.dense_confidence, dense_vertices=dense_vertices)
             writers[split][counts[split] % FLAGS.num_shards].write(serialized)
             counts[split] += 1
             if len(sheet_samples) < FLAGS.contact_sheet_samples:
@@ -236,6 +259,7 @@ def run(argv_flags=None):
         'samples_per_identity': FLAGS.samples_per_identity,
         'num_frames': FLAGS.num_frames,
         'samples': counts,
+        'dense_points': FLAGS.dense_points,
         'files': {split: [os.path.basename(p) for p in paths[split]] for split in paths},
         'ground_truth': ['gt_vertices', 'gt_expression_vertices', 'gt_identity_weights',
                          'gt_albedo'],
@@ -245,7 +269,7 @@ def run(argv_flags=None):
         'flags': {name: FLAGS[name].value for name in (
             'num_identities', 'samples_per_identity', 'num_frames', 'test_fraction',
             'num_shards', 'seed', 'asset', 'image_size', 'identity_model', 'ict_dir', 'truncation',
-            'batch_size', 'jpeg_quality', 'contact_sheet')},
+            'batch_size', 'jpeg_quality', 'contact_sheet', 'dense_points')},
     }
     with open(os.path.join(FLAGS.output_dir, 'manifest.json'), 'w') as f:
         json.dump(summary, f, indent=2)

@@ -69,7 +69,9 @@ def make_dataset(file_pattern, batch_size, num_frames, shuffle=True, repeat=True
         `landmarks` [B, M, 66, 2] float32 crop pixels, `landmark_confidence` [B, M, 66] float32,
         `pose` [B, M, 3] float32 Euler radians (pitch, yaw, roll),
         `identity` [B] string, `clip` [B] string,
-        plus e.g. `gt_vertices` [B, V, 3], `gt_expression_vertices` [B, M', V, 3] when present.
+        plus e.g. `gt_vertices` [B, V, 3], `gt_expression_vertices` [B, M', V, 3] when present,
+        and `dense_points` [B, M, K, 2], `dense_confidence` [B, M, K], `dense_vertices` [B, K]
+        int32 when the first record has dense points (every record must then have K).
 
     Raises:
         FileNotFoundError: when the pattern matches no file.
@@ -88,6 +90,7 @@ def make_dataset(file_pattern, batch_size, num_frames, shuffle=True, repeat=True
         raise ValueError(f'{files[0]}: samples have {layout["num_frames"]} frames, fewer than '
                          f'the {num_frames} asked for')
     gt_ranks = {name: len(shape) for name, shape in layout['ground_truth'].items()}
+    num_dense = int(layout.get('num_dense_points', 0))
 
     file_ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
@@ -100,7 +103,8 @@ def make_dataset(file_pattern, batch_size, num_frames, shuffle=True, repeat=True
         ds = ds.repeat()
 
     def to_example(serialized):
-        sample = records.parse_sample(serialized, ground_truth_keys=gt_ranks)
+        sample = records.parse_sample(serialized, ground_truth_keys=gt_ranks,
+                                      num_dense_points=num_dense)
         enough = tf.debugging.assert_greater_equal(
             sample['num_frames'], num_frames,
             message=f'a record has fewer frames than num_frames={num_frames}')
@@ -119,6 +123,12 @@ def make_dataset(file_pattern, batch_size, num_frames, shuffle=True, repeat=True
             'identity': sample['identity'],
             'clip': sample['clip'],
         }
+        if num_dense:
+            out['dense_points'] = tf.ensure_shape(sample['dense_points'][:num_frames],
+                                                  [num_frames, num_dense, 2])
+            out['dense_confidence'] = tf.ensure_shape(sample['dense_confidence'][:num_frames],
+                                                      [num_frames, num_dense])
+            out['dense_vertices'] = tf.ensure_shape(sample['dense_vertices'], [num_dense])
         for name, shape in layout['ground_truth'].items():
             if name in records.PER_FRAME_GROUND_TRUTH:
                 out[name] = tf.ensure_shape(sample[name][:num_frames], (num_frames,) + shape[1:])

@@ -20,6 +20,9 @@ Feature keys (the one place they are documented; M = frames, L = 66 landmarks):
 | `frames/crop_box`            | float [M·3]    | [M, 3] crop (x0, y0, side) in source pixels      |
 | `identity`                   | bytes [1]      | identity id, e.g. `id00012`                      |
 | `clip`                       | bytes [1]      | clip id, e.g. `id00012/21Uxsk56VDQ/00001`        |
+| `dense/vertices`             | int64 [K]      | optional: asset vertex of each dense 2D point    |
+| `frames/dense_points`        | float [M·K·2]  | optional: [M, K, 2] (u, v) in crop pixels        |
+| `frames/dense_confidence`    | float [M·K]    | optional: [M, K] in [0, 1] (0: not seen)         |
 | `gt/names`                   | bytes [K]      | names of the optional ground-truth arrays        |
 | `gt/<name>/values`           | float [n]      | one ground-truth array, flattened (row-major)    |
 | `gt/<name>/shape`            | int64 [rank]   | its shape                                        |
@@ -28,6 +31,10 @@ Ground truth (synthetic data only) is generic: any float arrays by name. The syn
 uses `gt_vertices` [V, 3] (identity + neutral expression mesh, mm, model space) and
 `gt_expression_vertices` [M, V, 3] (the mesh of each frame with its expression, mm, model space).
 Arrays whose leading axis is the frame axis are listed in `PER_FRAME_GROUND_TRUTH`.
+
+Dense 2D points (optional; our deviation, BUILD_NOTES "Dense 2D points"): K more detected points
+per frame besides the 66 landmarks, each tied to one vertex of the asset the records were made for
+(`tools.make_synthetic --dense_points=K`). A record without them has K = 0.
 """
 from typing import Mapping, Optional, Sequence, Union
 
@@ -53,6 +60,9 @@ KEY_CROP_BOX = 'frames/crop_box'
 KEY_IDENTITY = 'identity'
 KEY_CLIP = 'clip'
 KEY_GT_NAMES = 'gt/names'
+KEY_DENSE_VERTICES = 'dense/vertices'
+KEY_DENSE_POINTS = 'frames/dense_points'
+KEY_DENSE_CONFIDENCE = 'frames/dense_confidence'
 
 GT_VERTICES = 'gt_vertices'
 GT_EXPRESSION_VERTICES = 'gt_expression_vertices'
@@ -106,7 +116,10 @@ def encode_sample(frames: Union[np.ndarray, Sequence[bytes]],
                   crop_boxes: Optional[np.ndarray] = None,
                   ground_truth: Optional[Mapping[str, np.ndarray]] = None,
                   jpeg_quality: int = 95,
-                  schema_version: int = SCHEMA_VERSION) -> bytes:
+                  schema_version: int = SCHEMA_VERSION,
+                  dense_points: Optional[np.ndarray] = None,
+                  dense_confidence: Optional[np.ndarray] = None,
+                  dense_vertices: Optional[Sequence[int]] = None) -> bytes:
     """Serialises one multi-frame sample as a `tf.train.Example`.
 
     Args:
@@ -122,6 +135,8 @@ def encode_sample(frames: Union[np.ndarray, Sequence[bytes]],
         ground_truth: optional {name: float array of any shape}, e.g. `gt_vertices` [V, 3].
         jpeg_quality: JPEG quality for uint8 frames.
         schema_version: only tests write anything but `SCHEMA_VERSION`.
+        dense_points: optional [M, K, 2] more detected points (u, v) in pixels of the frame;
+            needs `dense_confidence` [M, K] and `dense_vertices` [K] (the asset vertex of each).
 
     Returns:
         The serialised `tf.train.Example` (bytes).
@@ -170,6 +185,22 @@ def encode_sample(frames: Union[np.ndarray, Sequence[bytes]],
         KEY_IDENTITY: _bytes([identity.encode('utf-8')]),
         KEY_CLIP: _bytes([clip.encode('utf-8')]),
     }
+    given = [x is not None for x in (dense_points, dense_confidence, dense_vertices)]
+    if any(given) and not all(given):
+        raise RecordError('dense_points, dense_confidence and dense_vertices go together')
+    if all(given):
+        dense_vertices = np.asarray(dense_vertices, np.int64)
+        if dense_vertices.ndim != 1 or (dense_vertices < 0).any():
+            raise RecordError(f'dense_vertices must be [K] vertex indices >= 0, got shape '
+                              f'{dense_vertices.shape}')
+        k = dense_vertices.shape[0]
+        dense_points = np.asarray(dense_points, np.float32)
+        dense_confidence = np.asarray(dense_confidence, np.float32)
+        _check_shape(dense_points, (m, k, 2), 'dense_points')
+        _check_shape(dense_confidence, (m, k), 'dense_confidence')
+        feature[KEY_DENSE_VERTICES] = _int64(dense_vertices)
+        feature[KEY_DENSE_POINTS] = _float(dense_points.reshape(-1))
+        feature[KEY_DENSE_CONFIDENCE] = _float(dense_confidence.reshape(-1))
     ground_truth = dict(ground_truth or {})
     feature[KEY_GT_NAMES] = _bytes([n.encode('utf-8') for n in sorted(ground_truth)])
     for name, value in ground_truth.items():
@@ -198,7 +229,8 @@ def _base_feature_spec():
     }
 
 
-def parse_sample(serialized, ground_truth_keys: Mapping[str, int] = None, decode_images=True):
+def parse_sample(serialized, ground_truth_keys: Mapping[str, int] = None, decode_images=True,
+                 num_dense_points=0):
     """Parses one serialised sample into tensors; usable inside `tf.data` (graph mode).
 
     The schema version is checked first; a mismatch raises `RecordError` in eager mode and fails
@@ -209,6 +241,8 @@ def parse_sample(serialized, ground_truth_keys: Mapping[str, int] = None, decode
         ground_truth_keys: {name: rank} of the ground-truth arrays to return; every record must
             have them (see `inspect_sample` to read names and ranks off a record).
         decode_images: decode the JPEG frames (else `images` is omitted and `jpeg` returned).
+        num_dense_points: K > 0 also returns the dense points, which every record must then
+            have, K of them (see `inspect_sample`).
 
     Returns:
         dict with
@@ -216,10 +250,16 @@ def parse_sample(serialized, ground_truth_keys: Mapping[str, int] = None, decode
         `landmarks` [M, 66, 2] float32, `landmark_confidence` [M, 66] float32,
         `pose` [M, 3] float32, `frame_index` [M] int64, `crop_box` [M, 3] float32,
         `identity` and `clip` scalar strings, `num_frames` scalar int32,
-        and one float32 tensor per requested ground-truth name, reshaped to its stored shape.
+        and one float32 tensor per requested ground-truth name, reshaped to its stored shape;
+        with `num_dense_points` K, also `dense_points` [M, K, 2], `dense_confidence` [M, K]
+        float32 and `dense_vertices` [K] int32.
     """
     ground_truth_keys = dict(ground_truth_keys or {})
     spec = _base_feature_spec()
+    if num_dense_points:
+        for key, dtype in ((KEY_DENSE_VERTICES, tf.int64), (KEY_DENSE_POINTS, tf.float32),
+                           (KEY_DENSE_CONFIDENCE, tf.float32)):
+            spec[key] = tf.io.VarLenFeature(dtype)
     for name in ground_truth_keys:
         spec[gt_values_key(name)] = tf.io.VarLenFeature(tf.float32)
         spec[gt_shape_key(name)] = tf.io.VarLenFeature(tf.int64)
@@ -258,6 +298,17 @@ def parse_sample(serialized, ground_truth_keys: Mapping[str, int] = None, decode
         out['images'] = tf.image.convert_image_dtype(images, tf.float32)
     else:
         out['jpeg'] = jpeg
+    if num_dense_points:
+        k = int(num_dense_points)
+        vertices = tf.sparse.to_dense(parsed[KEY_DENSE_VERTICES])
+        present = tf.debugging.assert_equal(
+            tf.size(vertices), k, message=f'record lacks the {k} dense points asked for')
+        with tf.control_dependencies([present]):
+            out['dense_vertices'] = tf.reshape(tf.cast(vertices, tf.int32), [k])
+            out['dense_points'] = tf.reshape(tf.sparse.to_dense(parsed[KEY_DENSE_POINTS]),
+                                             [m, k, 2])
+            out['dense_confidence'] = tf.reshape(
+                tf.sparse.to_dense(parsed[KEY_DENSE_CONFIDENCE]), [m, k])
     for name, rank in ground_truth_keys.items():
         shape = tf.sparse.to_dense(parsed[gt_shape_key(name)])
         present = tf.debugging.assert_equal(
@@ -276,7 +327,9 @@ def decode_sample(serialized: bytes) -> dict:
     Returns:
         dict with `images` [M, H, W, 3] uint8, `landmarks` [M, 66, 2], `landmark_confidence`
         [M, 66], `pose` [M, 3], `frame_index` [M], `crop_box` [M, 3], `identity`, `clip` (str),
-        `schema_version` (int) and `ground_truth` {name: float32 array}.
+        `schema_version` (int) and `ground_truth` {name: float32 array}; when the record has
+        dense points, also `dense_points` [M, K, 2], `dense_confidence` [M, K] and
+        `dense_vertices` [K] int64.
 
     Raises:
         RecordError: wrong schema version or malformed record.
@@ -305,6 +358,14 @@ def decode_sample(serialized: bytes) -> dict:
         shape = tuple(f[gt_shape_key(name)].int64_list.value)
         out['ground_truth'][name] = np.array(f[gt_values_key(name)].float_list.value,
                                              np.float32).reshape(shape)
+    if KEY_DENSE_VERTICES in f:
+        vertices = np.array(f[KEY_DENSE_VERTICES].int64_list.value, np.int64)
+        k = vertices.shape[0]
+        out['dense_vertices'] = vertices
+        out['dense_points'] = np.array(f[KEY_DENSE_POINTS].float_list.value,
+                                       np.float32).reshape(m, k, 2)
+        out['dense_confidence'] = np.array(f[KEY_DENSE_CONFIDENCE].float_list.value,
+                                           np.float32).reshape(m, k)
     return out
 
 
@@ -312,8 +373,8 @@ def inspect_sample(serialized: bytes) -> dict:
     """Reads the layout of one record without decoding its frames.
 
     Returns:
-        dict with `schema_version`, `num_frames`, `image_size` (h, w) and `ground_truth`
-        {name: shape tuple}.
+        dict with `schema_version`, `num_frames`, `image_size` (h, w), `ground_truth`
+        {name: shape tuple} and `num_dense_points` (K, 0 for none).
     """
     f = tf.train.Example.FromString(serialized).features.feature
     names = [n.decode('utf-8') for n in f[KEY_GT_NAMES].bytes_list.value] \
@@ -323,6 +384,8 @@ def inspect_sample(serialized: bytes) -> dict:
         'num_frames': int(f[KEY_NUM_FRAMES].int64_list.value[0]) if KEY_NUM_FRAMES in f else 0,
         'image_size': tuple(f[KEY_IMAGE_SIZE].int64_list.value),
         'ground_truth': {n: tuple(f[gt_shape_key(n)].int64_list.value) for n in names},
+        'num_dense_points': len(f[KEY_DENSE_VERTICES].int64_list.value)
+                            if KEY_DENSE_VERTICES in f else 0,
     }
 
 

@@ -29,6 +29,12 @@ plus detector-like noise: a per-frame shift (σ 0.5 px) and per-landmark Gaussia
 lowered by up to 0.45 for landmarks on the side turned away (at yaw ≥ 45°), halved for landmarks
 hidden in the z-buffer, ±0.05 jitter, clipped to [0, 1].
 
+Dense 2D points (optional, `dense_vertices`; our deviation, BUILD_NOTES "Dense 2D points"): more
+fixed vertices of each frame's mesh projected into the image, with the landmarks' per-frame shift
+model (σ 0.5 px) and per-point noise (σ 1.2 px), confidence 0.95 where the z-buffer shows the
+point and 0 where it is hidden. Their noise comes from a stream of its own, (seed, identity,
+sample, 1), so adding them leaves every other pixel and number of a sample unchanged.
+
 Ground truth per sample (`Sample.ground_truth`, stored by `tools.make_synthetic`): `gt_vertices`
 [V, 3] (identity, neutral expression, mm, model space), `gt_expression_vertices` [M, V, 3]
 (each frame's mesh), `gt_identity_weights` [K] and `gt_albedo` [V, 3]; the record's `pose` field
@@ -40,7 +46,7 @@ identities are generated, or on the order they are rendered in; the renderer is 
 """
 import dataclasses
 import math
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -128,6 +134,8 @@ class Sample:
         clean_landmarks: [M, 66, 2] the exact projections (sliding jaw points).
         landmark_vertices: [M, 66] int32 vertex of each landmark.
         masks: [M, H, W] float32 rendered face mask.
+        dense_points: [M, K, 2] noisy dense 2D points, pixels (None without `dense_vertices`).
+        dense_confidence: [M, K] in [0, 1], 0 where hidden (None without them).
     """
     scene: Scene
     images: np.ndarray
@@ -136,6 +144,8 @@ class Sample:
     clean_landmarks: np.ndarray
     landmark_vertices: np.ndarray
     masks: np.ndarray
+    dense_points: Optional[np.ndarray] = None
+    dense_confidence: Optional[np.ndarray] = None
 
     def ground_truth(self):
         """{name: array} for `records.encode_sample(ground_truth=...)`."""
@@ -164,9 +174,12 @@ class SyntheticGenerator:
             lower resolution.
         options: `SceneOptions`.
         rasterizer: optional `rasterize_triangles`-compatible callable (default: the op).
+        dense_vertices: optional [K] vertex indices of `mesh` whose projections are the dense 2D
+            points (module docstring); None: none.
     """
 
-    def __init__(self, mesh, identity_model, seed=0, camera=None, options=None, rasterizer=None):
+    def __init__(self, mesh, identity_model, seed=0, camera=None, options=None, rasterizer=None,
+                 dense_vertices=None):
         self.mesh = mesh
         self.identity_model = identity_model
         self.seed = int(seed)
@@ -177,6 +190,10 @@ class SyntheticGenerator:
         self.rasterizer = rasterizer
         self.triangles = np.asarray(mesh.triangles, np.int32)
         self.landmark_indices = np.asarray(mesh.landmark_indices, np.int32)
+        self.dense_vertices = (np.zeros([0], np.int32) if dense_vertices is None
+                               else np.asarray(dense_vertices, np.int32).reshape(-1))
+        if ((self.dense_vertices < 0) | (self.dense_vertices >= mesh.num_vertices)).any():
+            raise ValueError(f'dense_vertices must index the {mesh.num_vertices} mesh vertices')
         self.contour_candidates = np.asarray(mesh.contour_candidates, np.int32)
         self.contour_directions = geometry.contour_outward_directions(mesh.vertices,
                                                                      mesh.contour_candidates)
@@ -261,9 +278,11 @@ class SyntheticGenerator:
             stack(lambda s, f: s.euler_angles[f]),
             stack(lambda s, f: s.translation[f]),
             stack(lambda s, f: s.backgrounds[f]))
-        image, mask, landmarks, landmark_vertices, visible = (np.asarray(o) for o in outputs)
+        image, mask, landmarks, landmark_vertices, visible, dense, dense_visible = (
+            np.asarray(o) for o in outputs)
         return [{'image': image[i], 'mask': mask[i], 'landmarks': landmarks[i],
-                 'landmark_vertices': landmark_vertices[i], 'visible': visible[i]}
+                 'landmark_vertices': landmark_vertices[i], 'visible': visible[i],
+                 'dense_points': dense[i], 'dense_visible': dense_visible[i]}
                 for i in range(len(chunk))]
 
     @tf.function(reduce_retracing=True, autograph=False)
@@ -280,7 +299,8 @@ class SyntheticGenerator:
 
         Returns:
             image [B, H, W, 3], mask [B, H, W], landmarks [B, 66, 2] (exact projections, jaw on
-            the silhouette), landmark vertices [B, 66] int32, visible [B, 66] bool (z-buffer).
+            the silhouette), landmark vertices [B, 66] int32, visible [B, 66] bool (z-buffer),
+            dense points [B, K, 2] (exact projections) and their visibility [B, K] bool.
         """
         rendered = image_renderer.render_image(
             vertices, self.triangles, albedo, sh, rotation, translation, camera=self.camera,
@@ -294,7 +314,11 @@ class SyntheticGenerator:
                                                                 contour)[0]
         screen = tf.gather(rendered.screen_vertices, landmark_vertices, batch_dims=1)
         visible = visibility.zbuffer_visibility(screen, rendered.triangle_ids, rendered.depth)
-        return rendered.image, rendered.mask, screen[..., :2], landmark_vertices, visible
+        dense = tf.gather(rendered.screen_vertices, self.dense_vertices, axis=1)
+        dense_visible = visibility.zbuffer_visibility(dense, rendered.triangle_ids,
+                                                      rendered.depth)
+        return (rendered.image, rendered.mask, screen[..., :2], landmark_vertices, visible,
+                dense[..., :2], dense_visible)
 
     def _finish(self, scene, per_frame):
         """Paints eye/mouth holes, blurs, adds noise and detector noise (scene.rng, in order)."""
@@ -327,13 +351,30 @@ class SyntheticGenerator:
             conf = (0.95 - 0.45 * far) * np.where(out['visible'], 1.0, 0.5)
             conf = conf + rng.uniform(-0.05, 0.05, 66)
             confidence.append(np.clip(conf, 0.0, 1.0))
+        dense_points, dense_confidence = self._dense_detections(scene, per_frame)
         return Sample(
             scene=scene, images=np.stack(images),
             landmarks=np.stack(landmarks).astype(np.float32),
             landmark_confidence=np.stack(confidence).astype(np.float32),
             clean_landmarks=np.stack([o['landmarks'] for o in per_frame]).astype(np.float32),
             landmark_vertices=np.stack([o['landmark_vertices'] for o in per_frame]),
-            masks=np.stack([o['mask'] for o in per_frame]))
+            masks=np.stack([o['mask'] for o in per_frame]),
+            dense_points=dense_points, dense_confidence=dense_confidence)
+
+    def _dense_detections(self, scene, per_frame):
+        """Noisy dense points [M, K, 2] and confidences [M, K] (None, None without them)."""
+        if not self.dense_vertices.size:
+            return None, None
+        opt = self.options
+        rng = _rng(self.seed, scene.identity.index, scene.sample_index + 1, 1)
+        points, confidence = [], []
+        for out in per_frame:
+            k = out['dense_points'].shape[0]
+            noise = rng.normal(0.0, opt.landmark_sigma_px * self.pixel_scale, (k, 2)) + \
+                rng.normal(0.0, opt.landmark_shift_sigma_px * self.pixel_scale, (1, 2))
+            points.append(out['dense_points'] + noise)
+            confidence.append(np.where(out['dense_visible'], 0.95, 0.0))
+        return (np.stack(points).astype(np.float32), np.stack(confidence).astype(np.float32))
 
 
 def _rotation_matrices(euler):

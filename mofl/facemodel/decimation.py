@@ -186,3 +186,27 @@ def to_asset_topology(full_mesh_arrays, mesh):
         raise ValueError(f'per-vertex array with {array.shape[-2]} vertices; the asset was '
                          f'decimated from a {mesh.full_num_vertices}-vertex mesh')
     return np.take(array, mesh.full_vertex_indices, axis=-2)
+
+
+def full_vertex_ids(asset_vertex_ids, mesh):
+    """The full-mesh vertex of each asset vertex in `asset_vertex_ids` (a vertex of the asset
+    is one of the full mesh's, `to_asset_topology`'s inverse direction).
+
+    Args:
+        asset_vertex_ids: [K] int vertex indices of the asset's mesh.
+        mesh: the asset's SourceMesh.
+
+    Returns:
+        [K] int32 indices into the full mesh the asset was decimated from (the same indices for
+        a full asset).
+
+    Raises:
+        ValueError: for an index that is not a vertex of the asset.
+    """
+    ids = np.asarray(asset_vertex_ids, np.int64).reshape(-1)
+    if ids.size and (ids.min() < 0 or ids.max() >= mesh.num_vertices):
+        raise ValueError(f'vertex indices must lie in [0, {mesh.num_vertices}), got '
+                         f'[{ids.min()}, {ids.max()}]')
+    if mesh.full_vertex_indices is None:
+        return ids.astype(np.int32)
+    return np.asarray(mesh.full_vertex_indices, np.int32)[ids]

@@ -76,6 +76,7 @@ class FmlNetwork(keras.Model):
             data: none).
         width_multiplier: scales every hidden width of Tables 1–3 (1.0 = the tables).
         initializer: 'he' (default) or 'glorot' kernels for the ReLU rows.
+        standardize_identity: ours, α and β batch-standardised (`SharedIdentityNetwork`).
     """
 
     def __init__(self, num_expressions, num_shape_params=paper_constants.MODEL_SIZE,
@@ -83,7 +84,7 @@ class FmlNetwork(keras.Model):
                  translation_init=(0.0, 0.0, -DEFAULT_CAMERA_DISTANCE_MM), translation_scale=10.0,
                  rotation_scale=0.2, expression_scale=1.0, sh_init=None, sh_scale=0.5,
                  head_init_scale=0.1, input_size=0, width_multiplier=1.0, initializer='he',
-                 name='fml_network', **kwargs):
+                 standardize_identity=False, name='fml_network', **kwargs):
         super().__init__(name=name, **kwargs)
         if input_size < 0:
             raise ValueError(f'input_size must be >= 0, got {input_size}')
@@ -107,7 +108,7 @@ class FmlNetwork(keras.Model):
                                                   initializer=initializer)
         self.identity_network = SharedIdentityNetwork(
             num_shape_params, num_albedo_params, width_multiplier=width_multiplier,
-            initializer=initializer)
+            initializer=initializer, standardize=standardize_identity)
         self.parameter_network = ParameterEstimationNetwork(
             num_expressions, head_kernel_initializer=head_initializer, low_grid=low_grid,
             width_multiplier=width_multiplier, initializer=initializer)
@@ -194,7 +195,7 @@ class FmlNetwork(keras.Model):
                             tf.concat([[batch_size, num_frames], tf.shape(medium)[1:]], 0))
         acts2 = {'concat': medium}
         shape_params, albedo_params, more = self.identity_network(
-            medium, return_activations=True)
+            medium, return_activations=True, training=training)
         acts2.update(more)
         identity_inputs = (shape_params, albedo_params)
         if stop_identity_gradient:

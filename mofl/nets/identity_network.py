@@ -30,11 +30,17 @@ class SharedIdentityNetwork(keras.Model):
         num_albedo_params: a, size of the learned albedo subspace (paper: 500).
         width_multiplier: scales the hidden rows' widths (1.0 = Table 2; α, β keep g and a).
         initializer: 'he' or 'glorot' kernels for the ReLU rows (see `feature_extractor`).
+        standardize: ours (not in Table 2; BUILD_NOTES "Unit-scale identity parameters"): α and
+            β leave through a batch standardisation without learned scale or offset (Keras
+            BatchNormalization(center=False, scale=False): batch statistics in training, their
+            moving averages otherwise), so over the people of a batch (the global batch under
+            tf.distribute) every α_k and β_k has mean 0 and spread 1 and the learned bases
+            alone set the size of the identity. Training needs batches of ≥ 2 samples.
     """
 
     def __init__(self, num_shape_params=paper_constants.MODEL_SIZE,
                  num_albedo_params=paper_constants.MODEL_SIZE, width_multiplier=1.0,
-                 initializer='he', name='identity_network', **kwargs):
+                 initializer='he', standardize=False, name='identity_network', **kwargs):
         super().__init__(name=name, **kwargs)
         if num_shape_params < 0 or num_albedo_params < 0:
             raise ValueError(f'identity sizes must be >= 0, got g={num_shape_params}, '
@@ -57,6 +63,15 @@ class SharedIdentityNetwork(keras.Model):
         # layer at all: Dense needs at least one unit.
         self.fc_out = (keras.layers.Dense(num_outputs, name='fc_identity')
                        if num_outputs else None)
+        self.standardization = (
+            # ε far below the spread of untrained outputs (variance ~1e−8, see
+            # `standardize_outputs`), so that they too leave with spread 1; the moving variance
+            # starts at 0, not 1, or its start would outweigh such a variance for ~2,000 steps.
+            # synchronized: under tf.distribute the statistics are over the global batch.
+            keras.layers.BatchNormalization(center=False, scale=False, momentum=0.99,
+                                            epsilon=1e-12, moving_variance_initializer='zeros',
+                                            synchronized=True, name='identity_standardization')
+            if standardize and num_outputs else None)
 
     def standardize_outputs(self, medium_features, epsilon=1e-12):
         """Data-dependent initialisation of the last FC (ours; Salimans & Kingma 2016).
@@ -94,12 +109,13 @@ class SharedIdentityNetwork(keras.Model):
         self.fc_out.bias.assign((self.fc_out.bias - mean) * scale)
         return Standardization(mean=mean.numpy(), std=std.numpy(), scale=scale.numpy())
 
-    def call(self, medium_features, return_activations=False):
+    def call(self, medium_features, return_activations=False, training=None):
         """Pools the frames' features and regresses the identity parameters.
 
         Args:
             medium_features: [B, M, 4, 4, 256] mediumFeatures of the M frames of each sample.
             return_activations: also return every row's activation (for shape tests).
+            training: with `standardize`, batch statistics (True) or their moving averages.
 
         Returns:
             shape_params: [B, g] α.
@@ -114,6 +130,8 @@ class SharedIdentityNetwork(keras.Model):
         x = acts['fc2'] = self.fc2(x)
         if self.fc_out is not None:
             x = acts['fc_identity'] = self.fc_out(x)
+            if self.standardization is not None:
+                x = acts['identity_standardization'] = self.standardization(x, training=training)
         else:
             x = acts['fc_identity'] = tf.zeros([tf.shape(x)[0], 0], x.dtype)
         shape_params = x[:, :self.num_shape_params]
