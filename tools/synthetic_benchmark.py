@@ -4,6 +4,8 @@ r"""Reproduces our synthetic Table 1 and supplement Table 4 end to end, with one
     python -m tools.synthetic_benchmark --output_dir=out/cpu_table1 --table4   # + Table 4
     python -m tools.synthetic_benchmark --output_dir=/tmp/bench --quick        # a tiny check
     python -m tools.synthetic_benchmark --config=paper --output_dir=out/table1 # paper network
+    python -m tools.synthetic_benchmark --output_dir=out/cpu_dense \
+        --table1_config=cpu_dense --dense_points=200   # with our deviations for identity
 
 Stages (each prints a progress line; each is skipped when its output exists, and trainings
 resume from their checkpoints, so an interrupted benchmark continues where it stopped):
@@ -14,7 +16,8 @@ resume from their checkpoints, so an interrupted benchmark continues where it st
 3. reference fits: `tools.direct_fit` on held-out samples with the template and with the
    ground-truth identity model (the best a learned face model could do).
 4. training: `mofl.train --flagfile=configs/{cpu_,synthetic_}table1.flags --num_frames=M` for
-   M = 1, 2, 4, with held-out identity summaries in TensorBoard.
+   M = 1, 2, 4, with held-out identity summaries in TensorBoard (`--table1_config` names another
+   flags file, e.g. `cpu_dense`, which needs the data's `--dense_points`).
 5. evaluation: `mofl.evaluate --dataset=synthetic` (rigid and with scale) → TABLE1.md/.json and
    TABLE1_scale.md/.json; `tools.identity_report` per run (α's spread, landmark error, learned vs
    true identity) → IDENTITY_m{M}.md/.json.
@@ -45,6 +48,11 @@ flags.DEFINE_integer('eval_samples', 200, 'Held-out samples evaluated (0: all).'
 flags.DEFINE_integer('fit_samples', 16, 'Held-out samples of the reference fits.')
 flags.DEFINE_boolean('table4', False, 'Also train the model-size runs and the photometric table.')
 flags.DEFINE_list('model_sizes', ['0', '10', '50', '125', '500'], 'Table 4 model sizes.')
+flags.DEFINE_string('table1_config', None, 'configs/NAME.flags of the Table 1 runs (default: '
+                    'cpu_table1 or synthetic_table1), e.g. cpu_dense (BUILD_NOTES.md "Dense 2D '
+                    'points").')
+flags.DEFINE_integer('dense_points', 0, 'Dense 2D points per frame in the synthetic data '
+                     '(tools.make_synthetic --dense_points; 0: none, as in the paper).')
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (flagfile prefix, image size, asset arguments) per configuration.
@@ -120,6 +128,9 @@ def main(argv):
     out = os.path.abspath(FLAGS.output_dir)
     os.makedirs(out, exist_ok=True)
     prefix, image_size, asset_args = CONFIGS[FLAGS.config]
+    table1_config = FLAGS.table1_config or f'{prefix}table1'
+    if not os.path.exists(os.path.join(ROOT, 'configs', f'{table1_config}.flags')):
+        raise app.UsageError(f'--table1_config={table1_config}: no configs/{table1_config}.flags')
     quick = FLAGS.quick
     if quick:
         image_size = 64
@@ -144,6 +155,7 @@ def main(argv):
             f'--image_size={image_size}', '--samples_per_identity=2',
             f'--num_identities={num_identities}', '--num_shards=4',
             f'--test_fraction={FLAGS.test_fraction}', '--seed=1',
+            f'--dense_points={FLAGS.dense_points}',
             f'--contact_sheet={os.path.join(out, "contact_sheet.png")}'],
             done_file=os.path.join(data, 'manifest.json'))
         fit_steps = ['--pose_steps=2', '--identity_steps=2'] if quick else []
@@ -156,7 +168,7 @@ def main(argv):
         for m in train_frames:
             run_dir = os.path.join(out, f'train_m{m}')
             bench.run(f'train_m{m}', f'training, M = {m}', [
-                'mofl.train', f'--flagfile=configs/{prefix}table1.flags', f'--num_frames={m}',
+                'mofl.train', f'--flagfile=configs/{table1_config}.flags', f'--num_frames={m}',
                 f'--data={train_glob}', f'--output_dir={run_dir}', f'--asset={asset}',
                 f'--identity_eval_data={test_glob}', f'--image_size={image_size}'] + quick_train)
             runs.append(f'{m}:{run_dir}')
@@ -192,7 +204,8 @@ def main(argv):
         return 1
     parts = [f'# Synthetic benchmark ({FLAGS.config} configuration{", quick" if quick else ""})',
              f'Data: {num_identities} identities, test fraction {FLAGS.test_fraction}, '
-             f'{image_size}² frames. Wall times (s): '
+             f'{image_size}² frames, {FLAGS.dense_points} dense points per frame; Table 1 runs: '
+             f'configs/{table1_config}.flags. Wall times (s): '
              + ', '.join(f'{k} {v}' for k, v in bench.timings.items()) + '.']
     for name, title in (('DIRECT_FIT', 'Reference fits (held-out samples)'),
                         ('TABLE1', 'Table 1, rigid'), ('TABLE1_scale', 'Table 1, with scale'),
