@@ -54,21 +54,21 @@ DENSE_KEYS = ('dense_points', 'dense_confidence', 'dense_vertices')
 def check_dense_points(data, num_vertices):
     """Checks that the records of `data` have dense 2D points on vertices of this asset.
 
+    Reads the layout of the first record (`pipeline.peek_layout`, as the input pipeline does).
+
     Raises:
         ValueError: naming `data`, when its first record has no dense points or one of their
             vertices is not a vertex of the asset (the records were made for another asset).
     """
-    from mofl.data import pipeline, records   # data files only matter to the trainer
-    files = pipeline.list_record_files(data)
-    for raw in tf.data.TFRecordDataset(files[0]).take(1):
-        sample = records.decode_sample(raw.numpy())
-        if 'dense_vertices' not in sample:
-            raise ValueError(f'{files[0]}: --lambda_dense_points > 0 needs records with dense 2D '
-                             'points (tools.make_synthetic --dense_points=K); these have none')
-        largest = int(sample['dense_vertices'].max(initial=-1))
-        if largest >= num_vertices:
-            raise ValueError(f'{files[0]}: a dense point lies on vertex {largest}, but the asset '
-                             f'has {num_vertices} vertices (records made for another asset?)')
+    from mofl.data import pipeline   # data files only matter to the trainer
+    layout = pipeline.peek_layout(pipeline.list_record_files(data))
+    if not layout['num_dense_points']:
+        raise ValueError(f'{data}: --lambda_dense_points > 0 needs records with dense 2D points '
+                         '(tools.make_synthetic --dense_points=K); these have none')
+    largest = max(layout['dense_vertices'])
+    if largest >= num_vertices:
+        raise ValueError(f'{data}: a dense point lies on vertex {largest}, but the asset has '
+                         f'{num_vertices} vertices (records made for another asset?)')
 
 
 def parameter_groups(model):
@@ -215,11 +215,11 @@ class Trainer:
                                         seed=train_config.seed,
                                         image_size=model_config.image_size[0],
                                         shuffle_buffer=train_config.shuffle_buffer)
-        keys = ('images', 'landmarks', 'landmark_confidence')
+        batch_keys = ('images', 'landmarks', 'landmark_confidence')
         if train_config.lambda_dense_points > 0:
             check_dense_points(train_config.data, assets.mesh.num_vertices)
-            keys += DENSE_KEYS
-        self.dataset = dataset.map(lambda b: {k: b[k] for k in keys})
+            batch_keys += DENSE_KEYS
+        self.dataset = dataset.map(lambda b: {k: b[k] for k in batch_keys})
         checkpoint_dir = os.path.join(train_config.output_dir, 'checkpoints')
         if not self.is_chief:   # other workers write to a scratch dir (tf.distribute convention)
             checkpoint_dir = os.path.join(train_config.output_dir, 'workers',

@@ -190,6 +190,7 @@ def test_dense_points_round_trip_through_numpy_eager_and_the_pipeline(tmp_path):
         [records.encode_jpeg(f) for f in example['images']], example['landmarks'],
         example['landmark_confidence'], example['pose'], 'id1', 'id1/v/0', **dense)
     assert records.inspect_sample(with_dense)['num_dense_points'] == k
+    assert records.inspect_sample(with_dense)['dense_vertices'] == tuple(dense['dense_vertices'])
     out = records.decode_sample(with_dense)
     np.testing.assert_array_equal(out['dense_points'], dense['dense_points'])
     np.testing.assert_array_equal(out['dense_confidence'], dense['dense_confidence'])

@@ -374,18 +374,21 @@ def inspect_sample(serialized: bytes) -> dict:
 
     Returns:
         dict with `schema_version`, `num_frames`, `image_size` (h, w), `ground_truth`
-        {name: shape tuple} and `num_dense_points` (K, 0 for none).
+        {name: shape tuple}, `num_dense_points` (K, 0 for none) and `dense_vertices` (the K
+        asset vertices, a tuple).
     """
     f = tf.train.Example.FromString(serialized).features.feature
     names = [n.decode('utf-8') for n in f[KEY_GT_NAMES].bytes_list.value] \
         if KEY_GT_NAMES in f else []
+    dense_vertices = (tuple(int(v) for v in f[KEY_DENSE_VERTICES].int64_list.value)
+                      if KEY_DENSE_VERTICES in f else ())
     return {
         'schema_version': int(f[KEY_VERSION].int64_list.value[0]) if KEY_VERSION in f else -1,
         'num_frames': int(f[KEY_NUM_FRAMES].int64_list.value[0]) if KEY_NUM_FRAMES in f else 0,
         'image_size': tuple(f[KEY_IMAGE_SIZE].int64_list.value),
         'ground_truth': {n: tuple(f[gt_shape_key(n)].int64_list.value) for n in names},
-        'num_dense_points': len(f[KEY_DENSE_VERTICES].int64_list.value)
-                            if KEY_DENSE_VERTICES in f else 0,
+        'num_dense_points': len(dense_vertices),
+        'dense_vertices': dense_vertices,
     }
 
 
