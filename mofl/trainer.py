@@ -246,13 +246,10 @@ class Trainer:
         self._identity_samples = None
         self._csv_header_checked = False   # losses.csv of a resumed run checked once
         if train_config.identity_eval_data and self.is_chief:   # fail now, not at step 250
+            pipeline.check_ground_truth_mesh(train_config.identity_eval_data, assets.mesh)
             self._identity_samples = pipeline.load_ground_truth_samples(
                 train_config.identity_eval_data, train_config.identity_eval_samples,
                 train_config.num_frames, image_size=model_config.image_size[0])
-            vertices = self._identity_samples['gt_vertices'].shape[1]
-            if vertices != assets.mesh.num_vertices:
-                raise ValueError(f'{train_config.identity_eval_data}: ground truth on {vertices} '
-                                 f'vertices, the asset has {assets.mesh.num_vertices}')
 
     def restore(self):
         """Restores the latest checkpoint if there is one; returns the step resumed from.
@@ -425,6 +422,11 @@ class Trainer:
                      stats['landmark_px'], stats['identity_mm'], stats['template_mm'],
                      100 * stats['gain_rigid'], stats['identity_mm_scale'],
                      stats['template_mm_scale'], 100 * stats['gain_scale'])
+        if 'expression_cosine' in stats:
+            logging.info('step %d held-out expression: cos %.3f (centred %.3f), offsets %.2f mm '
+                         '(true %.2f), error %.2f mm', step, stats['expression_cosine'],
+                         stats['expression_cosine_centred'], stats['expression_rms_mm'],
+                         stats['expression_true_rms_mm'], stats['expression_error_rms_mm'])
         return stats
 
     def write_image_summary(self, step):

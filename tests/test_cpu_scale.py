@@ -1,4 +1,5 @@
 """CPU-scale FML: small crops end to end, identity diagnostics, the decimated asset's data."""
+import dataclasses
 import json
 import os
 
@@ -76,6 +77,39 @@ def test_identity_statistics_tell_right_from_wrong():
         identity.identity_statistics(truth, truth, template, mask[:10])
 
 
+def test_expression_statistics_tell_right_from_wrong():
+    rng = np.random.default_rng(3)
+    mask = np.ones(40, bool)
+    mask[:5] = False
+    truth = rng.normal(0, 2, (6, 3, 40, 3))
+    truth[0, 1] = 0.0                                   # a neutral frame
+    exact = identity.expression_statistics(truth, truth, mask)
+    assert exact['expression_cosine'] == pytest.approx(1.0)
+    assert exact['expression_error_rms_mm'] == pytest.approx(0.0, abs=1e-12)
+    assert exact['expression_rms_mm'] == pytest.approx(exact['expression_true_rms_mm'])
+    # Outside the face region nothing counts.
+    noisy_outside = truth.copy()
+    noisy_outside[:, :, :5] += 100.0
+    assert identity.expression_statistics(noisy_outside, truth, mask)[
+        'expression_error_rms_mm'] == pytest.approx(0.0, abs=1e-12)
+    # A constant offset plus noise: the pooled cosine sees the offset, the centred one does not.
+    constant = rng.normal(0, 2, (1, 1, 40, 3))
+    unrelated = constant + rng.normal(0, 0.5, truth.shape)
+    stats = identity.expression_statistics(unrelated, truth + constant, mask)
+    assert stats['expression_cosine'] > 0.3
+    assert abs(stats['expression_cosine_centred']) < 0.2
+    # Unrelated offsets as large as the truth add error: more than leaving them out would.
+    noise = identity.expression_statistics(rng.normal(0, 2, truth.shape), truth, mask)
+    assert noise['expression_error_rms_mm'] > 1.3 * noise['expression_true_rms_mm']
+    none = identity.expression_statistics(np.zeros_like(truth), truth, mask)
+    assert none['expression_cosine'] == 0.0 and none['expression_rms_mm'] == 0.0
+    assert none['expression_error_rms_mm'] == pytest.approx(none['expression_true_rms_mm'])
+    with pytest.raises(ValueError, match='true_offsets'):
+        identity.expression_statistics(truth, truth[:, :2], mask)
+    with pytest.raises(ValueError, match='face_mask'):
+        identity.expression_statistics(truth, truth, mask[:10])
+
+
 def test_small_crops_train_report_and_refuse_mismatches(tmp_path):
     asset, data = training_data.write_synthetic_set(str(tmp_path), num_identities=4, seed=5,
                                                     image_size=64)
@@ -116,6 +150,9 @@ def test_small_crops_train_report_and_refuse_mismatches(tmp_path):
     held_out = saved['sets']['held-out']
     assert held_out['template_mm'] > 0 and held_out['landmark_px'] > 0
     assert -1.0 <= held_out['cosine'] <= 1.0
+    assert held_out['expression_true_rms_mm'] > 0 and -1.0 <= held_out['expression_cosine'] <= 1.0
+    assert '| cos(predicted, true expression offsets) |' in report.stdout
+    assert 'held-out expression: cos' in trained.stderr
 
 
 def test_decimated_asset_data_keeps_ground_truth_on_its_vertices(tmp_path, ict_dir):
@@ -145,6 +182,14 @@ def test_decimated_asset_data_keeps_ground_truth_on_its_vertices(tmp_path, ict_d
         expected = generator.identity(n).vertices[coarse.full_vertex_indices]
         np.testing.assert_allclose(samples['gt_vertices'][n], expected, atol=1e-4)
     assert samples['gt_expression_vertices'].shape[2] == coarse.num_vertices
+    # The manifest names the mesh; another mesh of the same size is refused, as is another size.
+    assert manifest['asset_fingerprint'] == coarse.fingerprint()
+    pipeline.check_ground_truth_mesh(f'{data}/train-*', coarse)
+    moved = dataclasses.replace(coarse, vertices=coarse.vertices + np.float32(0.5))
+    with pytest.raises(ValueError, match='another build of the asset'):
+        pipeline.check_ground_truth_mesh(f'{data}/train-*', moved)
+    with pytest.raises(ValueError, match=f'ground truth on {coarse.num_vertices} vertices'):
+        pipeline.check_ground_truth_mesh(f'{data}/train-*', full)
 
 
 def test_synthetic_benchmark_quick_runs_every_stage(tmp_path, monkeypatch):

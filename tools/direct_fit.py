@@ -134,6 +134,7 @@ def main(argv):
         if spec is None and os.path.exists(str(manifest.get('asset'))):   # older manifests
             spec = manifest['asset']
         assets, _ = default_assets.load_asset(spec)
+        pipeline.check_ground_truth_mesh(FLAGS.data, assets.mesh)
         samples = pipeline.load_ground_truth_samples(FLAGS.data, FLAGS.num_samples,
                                                      FLAGS.num_frames)
         basis = (identity_basis_for(assets.mesh, manifest, FLAGS.ict_dir)
@@ -142,11 +143,6 @@ def main(argv):
         logging.error('%s', e)
         return 1
     count = len(samples['images'])
-    if samples['gt_vertices'].shape[1] != assets.mesh.num_vertices:
-        logging.error('the ground truth has %d vertices, the asset %d: pass the --asset the '
-                      'data was made with', samples['gt_vertices'].shape[1],
-                      assets.mesh.num_vertices)
-        return 1
     results = {}
     for mode in FLAGS.identity:
         config = fitting.FitConfig(identity=mode, pose_steps=FLAGS.pose_steps,

@@ -49,7 +49,12 @@ ROWS = (('cosine', 'cos(learned, true offsets)', '{:.3f}'),
         ('gain_rigid', 'below template, rigid', '{:+.1%}'),
         ('identity_mm_scale', 'identity mesh, with scale (mm)', '{:.3f}'),
         ('template_mm_scale', 'template, with scale (mm)', '{:.3f}'),
-        ('gain_scale', 'below template, with scale', '{:+.1%}'))
+        ('gain_scale', 'below template, with scale', '{:+.1%}'),
+        ('expression_true_rms_mm', 'true expression offsets RMS (mm)', '{:.2f}'),
+        ('expression_rms_mm', 'predicted expression offsets RMS (mm)', '{:.2f}'),
+        ('expression_cosine', 'cos(predicted, true expression offsets)', '{:.3f}'),
+        ('expression_cosine_centred', 'same, centred over frames', '{:.3f}'),
+        ('expression_error_rms_mm', 'expression error RMS (mm)', '{:.2f}'))
 
 
 def markdown(results, step, theta_rms):
@@ -59,6 +64,8 @@ def markdown(results, step, theta_rms):
              '| | ' + ' | '.join(f'{s} ({results[s]["num_samples"]} samples)' for s in sets)
              + ' |', '|---|' + '---|' * len(sets)]
     for key, label, fmt in ROWS:
+        if any(key not in results[s] for s in sets):   # e.g. data without expression truth
+            continue
         lines.append(f'| {label} | ' + ' | '.join(fmt.format(results[s][key]) for s in sets)
                      + ' |')
     return '\n'.join(lines)
@@ -83,14 +90,11 @@ def main(argv):
     results = {}
     for name, data in sets.items():
         try:
+            pipeline.check_ground_truth_mesh(data, assets.mesh)
             samples = pipeline.load_ground_truth_samples(data, FLAGS.num_samples,
                                                          FLAGS.num_frames)
         except (ValueError, FileNotFoundError) as e:
             print(f'ERROR: {name} set: {e}', file=sys.stderr)
-            return 1
-        if samples['gt_vertices'].shape[1] != assets.mesh.num_vertices:
-            print(f'ERROR: {data}: ground truth on {samples["gt_vertices"].shape[1]} vertices, '
-                  f'the run\'s asset has {assets.mesh.num_vertices}', file=sys.stderr)
             return 1
         results[name] = identity.measure_identity(model, samples, assets.mesh.face_mask)
     theta_rms = results['held-out']['theta_rms_mm']

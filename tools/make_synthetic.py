@@ -248,6 +248,7 @@ def run(argv_flags=None):
         'asset_spec': FLAGS.asset or 'default',
         'asset_source': str(mesh.source),
         'num_vertices': mesh.num_vertices,
+        'asset_fingerprint': mesh.fingerprint(),
         'render_vertices': full_mesh.num_vertices,
         'image_size': FLAGS.image_size,
         'identity_model': identity_model.name,

@@ -3,6 +3,9 @@
 Shards are interleaved, records parsed and JPEG-decoded in parallel, shuffled, batched and
 prefetched. Each element is one batch of multi-frame samples, [B, M, 240, 240, 3].
 """
+import json
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -139,6 +142,40 @@ def make_dataset(file_pattern, batch_size, num_frames, shuffle=True, repeat=True
     ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def check_ground_truth_mesh(data, mesh):
+    """Refuses ground truth made on another mesh than `mesh` (same glob as the records).
+
+    Checks the vertex count of the first record, and, when the data's folder has the
+    `manifest.json` of tools.make_synthetic with an `asset_fingerprint`, that it is this mesh's
+    (`SourceMesh.fingerprint`): a decimated asset rebuilt by another version of the code can
+    have the same vertex count but other vertices.
+
+    Args:
+        data: TFRecord glob(s) (comma-separated allowed).
+        mesh: the asset's SourceMesh.
+
+    Raises:
+        ValueError: naming `data`, when either does not match.
+        FileNotFoundError: when nothing matches `data`.
+    """
+    files = list_record_files(data)
+    shape = peek_layout(files)['ground_truth'].get(records.GT_VERTICES)
+    if shape is not None and shape[0] != mesh.num_vertices:
+        raise ValueError(f'{data}: ground truth on {shape[0]} vertices, the asset has '
+                         f'{mesh.num_vertices}')
+    for folder in sorted({os.path.dirname(f) for f in files}):
+        path = os.path.join(folder, 'manifest.json')
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            recorded = json.load(f).get('asset_fingerprint')
+        if recorded is not None and recorded != mesh.fingerprint():
+            raise ValueError(f'{data}: its ground truth is on another build of the asset '
+                             f'(fingerprint {recorded} in {path}, the asset\'s is '
+                             f'{mesh.fingerprint()}); remake the data with tools.make_synthetic '
+                             'for this asset')
 
 
 def load_ground_truth_samples(data, num_samples, num_frames, image_size=None):

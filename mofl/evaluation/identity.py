@@ -36,6 +36,17 @@ Reported:
   true one after rigid / similarity Procrustes, mean over samples, next to `template_mm`,
   `template_mm_scale` — the plain template's error on the same samples (the baseline to beat);
 - `gain_rigid`, `gain_scale`: 1 − identity / template (0.2 = 20 % below the template).
+
+And of the per-frame expression, when the samples carry `gt_expression_vertices`
+(`expression_statistics`): the predicted expression offsets B·δ of every frame against the true
+ones (`gt_expression_vertices − gt_vertices`), over the face region:
+- `expression_true_rms_mm`, `expression_rms_mm`: RMS length of the true / predicted offsets;
+- `expression_cosine`: cos∠ between all frames' predicted and true offsets pooled into one vector
+  (pooled: a frame with a neutral face has no direction of its own);
+- `expression_cosine_centred`: the same after subtracting each side's mean over the frames (does
+  the expression follow the frames, beyond a constant offset?);
+- `expression_error_rms_mm`: RMS of true − predicted; above `expression_true_rms_mm` the
+  predicted expression adds more error to the frame meshes than it removes.
 """
 import numpy as np
 
@@ -210,6 +221,46 @@ def identity_statistics(learned_vertices, gt_vertices, template, face_mask, alph
     return result
 
 
+def expression_statistics(predicted_offsets, true_offsets, face_mask):
+    """Predicted against true per-frame expression offsets (module docstring).
+
+    Args:
+        predicted_offsets: [N, M, V, 3] B·δ of every frame (mm).
+        true_offsets: [N, M, V, 3] the true expression offsets on the same vertices.
+        face_mask: [V] bool.
+
+    Returns:
+        dict of floats: expression_true_rms_mm, expression_rms_mm, expression_cosine,
+        expression_cosine_centred, expression_error_rms_mm.
+
+    Raises:
+        ValueError: naming the argument whose shape does not fit.
+    """
+    predicted = np.asarray(predicted_offsets, np.float64)
+    truth = np.asarray(true_offsets, np.float64)
+    mask = np.asarray(face_mask, bool)
+    if predicted.ndim != 4 or predicted.shape[-1] != 3:
+        raise ValueError(f'predicted_offsets must be [N, M, V, 3], got {predicted.shape}')
+    if truth.shape != predicted.shape:
+        raise ValueError(f'true_offsets {truth.shape} does not match predicted_offsets '
+                         f'{predicted.shape}')
+    if mask.shape != predicted.shape[2:3]:
+        raise ValueError(f'face_mask {mask.shape} does not fit {predicted.shape[2]} vertices')
+    points = int(mask.sum())
+    flat = lambda x: x[:, :, mask].reshape(-1, 3 * points)      # one row per frame
+    p, t = flat(predicted), flat(truth)
+    rms = lambda x: float(np.sqrt(np.sum(x ** 2) / (len(x) * points)))
+    pooled_cosine = lambda a, b: (float(np.sum(a * b) / np.sqrt(np.sum(a ** 2) * np.sum(b ** 2)))
+                                  if np.sum(a ** 2) > 0 and np.sum(b ** 2) > 0 else 0.0)
+    return {
+        'expression_true_rms_mm': rms(t),
+        'expression_rms_mm': rms(p),
+        'expression_cosine': pooled_cosine(p, t),
+        'expression_cosine_centred': pooled_cosine(p - p.mean(0), t - t.mean(0)),
+        'expression_error_rms_mm': rms(t - p),
+    }
+
+
 def measure_identity(model, samples, face_mask, batch_size=8, mesh_errors=True):
     """`identity_statistics` of a model (`mofl.model.FmlModel`) on loaded samples.
 
@@ -224,16 +275,18 @@ def measure_identity(model, samples, face_mask, batch_size=8, mesh_errors=True):
     Returns:
         The statistics dict, plus `theta_rms_mm`: RMS of OCL(Θs) in mm per unit α, and, when
         `samples` has `landmarks`, `landmark_px`: the model's landmarks against the data's
-        (RMS over the 66 points and M frames, mean over samples).
+        (RMS over the 66 points and M frames, mean over samples), and when it has
+        `gt_expression_vertices` [N, M, V, 3], `expression_statistics` of the frames' δ.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    alphas, meshes, landmark_px = [], [], []
+    alphas, meshes, landmark_px, expressions = [], [], [], []
     for start in range(0, len(samples['images']), batch_size):
         images = tf.constant(samples['images'][start:start + batch_size])
         params = model.network(images)
         alpha = params['shape_params']
         alphas.append(alpha.numpy())
         meshes.append(model.face_model.identity_vertices(alpha).numpy())
+        expressions.append(model.face_model.expression_offsets(params['expression']).numpy())
         if 'landmarks' in samples:
             landmark_px += landmark_rmse_px(model.form_image(params)['landmarks'].numpy(),
                                             samples['landmarks'][start:start + batch_size]
@@ -243,6 +296,10 @@ def measure_identity(model, samples, face_mask, batch_size=8, mesh_errors=True):
                                  alpha=np.concatenate(alphas), mesh_errors=mesh_errors)
     if landmark_px:
         result['landmark_px'] = float(np.mean(landmark_px))
+    if 'gt_expression_vertices' in samples:
+        truth = (np.asarray(samples['gt_expression_vertices'], np.float64)
+                 - np.asarray(samples['gt_vertices'], np.float64)[:, None])
+        result.update(expression_statistics(np.concatenate(expressions), truth, face_mask))
     basis = model.face_model.shape_basis().numpy()
     result['theta_rms_mm'] = float(np.sqrt(np.mean(basis ** 2))) if basis.size else 0.0
     return result

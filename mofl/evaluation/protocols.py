@@ -73,6 +73,7 @@ def synthetic_geometry(runs, data, test_frames, max_samples, with_scale, metric)
     baseline_name = None
     for train_m in sorted(runs):
         assets, model, step = run_dir_lib.load_run(runs[train_m])
+        pipeline.check_ground_truth_mesh(data, assets.mesh)
         logging.info('train M=%d: %s (step %d), %d test samples', train_m, runs[train_m], step,
                      len(samples))
         start = time.time()

@@ -11,6 +11,7 @@ Two dataclasses:
 - `FaceAssets`: a `SourceMesh` plus the deformation graph; this is what is saved and loaded.
 """
 import dataclasses
+import hashlib
 import os
 from typing import Optional
 
@@ -78,6 +79,15 @@ class SourceMesh:
     @property
     def num_expressions(self):
         return int(self.expression_basis.shape[0])
+
+    def fingerprint(self):
+        """16 hex digits identifying the template's vertices and triangles: data with ground
+        truth on this mesh's vertices (tools.make_synthetic's manifest) records it, so that a
+        mesh with the same vertex count but other vertices (e.g. a rebuilt decimation) is
+        refused instead of compared vertex by vertex."""
+        digest = hashlib.sha1(np.ascontiguousarray(self.vertices, np.float32).tobytes())
+        digest.update(np.ascontiguousarray(self.triangles, np.int32).tobytes())
+        return digest.hexdigest()[:16]
 
     def validate(self, where='asset'):
         """Checks shapes, index ranges and values; raises AssetError naming `where`."""

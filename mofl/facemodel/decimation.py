@@ -13,8 +13,10 @@ exact: coarse vertex i is full vertex `full_vertex_indices[i]` (barycentric weig
 full triangle). That makes every transfer exact too — template, expression blendshapes, the
 open-mouth template, face mask, landmarks (each kept as its cluster's representative, so they
 sit exactly where they did; where two landmarks fell into one cluster, the second takes the
-nearest free coarse vertex), contour candidate lines, lip vertex sets — and ground-truth meshes
-on the full topology (synthetic data rendered with the full mesh) become coarse ones by indexing.
+nearest free coarse vertex), lip vertex sets — and ground-truth meshes on the full topology
+(synthetic data rendered with the full mesh) become coarse ones by indexing. Vertices of the
+contour candidate lines are likewise preferred as representatives (after landmarks), and each
+line keeps its vertices that survived.
 The edges and graph are then built on the coarse mesh like any other asset
 (`graph.build_assets`).
 """
@@ -96,11 +98,22 @@ def decimate_mesh(mesh, target_vertices, aggressiveness=7.0):
     roots = _cluster_roots(num_full, collapses)
 
     # Each cluster is represented by one of its own vertices: a landmark vertex if it holds one
-    # (so landmarks stay exactly in place), else the vertex the collapses kept.
+    # (so landmarks stay exactly in place), else a vertex of a contour candidate line if it holds
+    # one, else the vertex the collapses kept. The jaw landmarks slide along those lines to the
+    # face's outline; with the lines' own vertices kept, a vertex missing from a line moves the
+    # outline point along the line (a second-order change of its projection there), whereas a
+    # representative beside the line moved it across (on ICT at 2,500 by up to 10 mm: 4–10 px of
+    # systematic jaw-landmark error at 128², measured with the true mesh and pose).
     representative = {int(r): int(r) for r in np.unique(roots)}
+    landmark_set = {int(v) for v in np.asarray(mesh.landmark_indices)}
     for vertex in np.asarray(mesh.landmark_indices):
         root = int(roots[vertex])
-        if representative[root] == root or representative[root] not in mesh.landmark_indices:
+        if representative[root] == root or representative[root] not in landmark_set:
+            representative[root] = int(vertex)
+    line_set = {int(v) for v in np.asarray(mesh.contour_candidates).ravel() if v >= 0}
+    for vertex in np.asarray(mesh.contour_candidates).ravel():
+        root = int(roots[vertex]) if vertex >= 0 else -1
+        if root >= 0 and representative[root] not in landmark_set | line_set:
             representative[root] = int(vertex)
 
     # Triangles of the collapsed mesh: the full triangles on cluster roots, minus the degenerate
@@ -123,10 +136,21 @@ def decimate_mesh(mesh, target_vertices, aggressiveness=7.0):
     coarse_triangles = new_index_of_root[coarse_triangles].astype(np.int32)
 
     landmarks = _place_landmarks(mesh, full_index, coarse_of_full)
+    # A contour candidate line keeps those of its vertices that survived as representatives (in
+    # order); a vertex that did not is dropped rather than replaced by a vertex off the line. A
+    # line left with none (not seen on ICT or mediapipe) falls back to its vertices' nearest coarse
+    # vertices.
+    coarse_of_kept = {int(f): i for i, f in enumerate(full_index)}
+    coarse_vertices = np.asarray(mesh.vertices, np.float64)[full_index]
     lines = []
     for row in np.asarray(mesh.contour_candidates):
-        mapped = [int(coarse_of_full[v]) for v in row if v >= 0 and coarse_of_full[v] >= 0]
-        lines.append(list(dict.fromkeys(mapped)))       # ordered, without repeats
+        row = [int(v) for v in row if v >= 0]
+        line = [coarse_of_kept[v] for v in row if v in coarse_of_kept]
+        if not line:
+            points = np.asarray(mesh.vertices, np.float64)[row]
+            distance = np.linalg.norm(points[:, None] - coarse_vertices[None], axis=-1)
+            line = [int(i) for i in np.argmin(distance, axis=1)]
+        lines.append(list(dict.fromkeys(line)))         # ordered, without repeats
     width = max(len(line) for line in lines)
     contour = np.full((len(lines), width), -1, np.int32)
     for i, line in enumerate(lines):

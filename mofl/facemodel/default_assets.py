@@ -12,7 +12,7 @@ import numpy as np
 from mofl.facemodel import assets as assets_lib
 
 # Bump when the way sources or graphs are built changes, so cached assets are rebuilt.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 PAPER_NUM_NODES = 521     # |G| of the paper's deformation graph
 COARSE_NUM_NODES = 260    # |G| on a ~2,500-vertex decimated mesh (node spacing ~1.4× the full's)
 

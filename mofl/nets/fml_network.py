@@ -168,7 +168,7 @@ class FmlNetwork(keras.Model):
 
         Args:
             images: [B, M, 240, 240, 3] float32 RGB in [0, 1].
-            training: unused (no dropout or batch norm); accepted for the Keras API.
+            training: Keras flag; only `standardize_identity`'s batch standardisation uses it.
             return_activations: also return the activations of every table row, under keys
                 'table1/<row>' ([B·M, ...]), 'table2/<row>' ([B, ...]) and 'table3/<row>'.
             stop_identity_gradient: Table 3 reads α, β through tf.stop_gradient (the identity
