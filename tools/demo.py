@@ -15,7 +15,8 @@ width, the default mesh decimated to ~2,500 vertices, g = a = 125):
 
 The synthetic data are reused when present and training resumes from its checkpoint, so
 re-running `make demo` continues where it stopped (asset, export and reconstructions are redone;
-they take seconds).
+they take seconds). Data made with another build of the face asset (a demo of an earlier
+version) is moved aside with its run (`data.staleN`, `run.staleN`) and made again.
 """
 import csv
 import os
@@ -76,10 +77,28 @@ def build_asset(out):
     return path
 
 
+def _made_for(data, asset):
+    """Whether the data's manifest names this asset's mesh (older manifests name none)."""
+    import json
+    from mofl.facemodel import assets as assets_lib
+    with open(os.path.join(data, 'manifest.json')) as f:
+        recorded = json.load(f).get('asset_fingerprint')
+    return recorded == assets_lib.FaceAssets.load(asset).mesh.fingerprint()
+
+
 def make_data(out, asset):
     _banner('2/5 synthetic ground-truth data')
     data = os.path.join(out, 'data')
-    if os.path.exists(os.path.join(data, 'manifest.json')):
+    manifest = os.path.join(data, 'manifest.json')
+    if os.path.exists(manifest) and not _made_for(data, asset):
+        # A demo of an earlier version: its ground truth (and the run trained on it) belong to
+        # another build of the face asset, so both start again.
+        stale = [p for p in (data, os.path.join(out, 'run')) if os.path.exists(p)]
+        print(f'{data} was made with another build of the face asset; moving '
+              f'{", ".join(stale)} aside (*.stale) and starting again')
+        for path in stale:
+            os.replace(path, path + f'.stale{int(time.time())}')
+    if os.path.exists(manifest):
         print(f'{data} exists; reusing it')
     else:
         _run(['tools.make_synthetic', f'--output_dir={data}', f'--asset={asset}',
