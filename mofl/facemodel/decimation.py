@@ -110,10 +110,11 @@ def decimate_mesh(mesh, target_vertices, aggressiveness=7.0):
         root = int(roots[vertex])
         if representative[root] == root or representative[root] not in landmark_set:
             representative[root] = int(vertex)
-    line_set = {int(v) for v in np.asarray(mesh.contour_candidates).ravel() if v >= 0}
+    protected = landmark_set | {int(v) for v in np.asarray(mesh.contour_candidates).ravel()
+                                if v >= 0}
     for vertex in np.asarray(mesh.contour_candidates).ravel():
         root = int(roots[vertex]) if vertex >= 0 else -1
-        if root >= 0 and representative[root] not in landmark_set | line_set:
+        if root >= 0 and representative[root] not in protected:
             representative[root] = int(vertex)
 
     # Triangles of the collapsed mesh: the full triangles on cluster roots, minus the degenerate
