@@ -165,17 +165,17 @@ def check_ground_truth_mesh(data, mesh):
     if shape is not None and shape[0] != mesh.num_vertices:
         raise ValueError(f'{data}: ground truth on {shape[0]} vertices, the asset has '
                          f'{mesh.num_vertices}')
+    expected = mesh.fingerprint()
     for folder in sorted({os.path.dirname(f) for f in files}):
         path = os.path.join(folder, 'manifest.json')
         if not os.path.exists(path):
             continue
         with open(path) as f:
             recorded = json.load(f).get('asset_fingerprint')
-        if recorded is not None and recorded != mesh.fingerprint():
+        if recorded is not None and recorded != expected:
             raise ValueError(f'{data}: its ground truth is on another build of the asset '
-                             f'(fingerprint {recorded} in {path}, the asset\'s is '
-                             f'{mesh.fingerprint()}); remake the data with tools.make_synthetic '
-                             'for this asset')
+                             f'(fingerprint {recorded} in {path}, the asset\'s is {expected}); '
+                             'remake the data with tools.make_synthetic for this asset')
 
 
 def load_ground_truth_samples(data, num_samples, num_frames, image_size=None):

@@ -141,15 +141,15 @@ def decimate_mesh(mesh, target_vertices, aggressiveness=7.0):
     # order); a vertex that did not is dropped rather than replaced by a vertex off the line. A
     # line left with none (not seen on ICT or mediapipe) falls back to its vertices' nearest coarse
     # vertices.
-    coarse_of_kept = {int(f): i for i, f in enumerate(full_index)}
-    coarse_vertices = np.asarray(mesh.vertices, np.float64)[full_index]
     lines = []
     for row in np.asarray(mesh.contour_candidates):
         row = [int(v) for v in row if v >= 0]
-        line = [coarse_of_kept[v] for v in row if v in coarse_of_kept]
+        # v survived iff it represents its own cluster
+        line = [int(coarse_of_full[v]) for v in row
+                if coarse_of_full[v] >= 0 and full_index[coarse_of_full[v]] == v]
         if not line:
-            points = np.asarray(mesh.vertices, np.float64)[row]
-            distance = np.linalg.norm(points[:, None] - coarse_vertices[None], axis=-1)
+            vertices = np.asarray(mesh.vertices, np.float64)
+            distance = np.linalg.norm(vertices[row][:, None] - vertices[full_index][None], axis=-1)
             line = [int(i) for i in np.argmin(distance, axis=1)]
         lines.append(list(dict.fromkeys(line)))         # ordered, without repeats
     width = max(len(line) for line in lines)
