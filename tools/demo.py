@@ -79,11 +79,10 @@ def build_asset(out):
 
 def _made_for(data, asset):
     """Whether the data's manifest names this asset's mesh (older manifests name none)."""
-    import json
+    from mofl.data import pipeline
     from mofl.facemodel import assets as assets_lib
-    with open(os.path.join(data, 'manifest.json')) as f:
-        recorded = json.load(f).get('asset_fingerprint')
-    return recorded == assets_lib.FaceAssets.load(asset).mesh.fingerprint()
+    return (pipeline.read_manifest(data).get('asset_fingerprint')
+            == assets_lib.FaceAssets.load(asset).mesh.fingerprint())
 
 
 def make_data(out, asset):

@@ -46,15 +46,6 @@ IDENTITY_LABELS = {'template': 'Template (α = 0)',
                    'ground_truth': 'Ground-truth identity model'}
 
 
-def _manifest(data):
-    """The data folder's manifest.json (tools.make_synthetic), or {}."""
-    path = os.path.join(os.path.dirname(data), 'manifest.json')
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    return {}
-
-
 def identity_basis_for(mesh, manifest, ict_dir):
     """[K, V, 3] the identity model the data was drawn from, on the asset's vertices (for a
     decimated asset: built on the full mesh the data was rendered with, then mapped)."""
@@ -128,7 +119,7 @@ def main(argv):
         logging.error('--identity: unknown %s (choose from %s)', unknown,
                       ', '.join(fitting.IDENTITY_MODES))
         return 2
-    manifest = _manifest(FLAGS.data)
+    manifest = pipeline.read_manifest(os.path.dirname(FLAGS.data))
     try:
         spec = FLAGS.asset or manifest.get('asset_spec')
         if spec is None and os.path.exists(str(manifest.get('asset'))):   # older manifests

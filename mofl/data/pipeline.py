@@ -144,6 +144,15 @@ def make_dataset(file_pattern, batch_size, num_frames, shuffle=True, repeat=True
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def read_manifest(folder):
+    """The `manifest.json` that tools.make_synthetic wrote into `folder`, or {} without one."""
+    path = os.path.join(folder, 'manifest.json')
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def check_ground_truth_mesh(data, mesh):
     """Refuses ground truth made on another mesh than `mesh` (same glob as the records).
 
@@ -167,14 +176,11 @@ def check_ground_truth_mesh(data, mesh):
                          f'{mesh.num_vertices}')
     expected = mesh.fingerprint()
     for folder in sorted({os.path.dirname(f) for f in files}):
-        path = os.path.join(folder, 'manifest.json')
-        if not os.path.exists(path):
-            continue
-        with open(path) as f:
-            recorded = json.load(f).get('asset_fingerprint')
+        recorded = read_manifest(folder).get('asset_fingerprint')
         if recorded is not None and recorded != expected:
             raise ValueError(f'{data}: its ground truth is on another build of the asset '
-                             f'(fingerprint {recorded} in {path}, the asset\'s is {expected}); '
+                             f'(fingerprint {recorded} in {os.path.join(folder, "manifest.json")}, '
+                             f'the asset\'s is {expected}); '
                              'remake the data with tools.make_synthetic for this asset')
 
 
