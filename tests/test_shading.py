@@ -143,6 +143,30 @@ def test_vertex_normals_batch_and_gradient():
     np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-6)
 
 
+def test_corner_sums_sparse_and_segments_agree():
+    # The fast (sparse product) and the deterministic (segment sums) accumulation give the same
+    # sums and the same gradients; a vertex no triangle uses (index 42) gets zero.
+    vertices, triangles = meshes.icosphere(subdivisions=1, radius=50.0)
+    rng = np.random.default_rng(4)
+    per_triangle = tf.constant(rng.normal(0, 1, (3, len(triangles), 3)))
+    weights = tf.constant(rng.normal(0, 1, (3, 43, 3)))
+    results = []
+    for accumulate in (normals_lib._sum_at_corners_sparse, normals_lib._sum_at_corners_segments):
+        with tf.GradientTape() as tape:
+            tape.watch(per_triangle)
+            summed = accumulate(per_triangle, tf.constant(triangles), 43)
+            loss = tf.reduce_sum(summed * weights)
+        results.append((summed.numpy(), tape.gradient(loss, per_triangle).numpy()))
+    expected = np.zeros((3, 43, 3))
+    for t, corners in enumerate(triangles):
+        for v in corners:
+            expected[:, v] += per_triangle.numpy()[:, t]
+    for summed, grad in results:
+        np.testing.assert_allclose(summed, expected, atol=1e-12)
+        np.testing.assert_allclose(grad, np.stack([weights.numpy()[:, c] for c in triangles.T])
+                                   .sum(0), atol=1e-12)
+
+
 def test_backface_visibility_of_a_sphere_is_the_front_cap():
     center = np.array([10.0, -20.0, -600.0])
     radius = 90.0

@@ -6,6 +6,12 @@ what makes the plain sum over a vertex's triangles area-weighted.
 """
 import tensorflow as tf
 
+try:  # TF has no public getter of `tf.config.experimental.enable_op_determinism`'s state.
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+except ImportError:  # pragma: no cover - other TF versions
+    def is_op_determinism_enabled():
+        return False
+
 _EPSILON = 1e-12
 
 
@@ -53,18 +59,36 @@ def vertex_normals(vertices, triangles):
     """
     vertices = tf.convert_to_tensor(vertices)
     triangles = tf.convert_to_tensor(triangles, tf.int32)
-    batch, num_vertices = tf.shape(vertices)[0], tf.shape(vertices)[1]
-    num_triangles = tf.shape(triangles)[0]
     cross = triangle_cross_products(vertices, triangles)  # [B, T, 3]
-    # Each triangle adds its cross product to its three corners: a sparse [T, V] incidence
-    # matrix (one 1 per corner) applied transposed to the [T, B·3] cross products. Its gradient
-    # is the same sparse product, cheaper than a segment sum's gather-and-select.
+    if is_op_determinism_enabled():
+        summed = _sum_at_corners_segments(cross, triangles, tf.shape(vertices)[1])
+    else:
+        summed = _sum_at_corners_sparse(cross, triangles, tf.shape(vertices)[1])
+    return safe_normalize(summed)
+
+
+def _sum_at_corners_sparse(per_triangle, triangles, num_vertices):
+    """[B, T, 3] triangle vectors summed at each triangle's three corners → [B, V, 3].
+
+    A sparse [T, V] incidence matrix (one 1 per corner) applied transposed to the [T, B·3]
+    vectors; its gradient is the same sparse product, much cheaper on CPU than a segment sum's
+    gather-and-select (one 32-frame CPU-scale training step: 244 → 188 ms). Not deterministic
+    on GPU, hence `_sum_at_corners_segments` under `enable_op_determinism`.
+    """
+    batch, num_triangles = tf.shape(per_triangle)[0], tf.shape(triangles)[0]
     incidence = tf.SparseTensor(
         indices=tf.cast(tf.stack([tf.repeat(tf.range(num_triangles), 3),
                                   tf.reshape(triangles, [-1])], axis=1), tf.int64),
-        values=tf.ones([3 * num_triangles], vertices.dtype),
+        values=tf.ones([3 * num_triangles], per_triangle.dtype),
         dense_shape=tf.cast(tf.stack([num_triangles, num_vertices]), tf.int64))
-    per_triangle = tf.reshape(tf.transpose(cross, [1, 0, 2]), [num_triangles, batch * 3])
-    summed = tf.sparse.sparse_dense_matmul(incidence, per_triangle, adjoint_a=True)  # [V, B·3]
-    summed = tf.transpose(tf.reshape(summed, [num_vertices, batch, 3]), [1, 0, 2])
-    return safe_normalize(summed)
+    flat = tf.reshape(tf.transpose(per_triangle, [1, 0, 2]), [num_triangles, batch * 3])
+    summed = tf.sparse.sparse_dense_matmul(incidence, flat, adjoint_a=True)  # [V, B·3]
+    return tf.transpose(tf.reshape(summed, [num_vertices, batch, 3]), [1, 0, 2])
+
+
+def _sum_at_corners_segments(per_triangle, triangles, num_vertices):
+    """`_sum_at_corners_sparse` as three segment sums (deterministic on GPU too)."""
+    by_triangle = tf.transpose(per_triangle, [1, 0, 2])  # [T, B, 3]
+    summed = tf.add_n([tf.math.unsorted_segment_sum(by_triangle, triangles[:, corner],
+                                                    num_vertices) for corner in range(3)])
+    return tf.transpose(summed, [1, 0, 2])
