@@ -11,7 +11,14 @@ passes; with ~50 M variables (Θa alone is 3|V| × 500) that is most of the opti
 
 The schedule is piecewise: each stage runs at its base rate and, over the last
 `decay_fraction` of its steps, decays along half a cosine to `decay_floor` × that rate.
+
+WeightAverage keeps an exponential moving average of the weights (Polyak averaging, with
+TensorFlow's ExponentialMovingAverage warm-up; ours, off in the paper's configuration). Adam's
+steps at a constant rate leave the CPU-scale identity wandering by ±10 % around its trend; the
+average over the last ~1/(1 − decay) steps does not (BUILD_NOTES.md "Training" → "Weight
+averaging").
 """
+import contextlib
 import math
 
 import keras
@@ -43,6 +50,56 @@ class FusedAdam(keras.optimizers.Adam):
             lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
             epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype),
             use_locking=False)
+
+
+class WeightAverage:
+    """Exponential moving average of a model's floating-point variables.
+
+    After the n-th `update`, average ← d·average + (1 − d)·weight with d = min(decay,
+    (1 + n) / (10 + n)), so the first updates follow the weights closely. Batch-norm moving
+    statistics are averaged alongside the weights they belong to. `state` is the trackable to
+    checkpoint (key `WeightAverage.CHECKPOINT_KEY`); `run_dir.load_run` puts the averages into
+    the model it rebuilds.
+    """
+
+    CHECKPOINT_KEY = 'weight_average'
+
+    def __init__(self, variables, decay):
+        """Args: variables: the model's variables (non-float ones are skipped); decay in [0, 1)."""
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f'weight average decay must be in [0, 1), got {decay}')
+        self.decay = float(decay)
+        self.sources = averaged_variables(variables)
+        self.state = tf.Module(name='weight_average')
+        self.state.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name='updates')
+        self.state.averages = [
+            tf.Variable(tf.convert_to_tensor(v), trainable=False, name='average')
+            for v in self.sources]
+
+    def update(self):
+        """One averaging step (inside tf.function; in a tf.distribute cross-replica context)."""
+        count = tf.cast(self.state.updates.assign_add(1), tf.float32)
+        decay = tf.minimum(self.decay, (1.0 + count) / (10.0 + count))
+        for average, source in zip(self.state.averages, self.sources):
+            average.assign_sub((1.0 - tf.cast(decay, average.dtype)) *
+                               (average - tf.convert_to_tensor(source)))
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The model holds the averaged weights inside the block, its own ones again after."""
+        own = [tf.identity(tf.convert_to_tensor(v)) for v in self.sources]
+        for source, average in zip(self.sources, self.state.averages):
+            source.assign(average)
+        try:
+            yield
+        finally:
+            for source, value in zip(self.sources, own):
+                source.assign(value)
+
+
+def averaged_variables(variables):
+    """The variables `WeightAverage` averages: the floating-point ones, in order."""
+    return [v for v in variables if tf.as_dtype(v.dtype).is_floating]
 
 
 def _handle(variable):

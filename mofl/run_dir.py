@@ -15,6 +15,7 @@ import os
 import tensorflow as tf
 
 from mofl import model as model_lib
+from mofl import optim
 from mofl.facemodel import assets as assets_lib
 
 
@@ -50,7 +51,7 @@ def save_run_description(output_dir, assets, model_config, train_config):
         json.dump(dataclasses.asdict(train_config), f, indent=2)
 
 
-def load_run(output_dir, checkpoint=None):
+def load_run(output_dir, checkpoint=None, averaged=True):
     """Rebuilds (assets, FmlModel) of a training run directory and restores a checkpoint
     (model weights only).
 
@@ -58,6 +59,8 @@ def load_run(output_dir, checkpoint=None):
         output_dir: a mofl.train output directory.
         checkpoint: optional checkpoint prefix (e.g. RUN/checkpoints/ckpt-400); default the
             run's latest checkpoint.
+        averaged: when the run kept a weight average (`mofl.train --weight_average_decay`),
+            the model gets the averaged weights (False: the last step's own weights).
 
     Returns:
         (assets, model, step) — step is the restored global step.
@@ -89,7 +92,20 @@ def load_run(output_dir, checkpoint=None):
     step = tf.Variable(0, dtype=tf.int64)
     status = tf.train.Checkpoint(model=model, step=step).restore(checkpoint)
     status.expect_partial().assert_existing_objects_matched()
+    if averaged and has_weight_average(checkpoint):
+        average = optim.WeightAverage(model.variables, decay=0.0)
+        tf.train.Checkpoint(**{optim.WeightAverage.CHECKPOINT_KEY: average.state}).restore(
+            checkpoint).expect_partial().assert_existing_objects_matched()
+        for source, value in zip(average.sources, average.state.averages):
+            source.assign(value)
     return assets, model, int(step.numpy())
+
+
+def has_weight_average(checkpoint):
+    """Whether a checkpoint prefix holds a `mofl.train --weight_average_decay` average."""
+    prefix = optim.WeightAverage.CHECKPOINT_KEY + '/'
+    return any(name.startswith(prefix) for name in
+               tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map())
 
 
 def build_model(model, model_config):

@@ -208,6 +208,9 @@ class Trainer:
             self.group_variables = parameter_groups(self.model)
             self.optimizers = make_optimizers(self.group_variables, train_config.learning_rate)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
+            self.weight_average = (
+                optim.WeightAverage(self.model.variables, train_config.weight_average_decay)
+                if train_config.weight_average_decay > 0 else None)
 
         from mofl.data import pipeline   # data files only matter to the trainer, not the model
         dataset = pipeline.make_dataset(train_config.data, train_config.batch_size,
@@ -227,6 +230,8 @@ class Trainer:
         keys = optimizer_checkpoint_keys(self.optimizers, checkpoint_dir)
         tracked = dict(model=self.model, step=self.step,
                        **{keys[g]: o for g, o in self.optimizers.items()})
+        if self.weight_average is not None:
+            tracked[optim.WeightAverage.CHECKPOINT_KEY] = self.weight_average.state
         # A plain tf.data iterator is checkpointable (shuffle buffer included), so a resumed run
         # sees exactly the batches it would have seen. Distributed iterators are not: those runs
         # re-create the input and skip the batches already consumed (same seed, same order).
@@ -278,6 +283,8 @@ class Trainer:
                 per_replica = self.strategy.run(self._replica_step, args=(batch, stage))
                 reduced = {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                            for k, v in per_replica.items()}
+                if self.weight_average is not None:
+                    self.weight_average.update()
                 self.step.assign_add(1)
                 return reduced
             self._step_fns[stage] = step_fn
@@ -350,6 +357,9 @@ class Trainer:
             if cfg.identity_eval_data and cfg.identity_eval_every and (
                     done % cfg.identity_eval_every == 0 or done == end_step):
                 self.write_identity_summary(done)
+                if self.weight_average is not None:
+                    with self.weight_average.applied():
+                        self.write_identity_summary(done, averaged=True)
             if done % cfg.checkpoint_every == 0 or done == end_step:
                 self.manager.save(checkpoint_number=done)
             if on_step is not None:
@@ -397,23 +407,26 @@ class Trainer:
                 f.write(header)
             f.write(f'{step},{stage},' + ','.join(f'{terms[c]:.6g}' for c in columns) + '\n')
 
-    def write_identity_summary(self, step):
+    def write_identity_summary(self, step, averaged=False):
         """TensorBoard scalars `identity/*` and a log line: the learned identity against the
-        true one on a fixed set of held-out synthetic people (`mofl.evaluation.identity`)."""
+        true one on a fixed set of held-out synthetic people (`mofl.evaluation.identity`).
+        `averaged`: the model holds the weight average; written as `identity_averaged/*`."""
         from mofl.evaluation import identity
         if self._identity_samples is None:   # not the chief, or no --identity_eval_data
             return None
         stats = identity.measure_identity(self.model, self._identity_samples,
                                           self.face_mask)
+        name = 'identity_averaged' if averaged else 'identity'
         with self.writer.as_default(step=step):
             for key, value in stats.items():
-                tf.summary.scalar(f'identity/{key}', value)
-        logging.info('step %d held-out identity: cos %.3f (centred %.3f, translation-free %.3f, '
+                tf.summary.scalar(f'{name}/{key}', value)
+        logging.info('step %d held-out identity%s: cos %.3f (centred %.3f, translation-free %.3f, '
                      'similarity-free %.3f; directions learned/true %d/%d, true variance in the '
                      'learned ones %.2f), '
                      'offsets %.2f/%.2f mm, α spread %.3f, Θs %.3f mm, landmarks %.2f px; mesh '
                      '%.3f mm rigid (template %.3f: %.1f%% below), %.3f with scale (template '
-                     '%.3f: %.1f%% below)', step, stats['cosine'], stats['cosine_centred'],
+                     '%.3f: %.1f%% below)', step, ' (averaged weights)' if averaged else '',
+                     stats['cosine'], stats['cosine_centred'],
                      stats['cosine_translation_free'], stats['cosine_similarity_free'],
                      stats.get('learned_directions_90', 0), stats.get('true_directions_90', 0),
                      stats.get('true_variance_in_learned_directions', 0.0),
@@ -423,8 +436,9 @@ class Trainer:
                      100 * stats['gain_rigid'], stats['identity_mm_scale'],
                      stats['template_mm_scale'], 100 * stats['gain_scale'])
         if 'expression_cosine' in stats:
-            logging.info('step %d held-out expression: cos %.3f (centred %.3f), offsets %.2f mm '
-                         '(true %.2f), error %.2f mm', step, stats['expression_cosine'],
+            logging.info('step %d held-out expression%s: cos %.3f (centred %.3f), offsets '
+                         '%.2f mm (true %.2f), error %.2f mm', step,
+                         ' (averaged weights)' if averaged else '', stats['expression_cosine'],
                          stats['expression_cosine_centred'], stats['expression_rms_mm'],
                          stats['expression_true_rms_mm'], stats['expression_error_rms_mm'])
         return stats

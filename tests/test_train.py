@@ -64,23 +64,25 @@ def _single_thread_env():
 def _checkpoint_variables(output_dir):
     reader = tf.train.load_checkpoint(os.path.join(output_dir, 'checkpoints'))
     names = [n for n in reader.get_variable_to_shape_map() if n.startswith('model/')
-             or 'optimizer' in n or n.startswith('step')]
+             or 'optimizer' in n or n.startswith(('step', 'weight_average'))]
     return {n: reader.get_tensor(n) for n in names if 'OPTIMIZER_SLOT' not in n}
 
 
 def test_resume_after_sigkill_continues_exactly(run_inputs):
+    """With a weight average too: it is checkpointed and resumes exactly like the weights."""
     base, asset, data = run_inputs
+    average = '--weight_average_decay=0.9'
     # The uninterrupted run trains alongside the one to be killed: one compute thread each, so
     # the two share a 2-core machine, and load does not change a bit of either.
     straight = str(base / 'straight')
     with open(base / 'straight.log', 'w+') as straight_log:
-        uninterrupted = subprocess.Popen(_train_args(asset, data, straight), cwd=ROOT,
+        uninterrupted = subprocess.Popen(_train_args(asset, data, straight, average), cwd=ROOT,
                                          env=_single_thread_env(), stdout=subprocess.DEVNULL,
                                          stderr=straight_log, text=True)
         proc = None
         try:
             killed = str(base / 'killed')
-            proc = subprocess.Popen(_train_args(asset, data, killed), cwd=ROOT,
+            proc = subprocess.Popen(_train_args(asset, data, killed, average), cwd=ROOT,
                                     env=_single_thread_env(), stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True)
             state = os.path.join(killed, 'checkpoints', 'checkpoint')
@@ -104,13 +106,14 @@ def test_resume_after_sigkill_continues_exactly(run_inputs):
                     child.kill()
                     child.wait()
 
-    resumed = subprocess.run(_train_args(asset, data, killed), cwd=ROOT, env=_single_thread_env(),
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(_train_args(asset, data, killed, average), cwd=ROOT,
+                             env=_single_thread_env(), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'at step 4' in resumed.stderr            # resumed, not restarted
     want, got = _checkpoint_variables(straight), _checkpoint_variables(killed)
     assert int(got['step/.ATTRIBUTES/VARIABLE_VALUE']) == 8
     assert set(want) == set(got)
+    assert any(n.startswith('weight_average/averages/') for n in want)
     for name in want:   # bit-exact: weights, every Adam slot and counter, the step
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
@@ -121,7 +124,7 @@ def test_mirrored_strategy_on_two_cpu_devices(run_inputs):
     base, asset, data = run_inputs
     out = str(base / 'mirrored')
     args = _train_args(asset, data, out, '--strategy=mirrored', '--num_cpu_devices=2',
-                       '--identity_standardization')
+                       '--identity_standardization', '--weight_average_decay=0.9')
     args = [a for a in args if not a.startswith(('--pretrain_steps', '--finetune_steps'))]
     result = subprocess.run(args + ['--pretrain_steps=0', '--finetune_steps=0'], cwd=ROOT,
                             env=_env(), capture_output=True, text=True, timeout=600)
@@ -133,6 +136,7 @@ def test_mirrored_strategy_on_two_cpu_devices(run_inputs):
     moving = [n for n in reader.get_variable_to_shape_map() if 'identity_network/standardization' in n
               and 'moving_variance' in n]
     assert len(moving) == 1 and np.all(reader.get_tensor(moving[0]) > 0), moving
+    assert int(reader.get_tensor('weight_average/updates/.ATTRIBUTES/VARIABLE_VALUE')) == 4
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(run_inputs, tmp_path):
@@ -173,6 +177,46 @@ def _group_snapshot(trainer):
 
 def _changed(before, after):
     return {g: [not np.array_equal(a, b) for a, b in zip(after[g], before[g])] for g in before}
+
+
+def test_weight_average_is_the_moving_average_of_the_steps_and_what_runs_load(run_inputs,
+                                                                            tmp_path):
+    """--weight_average_decay: after step n the average moves by 1 − min(d, (1+n)/(10+n)) of
+    its distance to the weights; load_run gives the averaged model, or the raw one on request."""
+    from mofl import optim
+    from mofl import run_dir
+    from mofl.facemodel import assets as assets_lib
+    base, asset, data = run_inputs
+    trainer = _trainer(asset, data, tmp_path, weight_average_decay=0.5)
+    variables = optim.averaged_variables(trainer.model.variables)
+    assert len(variables) == len(trainer.weight_average.state.averages) > 10
+    expected = [v.numpy().astype(np.float64) for v in variables]
+    def follow(step, terms):
+        decay = min(0.5, (1.0 + step) / (10.0 + step))
+        for i, v in enumerate(variables):
+            expected[i] = decay * expected[i] + (1 - decay) * v.numpy()
+    trainer.restore()
+    trainer.train(on_step=follow)
+    raw = [v.numpy().copy() for v in variables]
+    for want, got in zip(expected, trainer.weight_average.state.averages):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(a.numpy(), r) for a, r in zip(trainer.weight_average.state.averages,
+                                                             raw))
+    with trainer.weight_average.applied():
+        for v, a in zip(variables, trainer.weight_average.state.averages):
+            np.testing.assert_array_equal(v.numpy(), a.numpy())
+    for v, r in zip(variables, raw):
+        np.testing.assert_array_equal(v.numpy(), r)
+    run_dir.save_run_description(str(tmp_path), assets_lib.FaceAssets.load(asset),
+                                 trainer.model_config, trainer.config)
+    checkpoint = trainer.manager.latest_checkpoint
+    assert run_dir.has_weight_average(checkpoint)
+    for averaged, want in ((True, [a.numpy() for a in trainer.weight_average.state.averages]),
+                           (False, raw)):
+        _, model, step = run_dir.load_run(str(tmp_path), checkpoint, averaged=averaged)
+        assert step == 3
+        for v, w in zip(optim.averaged_variables(model.variables), want):
+            np.testing.assert_array_equal(v.numpy(), w)
 
 
 def test_stages_train_the_right_variables(run_inputs, tmp_path):
