@@ -6,13 +6,15 @@ evaluation, reconstruction and the tools rebuild the model from it.
     OUTPUT_DIR/train_config.json   the trainer's `TrainConfig` (for the record)
     OUTPUT_DIR/checkpoints/        tf.train checkpoints written by `trainer.Trainer`
 
-`load_run` needs only the first two and a checkpoint; it restores the model weights alone.
+`load_run` needs only the first two and a checkpoint; it restores the model weights alone (the
+weight average in their place when the run kept one, `mofl.train --weight_average_decay`).
 """
 import dataclasses
 import json
 import os
 
 import tensorflow as tf
+from absl import logging
 
 from mofl import model as model_lib
 from mofl import optim
@@ -98,6 +100,8 @@ def load_run(output_dir, checkpoint=None, averaged=True):
             checkpoint).expect_partial().assert_existing_objects_matched()
         for source, value in zip(average.sources, average.state.averages):
             source.assign(value)
+        logging.info('%s: the weight average of %d steps (mofl.train --weight_average_decay)',
+                     checkpoint, int(average.state.updates.numpy()))
     return assets, model, int(step.numpy())
 
 

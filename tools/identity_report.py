@@ -27,6 +27,9 @@ flags.DEFINE_integer('num_samples', 64, 'Samples measured per set.', lower_bound
 flags.DEFINE_integer('num_frames', 4, 'Frames per sample fed to the network (test M).',
                      lower_bound=1)
 flags.DEFINE_string('checkpoint', None, 'A checkpoint prefix (default: the run\'s latest).')
+flags.DEFINE_boolean('weight_average', True, 'Measure the weight average when the run kept one '
+                     '(mofl.train --weight_average_decay); --noweight_average: the last step\'s '
+                     'own weights.')
 flags.DEFINE_string('output', None, 'Also write the numbers here (.json) and the table beside '
                     'it (.md).')
 
@@ -80,7 +83,8 @@ def main(argv):
     from mofl.data import pipeline
     from mofl.evaluation import identity
     try:
-        assets, model, step = run_dir_lib.load_run(argv[1], FLAGS.checkpoint)
+        assets, model, step = run_dir_lib.load_run(argv[1], FLAGS.checkpoint,
+                                                     averaged=FLAGS.weight_average)
     except FileNotFoundError as e:
         print(f'ERROR: {e}', file=sys.stderr)
         return 1
