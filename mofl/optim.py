@@ -15,7 +15,7 @@ The schedule is piecewise: each stage runs at its base rate and, over the last
 WeightAverage keeps an exponential moving average of the weights (Polyak averaging, with
 TensorFlow's ExponentialMovingAverage warm-up; ours, off in the paper's configuration). Adam's
 steps at a constant rate leave the CPU-scale identity wandering by ±10 % around its trend; the
-average over the last ~1/(1 − decay) steps does not (BUILD_NOTES.md "Training" → "Weight
+average over the last ~1/(1 − decay) steps does not (BUILD_NOTES.md "CPU-scale FML" → "Weight
 averaging").
 """
 import contextlib

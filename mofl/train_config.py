@@ -65,7 +65,7 @@ class TrainConfig:
     lr_decay_fraction: float = 0.0
     lr_decay_floor: float = 0.1
     gradient_clip_norm: float = 0.0
-    weight_average_decay: float = 0.0    # ours: 0 = off (the paper); see trainer.WeightAverage
+    weight_average_decay: float = 0.0    # ours: 0 = off (the paper); see optim.WeightAverage
     stop_identity_gradient: bool = False
     pretrain_identity_path: str = 'freeze_trunk'    # one of PRETRAIN_IDENTITY_PATH
     identity_output_init: bool = False
