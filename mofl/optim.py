@@ -76,6 +76,12 @@ class WeightAverage:
             tf.Variable(tf.convert_to_tensor(v), trainable=False, name='average')
             for v in self.sources]
 
+    def restart(self):
+        """The average := the variables' current values, as if no update had been made."""
+        self.state.updates.assign(0)
+        for average, source in zip(self.state.averages, self.sources):
+            average.assign(tf.convert_to_tensor(source))
+
     def update(self):
         """One averaging step (inside tf.function; in a tf.distribute cross-replica context)."""
         count = tf.cast(self.state.updates.assign_add(1), tf.float32)

@@ -110,8 +110,9 @@ flags.DEFINE_float('lr_decay_floor', _TRAIN_DEFAULTS.lr_decay_floor,
                    'Factor reached at the end of each stage\'s decay.')
 flags.DEFINE_float('weight_average_decay', _TRAIN_DEFAULTS.weight_average_decay,
                    'Ours (0: off, the paper): also keep an exponential moving average of the '
-                   'trainable weights with this decay (e.g. 0.999), saved in the checkpoints; '
-                   'export, evaluation and reconstruction then use the averaged weights.',
+                   'weights (every float variable) with this decay (e.g. 0.999), saved in the '
+                   'checkpoints; export, evaluation and reconstruction then use the averaged '
+                   'weights.',
                    lower_bound=0.0, upper_bound=0.99999)
 flags.DEFINE_float('gradient_clip_norm', _TRAIN_DEFAULTS.gradient_clip_norm,
                    'Global gradient norm clip (0: off).')

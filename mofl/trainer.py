@@ -240,6 +240,7 @@ class Trainer:
                 train_config.strategy == 'default':
             self.iterator = iter(dataset_for(self.strategy, self.dataset))
             tracked['data'] = self.iterator
+        self._tracked = tracked
         self.checkpoint = tf.train.Checkpoint(**tracked)
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir,
                                                   max_to_keep=train_config.keep_checkpoints)
@@ -263,7 +264,16 @@ class Trainer:
         part of the checkpoint).
         """
         latest = self.manager.latest_checkpoint
-        if latest:
+        if latest and self.weight_average is not None and not run_dir.has_weight_average(latest):
+            # A run resumed with --weight_average_decay for the first time: everything else is
+            # restored (and checked), and the average starts from the restored weights.
+            without = {k: v for k, v in self._tracked.items()
+                       if k != optim.WeightAverage.CHECKPOINT_KEY}
+            tf.train.Checkpoint(**without).restore(latest).assert_existing_objects_matched()
+            self.weight_average.restart()
+            logging.info('Resumed from %s at step %d; it has no weight average, so the average '
+                         'starts from its weights', latest, int(self.step.numpy()))
+        elif latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             logging.info('Resumed from %s at step %d', latest, int(self.step.numpy()))
         step = int(self.step.numpy())

@@ -219,6 +219,23 @@ def test_weight_average_is_the_moving_average_of_the_steps_and_what_runs_load(ru
             np.testing.assert_array_equal(v.numpy(), w)
 
 
+def test_weight_average_added_when_resuming_starts_from_the_restored_weights(run_inputs,
+                                                                           tmp_path):
+    from mofl import optim
+    base, asset, data = run_inputs
+    first = _trainer(asset, data, tmp_path, train_steps=0, finetune_steps=0)
+    first.restore()
+    first.train()
+    trained = [v.numpy() for v in optim.averaged_variables(first.model.variables)]
+    resumed = _trainer(asset, data, tmp_path, weight_average_decay=0.9)
+    assert resumed.restore() == 1
+    assert int(resumed.weight_average.state.updates.numpy()) == 0
+    for average, want in zip(resumed.weight_average.state.averages, trained):
+        np.testing.assert_array_equal(average.numpy(), want)
+    resumed.train()
+    assert int(resumed.weight_average.state.updates.numpy()) == 2
+
+
 def test_stages_train_the_right_variables(run_inputs, tmp_path):
     base, asset, data = run_inputs
     trainer = _trainer(asset, data, tmp_path)
