@@ -90,12 +90,16 @@ class WeightAverage:
             average.assign_sub((1.0 - tf.cast(decay, average.dtype)) *
                                (average - tf.convert_to_tensor(source)))
 
+    def copy_to_sources(self):
+        """The averaged variables := their averages (what `load_run` and `applied` use)."""
+        for source, average in zip(self.sources, self.state.averages):
+            source.assign(average)
+
     @contextlib.contextmanager
     def applied(self):
         """The model holds the averaged weights inside the block, its own ones again after."""
         own = [tf.identity(tf.convert_to_tensor(v)) for v in self.sources]
-        for source, average in zip(self.sources, self.state.averages):
-            source.assign(average)
+        self.copy_to_sources()
         try:
             yield
         finally:

@@ -98,8 +98,7 @@ def load_run(output_dir, checkpoint=None, averaged=True):
         average = optim.WeightAverage(model.variables, decay=0.0)
         tf.train.Checkpoint(**{optim.WeightAverage.CHECKPOINT_KEY: average.state}).restore(
             checkpoint).expect_partial().assert_existing_objects_matched()
-        for source, value in zip(average.sources, average.state.averages):
-            source.assign(value)
+        average.copy_to_sources()
         logging.info('%s: the weight average of %d steps (mofl.train --weight_average_decay)',
                      checkpoint, int(average.state.updates.numpy()))
     return assets, model, int(step.numpy())

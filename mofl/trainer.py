@@ -427,6 +427,7 @@ class Trainer:
         stats = identity.measure_identity(self.model, self._identity_samples,
                                           self.face_mask)
         name = 'identity_averaged' if averaged else 'identity'
+        weights = ' (averaged weights)' if averaged else ''
         with self.writer.as_default(step=step):
             for key, value in stats.items():
                 tf.summary.scalar(f'{name}/{key}', value)
@@ -435,7 +436,7 @@ class Trainer:
                      'learned ones %.2f), '
                      'offsets %.2f/%.2f mm, α spread %.3f, Θs %.3f mm, landmarks %.2f px; mesh '
                      '%.3f mm rigid (template %.3f: %.1f%% below), %.3f with scale (template '
-                     '%.3f: %.1f%% below)', step, ' (averaged weights)' if averaged else '',
+                     '%.3f: %.1f%% below)', step, weights,
                      stats['cosine'], stats['cosine_centred'],
                      stats['cosine_translation_free'], stats['cosine_similarity_free'],
                      stats.get('learned_directions_90', 0), stats.get('true_directions_90', 0),
@@ -448,7 +449,7 @@ class Trainer:
         if 'expression_cosine' in stats:
             logging.info('step %d held-out expression%s: cos %.3f (centred %.3f), offsets '
                          '%.2f mm (true %.2f), error %.2f mm', step,
-                         ' (averaged weights)' if averaged else '', stats['expression_cosine'],
+                         weights, stats['expression_cosine'],
                          stats['expression_cosine_centred'], stats['expression_rms_mm'],
                          stats['expression_true_rms_mm'], stats['expression_error_rms_mm'])
         return stats

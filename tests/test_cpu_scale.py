@@ -131,9 +131,10 @@ def test_small_crops_train_report_and_refuse_mismatches(tmp_path):
     trained = in_process.run_main('mofl.train', common + [
         f'--output_dir={run}', '--image_size=64', '--pretrain_steps=1', '--train_steps=2',
         f'--identity_eval_data={data}/test-*', '--identity_eval_every=2',
-        '--identity_eval_samples=2', '--image_summary_every=0'])
+        '--identity_eval_samples=2', '--image_summary_every=0', '--weight_average_decay=0.9'])
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert 'held-out identity: cos' in trained.stderr
+    assert 'held-out identity (averaged weights): cos' in trained.stderr
     config = json.load(open(os.path.join(run, 'model_config.json')))
     assert config['image_size'] == [64, 64]
     assert config['focal_length'] == pytest.approx(1000.0 * 64 / 240)
