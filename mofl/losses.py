@@ -45,6 +45,7 @@ def paper_loss_weights(num_vertices):
         'expression': PAPER_EXPRESSION_WEIGHT,
         'identity_mean': 0.0,    # ours, not in the paper (`identity_mean_loss`)
         'dense_points': 0.0,     # ours, not in the paper (BUILD_NOTES "Dense 2D points")
+        'depth_spread': 0.0,     # ours, not in the paper (`depth_spread_loss`)
     }
 
 
@@ -230,6 +231,34 @@ def identity_mean_loss(node_displacements):
                                tensor_name='node_displacements')
         mean = tf.reduce_mean(displacements, axis=0)                           # [G, 3]
         return tf.reduce_mean(tf.reduce_sum(tf.square(mean), axis=-1))
+
+
+def depth_spread_loss(translation):
+    """Ours, not in the paper: the spread of the samples' camera distances over the batch.
+
+    L = (1/B) Σ_b (z_b − z̄)², z_b = (1/M) Σ_f log d_{b,f}, d = −t_z the depth of the pose's
+    translation (mm; the camera looks down −z), z̄ the batch mean of z_b. A bigger head farther
+    away and a smaller one nearer give the same picture, so the other terms cannot tell a
+    person's size from the distance: left alone, the pose's depth absorbs how people differ in
+    size, which then never reaches the identity model (BUILD_NOTES "CPU-scale FML" → "Size and
+    distance"). This prior says that people are filmed at similar distances (per sample: the M
+    frames' own depths still follow the images). Off (weight 0) in the paper's configuration;
+    `mofl.train --lambda_depth_spread`.
+
+    Args:
+        translation: [B, M, 3] the pose's translation per frame (mm).
+
+    Returns:
+        Scalar of the input's float dtype (non-float inputs: float32); 0 for B = 1.
+    """
+    with tf.name_scope('depth_spread_loss'):
+        translation = _float_tensor(translation)
+        shape_lib.check_static(translation, has_rank=3, has_dim_equals=(-1, 3),
+                               tensor_name='translation')
+        # Depths below 1 mm (a face at the camera) are clamped: the log stays finite.
+        depth = tf.maximum(-translation[..., 2], tf.cast(1.0, translation.dtype))
+        log_depth = tf.reduce_mean(tf.math.log(depth), axis=1)                  # [B]
+        return tf.reduce_mean(tf.square(log_depth - tf.reduce_mean(log_depth)))
 
 
 def chroma_weights(colors, edges, eta=PAPER_CHROMA_ETA):

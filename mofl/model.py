@@ -285,8 +285,9 @@ class FmlModel(keras.Model):
 
         Returns:
             dict with photometric, landmark, smoothness, sparsity, expression scalars (in the
-            loss units above), our `identity_mean` and `dense_points` (0 without dense points;
-            the landmark term's form over the K points: `losses.landmark_loss`) and the
+            loss units above), our `identity_mean`, `dense_points` (0 without dense points;
+            the landmark term's form over the K points: `losses.landmark_loss`) and
+            `depth_spread` (`losses.depth_spread_loss`), and the
             diagnostic `visible_fraction`.
             The chroma weights of eq. 11 come from this forward pass's shaded colours (mean over
             the frames) with the gradient stopped, i.e. from p̂_old.
@@ -330,5 +331,6 @@ class FmlModel(keras.Model):
                                                            self.face_model.expression_sigma),
             'identity_mean': losses.identity_mean_loss(displacements_cm),
             'dense_points': dense_term,
+            'depth_spread': losses.depth_spread_loss(outputs['translation']),
             'visible_fraction': tf.reduce_mean(tf.cast(visible, tf.float32)),
         }

@@ -147,6 +147,12 @@ flags.DEFINE_float('lambda_dense_points', _TRAIN_DEFAULTS.lambda_dense_points,
                    'Ours (0 = the paper): weight of the dense 2D point term, the landmark term\'s '
                    'form over the records\' dense points (tools.make_synthetic --dense_points; '
                    'BUILD_NOTES.md "Dense 2D points"). > 0 needs records that have them.')
+flags.DEFINE_float('lambda_depth_spread', _TRAIN_DEFAULTS.lambda_depth_spread,
+                   'Ours (0 = the paper): weight of the spread of the samples\' log camera '
+                   'distances over the batch (losses.depth_spread_loss; per replica under '
+                   'tf.distribute), so that a person\'s size goes to the identity model rather '
+                   'than to the pose\'s depth (BUILD_NOTES.md "CPU-scale FML" → "Size and '
+                   'distance").')
 flags.DEFINE_float('chroma_eta', _TRAIN_DEFAULTS.chroma_eta, 'η of the chroma weights (eq. 11).')
 flags.DEFINE_float('sparsity_exponent', _TRAIN_DEFAULTS.sparsity_exponent, 'p of eq. 11.')
 # Distribution, checkpoints, logging.

@@ -44,7 +44,7 @@ STAGE_NAMES = ('expression_pretraining', 'end_to_end', 'albedo_finetuning')
 PARAMETER_GROUPS = ('trunk', 'frame_head', 'identity_path', 'shape_basis', 'albedo')
 PRETRAIN_IDENTITY_PATH = ('freeze', 'stop_gradient', 'freeze_trunk', 'train')
 LOSS_TERMS = ('photometric', 'landmark', 'smoothness', 'sparsity', 'expression', 'identity_mean',
-              'dense_points')
+              'dense_points', 'depth_spread')
 
 
 @dataclasses.dataclass
@@ -77,6 +77,7 @@ class TrainConfig:
     lambda_expression: float = losses.PAPER_EXPRESSION_WEIGHT
     lambda_identity_mean: float = 0.0    # ours (losses.identity_mean_loss); 0 in the paper
     lambda_dense_points: float = 0.0     # ours (BUILD_NOTES "Dense 2D points"); 0 in the paper
+    lambda_depth_spread: float = 0.0     # ours (losses.depth_spread_loss); 0 in the paper
     chroma_eta: float = losses.PAPER_CHROMA_ETA
     sparsity_exponent: float = losses.PAPER_SPARSITY_EXPONENT
     strategy: str = 'default'        # default | mirrored | multi_worker

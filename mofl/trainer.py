@@ -197,7 +197,8 @@ class Trainer:
                        sparsity=train_config.lambda_sparsity,
                        expression=train_config.lambda_expression,
                        identity_mean=train_config.lambda_identity_mean,
-                       dense_points=train_config.lambda_dense_points)
+                       dense_points=train_config.lambda_dense_points,
+                       depth_spread=train_config.lambda_depth_spread)
         self.loss_weights = weights
         self.is_chief = _is_chief(self.strategy)
 
@@ -359,11 +360,12 @@ class Trainer:
                 rate = (done - start_step) / max(time.time() - t0, 1e-9)
                 eta = (cfg.total_steps - done) / max(rate, 1e-9)
                 logging.info('step %d/%d [%s] loss %.4g (pho %.4g lan %.4g smo %.4g spa %.4g '
-                             'ble %.4g idm %.3g den %.4g) %.2f steps/s ETA %s', done,
+                             'ble %.4g idm %.3g den %.4g dep %.3g) %.2f steps/s ETA %s', done,
                              cfg.total_steps, STAGE_NAMES[stage], terms['total'],
                              terms['photometric'], terms['landmark'], terms['smoothness'],
                              terms['sparsity'], terms['expression'], terms['identity_mean'],
-                             terms['dense_points'], rate, _format_seconds(eta))
+                             terms['dense_points'], terms['depth_spread'], rate,
+                             _format_seconds(eta))
             if cfg.identity_eval_data and cfg.identity_eval_every and (
                     done % cfg.identity_eval_every == 0 or done == end_step):
                 self.write_identity_summary(done)

@@ -282,7 +282,8 @@ def test_total_loss_and_paper_weights():
     paper = losses.paper_loss_weights(num_vertices=1000)
     assert paper == pytest.approx({'photometric': 1.6e-3, 'landmark': 4.7, 'smoothness': 1e-3,
                                    'sparsity': 1e-7, 'expression': 1e-8,
-                                   'identity_mean': 0.0, 'dense_points': 0.0})   # ours, off
+                                   'identity_mean': 0.0, 'dense_points': 0.0,    # ours, off
+                                   'depth_spread': 0.0})
 
 
 def test_all_terms_have_finite_gradients_on_random_inputs():
@@ -326,3 +327,39 @@ def test_identity_mean_loss_sees_only_what_people_share():
     with pytest.raises(ValueError, match='node_displacements'):
         losses.identity_mean_loss(np.zeros([2, 7, 2]))
     assert losses.paper_loss_weights(100)['identity_mean'] == 0.0
+
+
+def _translations(rng, depths):
+    """[B, M, 3] translations with the given [B, M] depths (−t_z) and random x, y."""
+    translation = rng.normal(0.0, 20.0, depths.shape + (3,))
+    translation[..., 2] = -depths
+    return translation
+
+
+def test_depth_spread_loss_is_the_spread_of_the_samples_mean_log_depth():
+    """Ours: only how the samples' distances differ counts — not where the batch is, not x, y,
+    not how a sample's own frames differ; a scaled batch costs nothing; shapes named."""
+    rng = np.random.default_rng(4)
+    depths = rng.uniform(800.0, 1200.0, (5, 3))
+    log_mean = np.log(depths).mean(1)
+    want = np.mean((log_mean - log_mean.mean()) ** 2)
+    got = losses.depth_spread_loss(_translations(rng, depths))
+    assert float(got) == pytest.approx(want, rel=1e-12) and got.dtype == tf.float64
+    assert float(losses.depth_spread_loss(_translations(rng, 1.7 * depths))) == pytest.approx(
+        want, rel=1e-9)
+    # Frames of one sample differ, samples share their mean: nothing to pay.
+    per_frame = np.array([[900.0, 1000.0, 1100.0]] * 4)
+    assert float(losses.depth_spread_loss(_translations(rng, per_frame))) == pytest.approx(
+        0.0, abs=1e-15)
+    assert float(losses.depth_spread_loss(_translations(rng, depths[:1]))) == 0.0   # B = 1
+    # Behind the camera: clamped at 1 mm, still finite.
+    assert np.isfinite(float(losses.depth_spread_loss(_translations(rng, -depths))))
+    with pytest.raises(ValueError, match='translation'):
+        losses.depth_spread_loss(np.zeros([2, 3, 2]))
+    assert losses.paper_loss_weights(100)['depth_spread'] == 0.0
+
+
+def test_depth_spread_loss_matches_numerical_gradient():
+    rng = np.random.default_rng(5)
+    assert_jacobian_matches_numerical(losses.depth_spread_loss,
+                                      [_translations(rng, rng.uniform(800.0, 1200.0, (4, 2)))])

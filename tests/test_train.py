@@ -436,16 +436,17 @@ def test_each_binary_lists_the_shared_asset_flag_in_its_help(module):
 
 
 def test_new_training_options_reach_the_configs():
-    """--noorthogonal_complement and --lambda_identity_mean (ours) land in ModelConfig and
-    TrainConfig, and the identity-mean term is one of the trained loss terms."""
+    """--noorthogonal_complement, --lambda_identity_mean and --lambda_depth_spread (ours) land
+    in ModelConfig and TrainConfig, and their terms are among the trained loss terms."""
     from absl import flags   # pylint: disable=import-outside-toplevel
     with in_process.binary_flags('mofl.train') as train_binary:
         flags.FLAGS(['train', '--data=x', '--output_dir=y', '--noorthogonal_complement',
-                     '--lambda_identity_mean=2.5'])
+                     '--lambda_identity_mean=2.5', '--lambda_depth_spread=40'])
         model_config, train_config = train_binary.configs_from_flags()
     assert model_config.orthogonal_complement is False
     assert train_config.lambda_identity_mean == 2.5
-    assert 'identity_mean' in train_config_lib.LOSS_TERMS
+    assert train_config.lambda_depth_spread == 40.0
+    assert {'identity_mean', 'depth_spread'} <= set(train_config_lib.LOSS_TERMS)
 
 
 @pytest.mark.parametrize('config', sorted(
