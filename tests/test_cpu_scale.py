@@ -1,4 +1,5 @@
 """CPU-scale FML: small crops end to end, identity diagnostics, the decimated asset's data."""
+import csv
 import dataclasses
 import json
 import os
@@ -131,9 +132,15 @@ def test_small_crops_train_report_and_refuse_mismatches(tmp_path):
     trained = in_process.run_main('mofl.train', common + [
         f'--output_dir={run}', '--image_size=64', '--pretrain_steps=1', '--train_steps=2',
         f'--identity_eval_data={data}/test-*', '--identity_eval_every=2',
-        '--identity_eval_samples=2', '--image_summary_every=0', '--weight_average_decay=0.9'])
+        '--identity_eval_samples=2', '--image_summary_every=0', '--weight_average_decay=0.9',
+        '--lambda_depth_spread=100', '--log_every=1'])
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert 'held-out identity: cos' in trained.stderr
+    # Our depth-spread term is trained, logged and written with the other terms.
+    with open(os.path.join(run, 'losses.csv')) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and all(float(r['depth_spread']) >= 0.0 for r in rows)
+    assert ' dep ' in trained.stderr
     assert 'held-out identity (averaged weights): cos' in trained.stderr
     config = json.load(open(os.path.join(run, 'model_config.json')))
     assert config['image_size'] == [64, 64]
