@@ -51,26 +51,6 @@ class NonFiniteLossError(RuntimeError):
 DENSE_KEYS = ('dense_points', 'dense_confidence', 'dense_vertices')
 
 
-def check_dense_points(data, num_vertices):
-    """Checks that the records of `data` have dense 2D points on vertices of this asset.
-
-    Reads the layout of the first record (`pipeline.peek_layout`, as the input pipeline does).
-
-    Raises:
-        ValueError: naming `data`, when its first record has no dense points or one of their
-            vertices is not a vertex of the asset (the records were made for another asset).
-    """
-    from mofl.data import pipeline   # data files only matter to the trainer
-    layout = pipeline.peek_layout(pipeline.list_record_files(data))
-    if not layout['num_dense_points']:
-        raise ValueError(f'{data}: --lambda_dense_points > 0 needs records with dense 2D points '
-                         '(tools.make_synthetic --dense_points=K); these have none')
-    largest = max(layout['dense_vertices'])
-    if largest >= num_vertices:
-        raise ValueError(f'{data}: a dense point lies on vertex {largest}, but the asset has '
-                         f'{num_vertices} vertices (records made for another asset?)')
-
-
 def parameter_groups(model):
     """{group name: variables} of an FmlModel (`train_config.PARAMETER_GROUPS`)."""
     return {
@@ -220,10 +200,14 @@ class Trainer:
                                         image_size=model_config.image_size[0],
                                         shuffle_buffer=train_config.shuffle_buffer)
         batch_keys = ('images', 'landmarks', 'landmark_confidence')
+        dense_space = None
         if train_config.lambda_dense_points > 0:
-            check_dense_points(train_config.data, assets.mesh.num_vertices)
+            dense_space = pipeline.check_dense_points(train_config.data, assets.mesh)
             batch_keys += DENSE_KEYS
         self.dataset = dataset.map(lambda b: {k: b[k] for k in batch_keys})
+        if dense_space == pipeline.records.DENSE_SPACE_MEDIAPIPE:
+            self.dataset = self.dataset.map(
+                lambda b: pipeline.dense_points_on_asset(b, assets.mesh.mediapipe_vertices))
         checkpoint_dir = os.path.join(train_config.output_dir, 'checkpoints')
         if not self.is_chief:   # other workers write to a scratch dir (tf.distribute convention)
             checkpoint_dir = os.path.join(train_config.output_dir, 'workers',

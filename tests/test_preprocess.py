@@ -214,6 +214,40 @@ def test_records_written_with_landmarks_on_the_face(workspace):
     assert os.path.getsize(config.contact_sheet) > 0
 
 
+def test_records_carry_facemesh_dense_points(workspace):
+    """Every carphone frame stores FaceMesh's 468 points in crop pixels (mediapipe space), the 66
+    landmarks among them, seen points confident and turned-away ones not."""
+    _, samples = _read_records(workspace['config'].output_dir)
+    for sample in samples:
+        assert sample['dense_space'] == records.DENSE_SPACE_MEDIAPIPE
+        np.testing.assert_array_equal(sample['dense_vertices'], np.arange(468))
+        assert sample['dense_points'].shape == (4, 468, 2)
+        np.testing.assert_allclose(sample['dense_points'][:, landmark_layout.MEDIAPIPE_TO_66],
+                                   sample['landmarks'], atol=1e-3)
+        confidence = sample['dense_confidence']
+        assert np.all((confidence >= 0) & (confidence <= 1))
+        # A near-frontal face: the central face (nose tip 4, between the brows 168) is seen
+        # fully; FaceMesh's side points (ear-side oval 234/454) are at most grazing.
+        assert np.all(confidence[:, [4, 168]] > 0.7)
+        assert np.all(confidence[:, [234, 454]] < 0.5 * confidence[:, [4]])
+        assert np.mean(confidence > 0) > 0.8
+
+
+def test_dense_point_confidence_rule():
+    normals = face_tracking.mediapipe_normals()
+    assert normals.shape == (468, 3)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-6)
+    assert normals[4, 2] > 0.9                       # the nose tip faces the viewer
+    frontal = face_tracking.dense_point_confidence(0.9, np.eye(3), normals)
+    assert frontal[4] == pytest.approx(0.9)
+    turned = head_pose.euler_to_rotation(np.array([0.0, np.deg2rad(70.0), 0.0]))
+    side = face_tracking.dense_point_confidence(0.9, turned, normals)
+    # At 70° yaw one cheek still faces the camera and the other is hidden.
+    right, left = 234, 454
+    assert sorted([side[right], side[left]])[0] == 0.0
+    assert sorted([side[right], side[left]])[1] > 0.3
+
+
 def test_bad_videos_reported(workspace):
     summary = workspace['summary']
     assert summary['videos_failed']['unreadable'] == 1

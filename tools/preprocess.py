@@ -9,6 +9,17 @@ frames without a face, with a detection score below `--min_face_confidence`, or 
 is smaller than `--min_crop_size` pixels (paper: 200), head pose by PnP (`mofl.data.head_pose`),
 crop resized to 240×240, then `--samples_per_clip` samples of M = `--num_frames` frames whose
 yaw/pitch spread is at least `--min_pose_spread_deg` (`mofl.data.frame_sampling`).
+With `--dense_points` (default on) every frame also stores FaceMesh's 468 points in crop pixels as
+the records' dense 2D points, in mediapipe's index space (`records.DENSE_SPACE_MEDIAPIPE`), with
+confidences from their facing (`face_tracking.dense_point_confidence`); each face asset maps them
+onto its vertices (`mofl.facemodel.mediapipe_correspondence`) for `mofl.train
+--lambda_dense_points`.
+
+Ground truth (synthetic videos only, `tools.make_synthetic --videos`): with
+`--ground_truth_sidecars` (default on), a clip with a sidecar `CLIP.gt.npz` beside it has its true
+meshes copied into the records for evaluation (`gt_vertices`, `gt_identity_weights`, and per chosen
+frame `gt_expression_vertices` and `gt_landmarks`, the true 66 landmarks in crop pixels). The
+sidecar is the only way ground truth reaches the records; training never reads it.
 
 Output (in `--output_dir`):
 - `{train,test}-sSSSSS-of-NNNNN-cCCCCC.tfrecord`: records of shard S of N, chunk C (schema:
@@ -55,6 +66,7 @@ from mofl.data import frame_sampling
 from mofl.data import head_pose
 from mofl.data import records
 from mofl.data import shards
+from mofl.data import synthetic_video
 from mofl.data import video as video_lib
 
 FLAGS = flags.FLAGS
@@ -84,6 +96,10 @@ flags.DEFINE_integer('records_per_file', 2000, 'Records per committed chunk file
 flags.DEFINE_integer('jpeg_quality', 95, 'JPEG quality of the stored frames.')
 flags.DEFINE_string('landmarks_3d', None, 'Face-asset .npz (or .npz with `landmarks_3d` '
                     '[66, 3] mm) for the PnP head pose; default: mofl\'s default asset.')
+flags.DEFINE_bool('dense_points', True, 'Store FaceMesh\'s 468 points of every frame as dense '
+                  '2D points (mediapipe index space) beside the 66 landmarks.')
+flags.DEFINE_bool('ground_truth_sidecars', True, 'Copy the ground truth of a clip\'s '
+                  'CLIP.gt.npz sidecar (synthetic videos) into its records, for evaluation.')
 flags.DEFINE_string('contact_sheet', None, 'Write a PNG grid of crops with landmarks here.')
 flags.DEFINE_bool('progress', True, 'Show a progress bar on stderr.')
 
@@ -115,6 +131,8 @@ class PreprocessConfig:
     records_per_file: int = 2000
     jpeg_quality: int = 95
     landmarks_3d: Optional[str] = None
+    dense_points: bool = True
+    ground_truth_sidecars: bool = True
     contact_sheet: Optional[str] = None
     progress: bool = True
 
@@ -172,7 +190,8 @@ def _init_worker(config: PreprocessConfig):
     template = head_pose.load_template_landmarks(config.landmarks_3d)
     _WORKER.update(config=config, tracker=facemesh.FaceTracker(
         config.min_detection_confidence), template=template,
-        normals=face_tracking.landmark_normals(template))
+        normals=face_tracking.landmark_normals(template),
+        dense_normals=face_tracking.mediapipe_normals() if config.dense_points else None)
 
 
 def process_video(video):
@@ -185,7 +204,9 @@ def process_video(video):
         dict: `video`, `status` ('ok' | 'failed'), `reason` (FAIL_REASONS or None),
         `frames_decoded`, `frames_kept`, `dropped` {reason: count}, `seconds`, and `samples`: a
         list of dicts with `jpeg` [M] bytes, `landmarks` [M, 66, 2], `landmark_confidence`
-        [M, 66], `pose` [M, 3], `frame_index` [M], `crop_box` [M, 3].
+        [M, 66], `pose` [M, 3], `frame_index` [M], `crop_box` [M, 3], with dense points
+        `dense_points` [M, 468, 2] and `dense_confidence` [M, 468], and with a ground-truth
+        sidecar `ground_truth` {name: array} (`sample_ground_truth`).
     """
     start = time.time()
     result = {'video': video, 'status': 'ok', 'reason': None, 'frames_decoded': 0,
@@ -203,7 +224,7 @@ def process_video(video):
 def _process_video(video, result):
     config, tracker = _WORKER['config'], _WORKER['tracker']
     size = config.image_size
-    kept = []  # (frame number, crop, landmarks, confidence, euler, box)
+    kept = []  # (frame number, crop, landmarks, confidence, euler, box, dense points, dense conf.)
     for index, frame in video_lib.iter_frames(os.path.join(config.input_dir, video),
                                               config.frame_stride,
                                               max_decoded=config.max_frames_per_video):
@@ -225,9 +246,15 @@ def _process_video(video, result):
             continue
         confidence = face_tracking.landmark_confidence(face.score, pose.rotation,
                                                        _WORKER['normals'])
+        dense = dense_confidence = None
+        if config.dense_points:
+            dense = face_tracking.to_crop_coordinates(face.mesh_landmarks[:, :2], box, size)
+            dense_confidence = face_tracking.dense_point_confidence(
+                face.score, pose.rotation, _WORKER['dense_normals'])
         kept.append((index, face_tracking.crop_and_resize(frame, box, size),
                      face_tracking.to_crop_coordinates(face.landmarks, box, size), confidence,
-                     pose.euler.astype(np.float32), box.astype(np.float32)))
+                     pose.euler.astype(np.float32), box.astype(np.float32), dense,
+                     dense_confidence))
     result['frames_kept'] = len(kept)
     if result['frames_decoded'] == 0:
         result.update(status='failed', reason='unreadable')
@@ -246,19 +273,58 @@ def _process_video(video, result):
     if not chosen:
         result.update(status='failed', reason='low_pose_diversity')
         return
+    sidecar = None
+    if config.ground_truth_sidecars:
+        sidecar = synthetic_video.read_sidecar(os.path.join(config.input_dir, video))
     jpeg_cache = {}
     for indices in chosen:
         for i in indices:
             if i not in jpeg_cache:
                 jpeg_cache[i] = records.encode_jpeg(kept[i][1], config.jpeg_quality)
-        result['samples'].append({
+        sample = {
             'jpeg': [jpeg_cache[i] for i in indices],
             'frame_index': np.array([kept[i][0] for i in indices], np.int64),
             'landmarks': np.stack([kept[i][2] for i in indices]),
             'landmark_confidence': np.stack([kept[i][3] for i in indices]),
             'pose': np.stack([kept[i][4] for i in indices]),
             'crop_box': np.stack([kept[i][5] for i in indices]),
-        })
+        }
+        if config.dense_points:
+            sample['dense_points'] = np.stack([kept[i][6] for i in indices])
+            sample['dense_confidence'] = np.stack([kept[i][7] for i in indices])
+        if sidecar is not None:
+            sample['ground_truth'] = sample_ground_truth(sidecar, sample['frame_index'],
+                                                         sample['crop_box'], size, video)
+        result['samples'].append(sample)
+
+
+def sample_ground_truth(sidecar, frame_indices, crop_boxes, size, video):
+    """The records' ground truth of one sample, from its clip's sidecar.
+
+    Args:
+        sidecar: {name: array} (`mofl.data.synthetic_video` module docstring).
+        frame_indices: [M] the video frame of each sample frame.
+        crop_boxes: [M, 3] their crops (x0, y0, side), image pixels.
+        size: crop side in pixels.
+        video: the clip's path, for errors.
+
+    Returns:
+        {`gt_vertices` [V, 3], `gt_identity_weights` [K], `gt_expression_vertices` [M, V, 3],
+        `gt_landmarks` [M, 66, 2] crop pixels}.
+
+    Raises:
+        ValueError: naming the clip, when a frame is not in its sidecar.
+    """
+    per_frame = sidecar['gt_expression_vertices']
+    if np.max(frame_indices) >= per_frame.shape[0]:
+        raise ValueError(f'{video}: frame {int(np.max(frame_indices))} is not in its ground-truth '
+                         f'sidecar ({per_frame.shape[0]} frames)')
+    landmarks = [face_tracking.to_crop_coordinates(sidecar['gt_landmarks_image'][f], box, size)
+                 for f, box in zip(frame_indices, crop_boxes)]
+    return {'gt_vertices': sidecar['gt_vertices'],
+            'gt_identity_weights': sidecar['gt_identity_weights'],
+            'gt_expression_vertices': per_frame[np.asarray(frame_indices)],
+            'gt_landmarks': np.stack(landmarks).astype(np.float32)}
 
 
 # ----------------------------------------------------------------------------- output side
@@ -331,9 +397,7 @@ def run(config: PreprocessConfig) -> dict:
             logging.warning('skipping %s: %s', result['video'],
                             result.get('error', result['reason']))
         identity, clip = clip_ids(result['video'])
-        encoded = [records.encode_sample(
-            s['jpeg'], s['landmarks'], s['landmark_confidence'], s['pose'], identity, clip,
-            frame_indices=s['frame_index'], crop_boxes=s['crop_box']) for s in result['samples']]
+        encoded = [encode(s, identity, clip) for s in result['samples']]
         split = split_of_identity(identity, config.test_fraction)
         # A video that raised an unexpected exception may be transient: not finished, retried.
         output.add(result['video'], split, encoded, result['status'], result['reason'],
@@ -359,8 +423,23 @@ def run(config: PreprocessConfig) -> dict:
     return summary
 
 
+def encode(sample, identity, clip):
+    """One `process_video` sample as a serialised record (`records.encode_sample`)."""
+    dense = {}
+    if 'dense_points' in sample:
+        dense = dict(dense_points=sample['dense_points'],
+                     dense_confidence=sample['dense_confidence'],
+                     dense_vertices=np.arange(sample['dense_points'].shape[1]),
+                     dense_space=records.DENSE_SPACE_MEDIAPIPE)
+    return records.encode_sample(
+        sample['jpeg'], sample['landmarks'], sample['landmark_confidence'], sample['pose'],
+        identity, clip, frame_indices=sample['frame_index'], crop_boxes=sample['crop_box'],
+        ground_truth=sample.get('ground_truth'), **dense)
+
+
 def write_contact_sheet(path, frames, columns=8):
-    """A PNG grid of crops with their landmarks (green = confident, red = not) and yaw/pitch.
+    """A PNG grid of crops with their landmarks (green = confident, red = not), seen dense points
+    (cyan) and yaw/pitch.
 
     Args:
         path: output PNG.
@@ -373,6 +452,11 @@ def write_contact_sheet(path, frames, columns=8):
     tiles = []
     for sample, j in frames:
         tile = cv2.cvtColor(records.decode_jpeg(sample['jpeg'][j]), cv2.COLOR_RGB2BGR)
+        if 'dense_points' in sample:   # seen dense points first, small and cyan
+            for (u, v), c in zip(sample['dense_points'][j], sample['dense_confidence'][j]):
+                if c > 0:
+                    cv2.circle(tile, (int(round(u * 4)), int(round(v * 4))), 3, (255, 255, 0),
+                               -1, lineType=cv2.LINE_AA, shift=2)
         for (u, v), c in zip(sample['landmarks'][j], sample['landmark_confidence'][j]):
             colour = (0, int(255 * c), int(255 * (1 - c)))
             cv2.circle(tile, (int(round(u * 4)), int(round(v * 4))), 6, colour, -1,

@@ -13,6 +13,15 @@ is the template normal of landmark i rotated by the frame's head-pose estimate R
 camera (z ≥ 0.5) keeps c_i = s, a point seen edge-on gets s/2, and points on the far side of a
 turned head (the hidden half of the jaw line) fall to 0. The template normals are approximated
 by the direction from a head centre to each landmark (`landmark_normals`), so no mesh is needed.
+
+Dense points (FaceMesh's 468, stored by `tools.preprocess` beside the 66): each has a fixed
+surface point, so it must be seen to be of any use, and FaceMesh places points it cannot see on a
+learned average face. Their confidence is
+
+    c_j = s · clip((n_j^cam_z − 0.1) / 0.3, 0, 1)     (`DENSE_FACING_RANGE` = (0.1, 0.4)),
+
+with n_j the vertex normal of FaceMesh's face (`mediapipe_normals`): full weight where the surface
+faces the camera within ~66°, none beyond ~84° (grazing or turned away).
 """
 import dataclasses
 from typing import Optional, Tuple
@@ -24,6 +33,8 @@ from mofl import landmarks as landmark_layout
 
 # Crop side relative to the landmarks' bounding box (`mofl.landmarks.CROP_SCALE`).
 DEFAULT_CROP_SCALE = landmark_layout.CROP_SCALE
+# (n_z at which a dense point's confidence starts to rise, n_z at which it is full).
+DENSE_FACING_RANGE = (0.1, 0.4)
 
 
 def landmark_normals(landmarks_3d):
@@ -64,6 +75,36 @@ def landmark_confidence(score, rotation, normals):
         return np.full(len(normals), score, np.float32)
     facing = (np.asarray(normals) @ np.asarray(rotation).T)[:, 2]
     return (score * np.clip(0.5 + facing, 0.0, 1.0)).astype(np.float32)
+
+
+def mediapipe_normals():
+    """Outward unit vertex normals [468, 3] of FaceMesh's face (model axes, z towards the viewer):
+    area-weighted triangle normals of `mediapipe_correspondence.face_mesh_template`."""
+    from mofl.facemodel import mediapipe_correspondence  # pylint: disable=import-outside-toplevel
+    vertices, triangles = mediapipe_correspondence.face_mesh_template()
+    corners = vertices[triangles]
+    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    normals = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(normals, triangles[:, k], face_normals)
+    return normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
+
+
+def dense_point_confidence(score, rotation, normals, facing_range=DENSE_FACING_RANGE):
+    """Per-point confidence of FaceMesh's dense points (module docstring).
+
+    Args:
+        score: frame detection score s.
+        rotation: [3, 3] head rotation (model → camera).
+        normals: [468, 3] `mediapipe_normals()`.
+        facing_range: (n_z where the confidence leaves 0, n_z where it reaches s).
+
+    Returns:
+        [468] float32 in [0, 1].
+    """
+    facing = (np.asarray(normals) @ np.asarray(rotation).T)[:, 2]
+    low, high = facing_range
+    return (score * np.clip((facing - low) / (high - low), 0.0, 1.0)).astype(np.float32)
 
 
 def square_crop_box(landmarks, scale=DEFAULT_CROP_SCALE):

@@ -216,3 +216,60 @@ def load_ground_truth_samples(data, num_samples, num_frames, image_size=None):
     if not samples['images']:
         raise ValueError(f'{data}: no samples')
     return {k: np.stack(v) for k, v in samples.items()}
+
+
+def check_dense_points(data, mesh):
+    """Checks that the records of `data` have dense 2D points this asset can use.
+
+    Reads the layout of the first record (`peek_layout`, as `make_dataset` does).
+
+    Args:
+        data: the records' file pattern.
+        mesh: the asset's SourceMesh.
+
+    Returns:
+        The records' dense-point index space (`records.DENSE_SPACES`).
+
+    Raises:
+        ValueError: naming `data`, when its first record has no dense points, when one of their
+            asset vertices is not a vertex of this asset (records made for another asset), or when
+            they are mediapipe points and the asset has no mediapipe correspondence.
+    """
+    layout = peek_layout(list_record_files(data))
+    if not layout['num_dense_points']:
+        raise ValueError(f'{data}: --lambda_dense_points > 0 needs records with dense 2D points '
+                         '(tools.preprocess, or tools.make_synthetic --dense_points=K); these '
+                         'have none')
+    if layout['dense_space'] == records.DENSE_SPACE_MEDIAPIPE:
+        if mesh.mediapipe_vertices is None:
+            raise ValueError(f'{data}: the dense points are mediapipe FaceMesh points, but this '
+                             'face asset has no mediapipe correspondence (an asset built before '
+                             'it existed: rebuild it with tools.build_assets)')
+        return layout['dense_space']
+    largest = max(layout['dense_vertices'])
+    if largest >= mesh.num_vertices:
+        raise ValueError(f'{data}: a dense point lies on vertex {largest}, but the asset has '
+                         f'{mesh.num_vertices} vertices (records made for another asset?)')
+    return layout['dense_space']
+
+
+def dense_points_on_asset(batch, mediapipe_vertices):
+    """Maps a batch's mediapipe-space dense points onto asset vertices.
+
+    Args:
+        batch: dict with `dense_vertices` [B, K] int32 FaceMesh point indices and
+            `dense_confidence` [B, M, K].
+        mediapipe_vertices: [468] int the asset vertex of each FaceMesh point, −1 for none
+            (`SourceMesh.mediapipe_vertices`).
+
+    Returns:
+        The batch with `dense_vertices` [B, K] asset vertices (0 where a point has none) and
+        `dense_confidence` set to 0 for those points, so they add nothing to the loss.
+    """
+    table = tf.constant(np.asarray(mediapipe_vertices, np.int32))
+    vertices = tf.gather(table, batch['dense_vertices'])
+    has_vertex = tf.cast(vertices >= 0, batch['dense_confidence'].dtype)
+    batch = dict(batch)
+    batch['dense_vertices'] = tf.maximum(vertices, 0)
+    batch['dense_confidence'] = batch['dense_confidence'] * has_vertex[:, tf.newaxis, :]
+    return batch

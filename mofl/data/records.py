@@ -20,7 +20,9 @@ Feature keys (the one place they are documented; M = frames, L = 66 landmarks):
 | `frames/crop_box`            | float [M·3]    | [M, 3] crop (x0, y0, side) in source pixels      |
 | `identity`                   | bytes [1]      | identity id, e.g. `id00012`                      |
 | `clip`                       | bytes [1]      | clip id, e.g. `id00012/21Uxsk56VDQ/00001`        |
-| `dense/vertices`             | int64 [K]      | optional: asset vertex of each dense 2D point    |
+| `dense/vertices`             | int64 [K]      | optional: index of each dense 2D point in        |
+|                              |                | `dense/space` (default: an asset vertex)         |
+| `dense/space`                | bytes [1]      | optional: `asset_vertex` or `mediapipe468`       |
 | `frames/dense_points`        | float [M·K·2]  | optional: [M, K, 2] (u, v) in crop pixels        |
 | `frames/dense_confidence`    | float [M·K]    | optional: [M, K] in [0, 1] (0: not seen)         |
 | `gt/names`                   | bytes [K]      | names of the optional ground-truth arrays        |
@@ -33,8 +35,12 @@ uses `gt_vertices` [V, 3] (identity + neutral expression mesh, mm, model space) 
 Arrays whose leading axis is the frame axis are listed in `PER_FRAME_GROUND_TRUTH`.
 
 Dense 2D points (optional; our deviation, BUILD_NOTES "Dense 2D points"): K more detected points
-per frame besides the 66 landmarks, each tied to one vertex of the asset the records were made for
-(`tools.make_synthetic --dense_points=K`). A record without them has K = 0.
+per frame besides the 66 landmarks. Their indices live in one of two spaces (`dense/space`):
+`asset_vertex` (`DENSE_SPACE_ASSET`, the default when the key is absent): each is a vertex of the
+asset the records were made for (`tools.make_synthetic --dense_points=K`); `mediapipe468`
+(`DENSE_SPACE_MEDIAPIPE`): each is a mediapipe FaceMesh point (`tools.preprocess`), which any asset
+maps onto its own vertices through `SourceMesh.mediapipe_vertices`. A record without dense points
+has K = 0.
 """
 from typing import Mapping, Optional, Sequence, Union
 
@@ -63,11 +69,16 @@ KEY_GT_NAMES = 'gt/names'
 KEY_DENSE_VERTICES = 'dense/vertices'
 KEY_DENSE_POINTS = 'frames/dense_points'
 KEY_DENSE_CONFIDENCE = 'frames/dense_confidence'
+KEY_DENSE_SPACE = 'dense/space'
+DENSE_SPACE_ASSET = 'asset_vertex'
+DENSE_SPACE_MEDIAPIPE = 'mediapipe468'
+DENSE_SPACES = (DENSE_SPACE_ASSET, DENSE_SPACE_MEDIAPIPE)
 
 GT_VERTICES = 'gt_vertices'
 GT_EXPRESSION_VERTICES = 'gt_expression_vertices'
+GT_LANDMARKS = 'gt_landmarks'   # [M, 66, 2] true landmarks in crop pixels (synthetic videos)
 # Ground-truth arrays whose leading axis is the frame axis M (readers cut them with the frames).
-PER_FRAME_GROUND_TRUTH = (GT_EXPRESSION_VERTICES,)
+PER_FRAME_GROUND_TRUTH = (GT_EXPRESSION_VERTICES, GT_LANDMARKS)
 
 
 class RecordError(ValueError):
@@ -119,7 +130,8 @@ def encode_sample(frames: Union[np.ndarray, Sequence[bytes]],
                   schema_version: int = SCHEMA_VERSION,
                   dense_points: Optional[np.ndarray] = None,
                   dense_confidence: Optional[np.ndarray] = None,
-                  dense_vertices: Optional[Sequence[int]] = None) -> bytes:
+                  dense_vertices: Optional[Sequence[int]] = None,
+                  dense_space: str = DENSE_SPACE_ASSET) -> bytes:
     """Serialises one multi-frame sample as a `tf.train.Example`.
 
     Args:
@@ -136,7 +148,10 @@ def encode_sample(frames: Union[np.ndarray, Sequence[bytes]],
         jpeg_quality: JPEG quality for uint8 frames.
         schema_version: only tests write anything but `SCHEMA_VERSION`.
         dense_points: optional [M, K, 2] more detected points (u, v) in pixels of the frame;
-            needs `dense_confidence` [M, K] and `dense_vertices` [K] (the asset vertex of each).
+            needs `dense_confidence` [M, K] and `dense_vertices` [K] (the index of each in
+            `dense_space`).
+        dense_space: `DENSE_SPACE_ASSET` (asset vertices) or `DENSE_SPACE_MEDIAPIPE` (FaceMesh
+            points 0..467).
 
     Returns:
         The serialised `tf.train.Example` (bytes).
@@ -198,7 +213,13 @@ def encode_sample(frames: Union[np.ndarray, Sequence[bytes]],
         dense_confidence = np.asarray(dense_confidence, np.float32)
         _check_shape(dense_points, (m, k, 2), 'dense_points')
         _check_shape(dense_confidence, (m, k), 'dense_confidence')
+        if dense_space not in DENSE_SPACES:
+            raise RecordError(f'dense_space must be one of {DENSE_SPACES}, got {dense_space!r}')
+        if dense_space == DENSE_SPACE_MEDIAPIPE and k and dense_vertices.max() >= 468:
+            raise RecordError('dense_vertices in mediapipe468 space must be FaceMesh points '
+                              f'0..467, got {dense_vertices.max()}')
         feature[KEY_DENSE_VERTICES] = _int64(dense_vertices)
+        feature[KEY_DENSE_SPACE] = _bytes([dense_space.encode('utf-8')])
         feature[KEY_DENSE_POINTS] = _float(dense_points.reshape(-1))
         feature[KEY_DENSE_CONFIDENCE] = _float(dense_confidence.reshape(-1))
     ground_truth = dict(ground_truth or {})
@@ -328,8 +349,8 @@ def decode_sample(serialized: bytes) -> dict:
         dict with `images` [M, H, W, 3] uint8, `landmarks` [M, 66, 2], `landmark_confidence`
         [M, 66], `pose` [M, 3], `frame_index` [M], `crop_box` [M, 3], `identity`, `clip` (str),
         `schema_version` (int) and `ground_truth` {name: float32 array}; when the record has
-        dense points, also `dense_points` [M, K, 2], `dense_confidence` [M, K] and
-        `dense_vertices` [K] int64.
+        dense points, also `dense_points` [M, K, 2], `dense_confidence` [M, K],
+        `dense_vertices` [K] int64 and `dense_space` (str).
 
     Raises:
         RecordError: wrong schema version or malformed record.
@@ -366,6 +387,7 @@ def decode_sample(serialized: bytes) -> dict:
                                        np.float32).reshape(m, k, 2)
         out['dense_confidence'] = np.array(f[KEY_DENSE_CONFIDENCE].float_list.value,
                                            np.float32).reshape(m, k)
+        out['dense_space'] = _dense_space(f)
     return out
 
 
@@ -374,8 +396,8 @@ def inspect_sample(serialized: bytes) -> dict:
 
     Returns:
         dict with `schema_version`, `num_frames`, `image_size` (h, w), `ground_truth`
-        {name: shape tuple}, `num_dense_points` (K, 0 for none) and `dense_vertices` (the K
-        asset vertices, a tuple).
+        {name: shape tuple}, `num_dense_points` (K, 0 for none), `dense_vertices` (their K
+        indices, a tuple) and `dense_space` (the space of those indices, `DENSE_SPACES`).
     """
     f = tf.train.Example.FromString(serialized).features.feature
     names = [n.decode('utf-8') for n in f[KEY_GT_NAMES].bytes_list.value] \
@@ -389,7 +411,15 @@ def inspect_sample(serialized: bytes) -> dict:
         'ground_truth': {n: tuple(f[gt_shape_key(n)].int64_list.value) for n in names},
         'num_dense_points': len(dense_vertices),
         'dense_vertices': dense_vertices,
+        'dense_space': _dense_space(f),
     }
+
+
+def _dense_space(feature):
+    """The `dense/space` of a parsed record's features (`DENSE_SPACE_ASSET` when absent)."""
+    if KEY_DENSE_SPACE not in feature:
+        return DENSE_SPACE_ASSET
+    return feature[KEY_DENSE_SPACE].bytes_list.value[0].decode('utf-8')
 
 
 def _check_shape(array, shape, name):

@@ -19,6 +19,7 @@ import numpy as np
 
 ASSET_FORMAT_VERSION = 1
 NUM_LANDMARKS = 66
+NUM_MEDIAPIPE_POINTS = 468  # mediapipe FaceMesh's points (`SourceMesh.mediapipe_vertices`)
 NUM_CONTOUR_LANDMARKS = 17  # Landmarks 0..16 of the 66 trace the jaw line and slide (§3.5).
 # σδ of eq. 12 for blendshape rigs (ICT, mediapipe): each weight is a FACS-style activation with
 # 0 = neutral and 1 = full; treating it as uniform on [0, 1] gives σδ = 1/√12 for every shape.
@@ -54,6 +55,10 @@ class SourceMesh:
             index of each vertex in the source's full mesh (the coarse-to-full map); None for a
             full asset.
         full_num_vertices: vertex count of that full mesh (0 for a full asset).
+        mediapipe_vertices: [468] int32 the vertex each of mediapipe FaceMesh's 468 points lies
+            on, −1 for none (`mofl.facemodel.mediapipe_correspondence`; the dense points of
+            `tools.preprocess`); None for an asset built before it existed.
+        mediapipe_residual_mm: [468] float32 the registration residual of each of them, mm.
     """
     vertices: np.ndarray
     triangles: np.ndarray
@@ -71,6 +76,8 @@ class SourceMesh:
     license: str = ''
     full_vertex_indices: Optional[np.ndarray] = None
     full_num_vertices: int = 0
+    mediapipe_vertices: Optional[np.ndarray] = None
+    mediapipe_residual_mm: Optional[np.ndarray] = None
 
     @property
     def num_vertices(self):
@@ -124,6 +131,15 @@ class SourceMesh:
                     f'full_vertex_indices shape {indices.shape}, want ({v},)')
             _expect(np.all((indices >= 0) & (indices < int(self.full_num_vertices))), where,
                     'full_vertex_indices out of range of full_num_vertices')
+        if self.mediapipe_vertices is not None:
+            mapped = np.asarray(self.mediapipe_vertices)
+            _expect(mapped.shape == (NUM_MEDIAPIPE_POINTS,), where,
+                    f'mediapipe_vertices shape {mapped.shape}, want ({NUM_MEDIAPIPE_POINTS},)')
+            _expect(np.all((mapped >= -1) & (mapped < v)), where,
+                    'mediapipe_vertices out of range (vertex index or -1)')
+            _expect(self.mediapipe_residual_mm is not None and
+                    np.shape(self.mediapipe_residual_mm) == (NUM_MEDIAPIPE_POINTS,), where,
+                    'mediapipe_residual_mm must be [468] beside mediapipe_vertices')
 
 
 @dataclasses.dataclass
@@ -193,7 +209,8 @@ class FaceAssets:
             raise AssetError(f'{path}: asset format version {version}, this mofl reads '
                              f'version {ASSET_FORMAT_VERSION}; rebuild it with tools.build_assets')
         try:
-            optional = ('full_vertex_indices', 'full_num_vertices')  # decimated assets only
+            optional = ('full_vertex_indices', 'full_num_vertices',  # decimated assets only
+                        'mediapipe_vertices', 'mediapipe_residual_mm')  # newer builds only
             mesh = SourceMesh(**{f.name: _unwrap(arrays[f'mesh/{f.name}'])
                                  for f in dataclasses.fields(SourceMesh)
                                  if f.name not in optional or f'mesh/{f.name}' in arrays})

@@ -23,6 +23,7 @@ The edges and graph are then built on the coarse mesh like any other asset
 import numpy as np
 
 from mofl.facemodel import assets as assets_lib
+from mofl.facemodel import mediapipe_correspondence
 
 
 def _cluster_roots(num_vertices, collapses):
@@ -78,7 +79,9 @@ def decimate_mesh(mesh, target_vertices, aggressiveness=7.0):
 
     Returns:
         A SourceMesh whose vertices are a subset of `mesh`'s, with `full_vertex_indices` [V']
-        (each coarse vertex's index in `mesh`) and `full_num_vertices` = mesh.num_vertices set.
+        (each coarse vertex's index in `mesh`) and `full_num_vertices` = mesh.num_vertices set,
+        and the mediapipe correspondence carried over when `mesh` has one
+        (`mediapipe_correspondence.for_decimated`).
 
     Raises:
         ValueError: naming `target_vertices`, when it is not in [200, the mesh's vertex count).
@@ -183,6 +186,9 @@ def decimate_mesh(mesh, target_vertices, aggressiveness=7.0):
         license=mesh.license,
         full_vertex_indices=full_index,
         full_num_vertices=num_full)
+    if mesh.mediapipe_vertices is not None:
+        coarse.mediapipe_vertices, coarse.mediapipe_residual_mm = \
+            mediapipe_correspondence.for_decimated(mesh, coarse)
     coarse.validate(where=f'decimated {mesh.source} mesh')
     return coarse
 

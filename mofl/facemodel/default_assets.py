@@ -12,7 +12,7 @@ import numpy as np
 from mofl.facemodel import assets as assets_lib
 
 # Bump when the way sources or graphs are built changes, so cached assets are rebuilt.
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4   # 4: meshes carry the mediapipe correspondence
 PAPER_NUM_NODES = 521     # |G| of the paper's deformation graph
 COARSE_NUM_NODES = 260    # |G| on a ~2,500-vertex decimated mesh (node spacing ~1.4× the full's)
 
@@ -32,17 +32,27 @@ def cache_dir():
 
 def build_source_mesh(source, ict_dir=None, image_path=None, bfm_model=None,
                       bfm_expressions=None, bfm_landmarks=None, bfm_units_to_mm=0.001):
-    """Runs one asset source and returns its SourceMesh."""
+    """Runs one asset source and returns its SourceMesh, with the mediapipe correspondence
+    (`mofl.facemodel.mediapipe_correspondence`) attached."""
+    from mofl.facemodel import mediapipe_correspondence
     if source == 'ict':
         from mofl.facemodel.sources import ict
-        return ict.build_source(ict_dir or assets_lib.default_ict_dir())
-    if source == 'mediapipe':
+        mesh = ict.build_source(ict_dir or assets_lib.default_ict_dir())
+    elif source == 'mediapipe':
         from mofl.facemodel.sources import mediapipe_source
-        return mediapipe_source.build_source(image_path=image_path)
-    if source == 'bfm':
+        mesh = mediapipe_source.build_source(image_path=image_path)
+    elif source == 'bfm':
         from mofl.facemodel.sources import bfm
-        return bfm.build_source(bfm_model, bfm_expressions, bfm_landmarks, bfm_units_to_mm)
-    raise ValueError(f'unknown asset source {source!r} (use ict, mediapipe or bfm)')
+        mesh = bfm.build_source(bfm_model, bfm_expressions, bfm_landmarks, bfm_units_to_mm)
+    else:
+        raise ValueError(f'unknown asset source {source!r} (use ict, mediapipe or bfm)')
+    mesh.mediapipe_vertices, mesh.mediapipe_residual_mm = mediapipe_correspondence.for_source(mesh)
+    mapped = mesh.mediapipe_vertices >= 0
+    logging.info('mediapipe correspondence of the %s mesh: %d of %d FaceMesh points on a vertex, '
+                 'residual median %.2f mm, max %.2f mm', source, int(mapped.sum()),
+                 mapped.size, float(np.median(mesh.mediapipe_residual_mm[mapped])),
+                 float(mesh.mediapipe_residual_mm[mapped].max()))
+    return mesh
 
 
 def load_default_assets(num_nodes=None, skin_k=4, target_vertices=0):
