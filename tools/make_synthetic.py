@@ -28,6 +28,15 @@ stored on the asset's vertices through its coarse-to-full map.
 - `--contact_sheet`: a PNG grid of the first samples (one row per sample, landmarks drawn: jaw
   yellow, others green, confidence < 0.5 red; seen dense points cyan).
 
+`--videos`: instead of records, a VoxCeleb2-style tree of short clips `synthID/videoCCC/00001.mp4`
+drawn by an independent renderer (Mitsuba 3: the full ICT head with eyes, teeth and mouth, specular
+skin, environment light with cast shadows) in `--frame_width`×`--frame_height` frames with another
+focal length per clip, smooth head motion and expression change, MPEG-4 compressed, each with its
+ground truth in a sidecar `00001.gt.npz` (`mofl.data.synthetic_video`; needs the ICT asset).
+`--samples_per_identity` clips per person, `--frames_per_clip` frames each; `tools.preprocess`
+then makes the training records from it exactly as from real video. Re-running skips finished
+clips.
+
 Deterministic given `--seed` (and the other flags, except `--batch_size`, which only changes
 speed). Demo default (24 identities × 2 samples × 4 frames) takes well under a minute on 2 CPU
 cores.
@@ -70,6 +79,12 @@ flags.DEFINE_integer('batch_size', 8, 'Frames per renderer call.')
 flags.DEFINE_integer('jpeg_quality', 95, 'JPEG quality of the stored frames.')
 flags.DEFINE_integer('dense_points', 0, 'Dense 2D points per frame besides the 66 landmarks '
                      '(0: none, as in the paper).')
+flags.DEFINE_bool('videos', False, 'Write a VoxCeleb2-style tree of synthetic clips drawn by '
+                  'Mitsuba 3 (plus ground-truth sidecars) instead of records.')
+flags.DEFINE_integer('frames_per_clip', 8, '--videos: frames per clip.')
+flags.DEFINE_integer('frame_width', 320, '--videos: frame width (pixels).')
+flags.DEFINE_integer('frame_height', 240, '--videos: frame height (pixels).')
+flags.DEFINE_integer('spp', 16, '--videos: Mitsuba samples per pixel.')
 flags.DEFINE_string('contact_sheet', None, 'Write a PNG grid of frames with landmarks here.')
 flags.DEFINE_integer('contact_sheet_samples', 8, 'Samples (rows) on the contact sheet.')
 
@@ -143,11 +158,62 @@ def check_flags(ict_dir):
             'not exist; pass --ict_dir (or set $MOFL_ICT_DIR) or use --identity_model=procedural')
 
 
+def run_videos(ict_dir):
+    """`--videos`: renders the clip tree; returns the summary (also in videos.json)."""
+    if not ict_dir or not os.path.isdir(ict_dir):
+        raise app.UsageError('--videos draws ICT-FaceKit heads: it needs the ICT-FaceKit data '
+                             '(--ict_dir or $MOFL_ICT_DIR)')
+    for name in ('frames_per_clip', 'spp'):
+        if getattr(FLAGS, name) < 1:
+            raise app.UsageError(f'--{name} must be at least 1, got {getattr(FLAGS, name)}')
+    if min(FLAGS.frame_width, FLAGS.frame_height) < 64:
+        raise app.UsageError('--frame_width and --frame_height must be at least 64')
+    startup.quiet_tensorflow()
+    from mofl.data import mitsuba_faces  # pylint: disable=import-outside-toplevel
+    from mofl.data import synthetic_video  # pylint: disable=import-outside-toplevel
+    from mofl.facemodel import assets as assets_lib  # pylint: disable=import-outside-toplevel
+    from mofl.facemodel import default_assets  # pylint: disable=import-outside-toplevel
+    start = time.time()
+    try:
+        assets, asset_name = default_assets.load_asset(FLAGS.asset)
+    except assets_lib.AssetError as error:
+        raise app.UsageError(str(error)) from error
+    head = mitsuba_faces.load_ict_head(ict_dir)
+    options = synthetic_video.VideoOptions(
+        frame_size=(FLAGS.frame_height, FLAGS.frame_width), frames_per_clip=FLAGS.frames_per_clip,
+        spp=FLAGS.spp)
+    try:
+        generator = synthetic_video.VideoGenerator(head, assets.mesh, seed=FLAGS.seed,
+                                                   options=options, truncation=FLAGS.truncation)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    setup_seconds = time.time() - start
+    summary = synthetic_video.write_tree(FLAGS.output_dir, generator, FLAGS.num_identities,
+                                         FLAGS.samples_per_identity)
+    summary.update(asset=asset_name, asset_spec=FLAGS.asset or 'default',
+                   asset_fingerprint=assets.mesh.fingerprint(), identity_model='ict',
+                   setup_seconds=round(setup_seconds, 2),
+                   flags={name: FLAGS[name].value for name in (
+                       'num_identities', 'samples_per_identity', 'frames_per_clip', 'frame_width',
+                       'frame_height', 'spp', 'seed', 'asset', 'truncation')})
+    with open(os.path.join(FLAGS.output_dir, 'videos.json'), 'w') as f:
+        json.dump(summary, f, indent=2)
+    print(f'wrote {summary["clips"]} clips ({summary["clips_skipped"]} already there) of '
+          f'{FLAGS.frames_per_clip} frames {FLAGS.frame_width}x{FLAGS.frame_height} to '
+          f'{FLAGS.output_dir}; {summary["seconds_per_frame"]:.3f} s per frame')
+    return summary
+
+
 def run(argv_flags=None):
     """Generates the set; returns the summary dict (also in manifest.json)."""
     del argv_flags
     from mofl.facemodel import assets as assets_lib  # pylint: disable=import-outside-toplevel
     ict_dir = FLAGS.ict_dir or assets_lib.default_ict_dir()
+    if FLAGS.videos:
+        if not FLAGS.output_dir:
+            raise app.UsageError('--output_dir is required')
+        os.makedirs(FLAGS.output_dir, exist_ok=True)
+        return run_videos(ict_dir)
     check_flags(ict_dir)
     start = time.time()
     startup.quiet_tensorflow()   # TensorFlow loads after the flag checks: fast refusals

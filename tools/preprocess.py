@@ -408,6 +408,8 @@ def run(config: PreprocessConfig) -> dict:
             sheet.extend((s, j) for s in result['samples'] for j in range(len(s['jpeg'])))
         progress.update(summary['videos_processed'], summary['frames_decoded'])
     output.commit()
+    if config.ground_truth_sidecars:
+        write_ground_truth_manifest(config.input_dir, config.output_dir)
 
     summary['wall_seconds'] = time.time() - start
     summary['frames_per_second'] = summary['frames_decoded'] / max(summary['wall_seconds'], 1e-6)
@@ -421,6 +423,28 @@ def run(config: PreprocessConfig) -> dict:
     if config.contact_sheet:
         write_contact_sheet(config.contact_sheet, sheet[:_CONTACT_SHEET_FRAMES])
     return summary
+
+
+# What the evaluation tools read about the ground truth from the records folder's manifest.json
+# (`mofl.data.pipeline.read_manifest`), copied from the video tree's videos.json.
+GROUND_TRUTH_MANIFEST_KEYS = ('asset_spec', 'asset_fingerprint', 'identity_model')
+
+
+def write_ground_truth_manifest(input_dir, output_dir):
+    """Copies the ground truth's provenance (asset, identity model) of a synthetic video tree
+    (its `videos.json`, `tools.make_synthetic --videos`) into `output_dir/manifest.json`, where
+    the evaluation tools look for it; does nothing for a tree without one (real video)."""
+    source = os.path.join(input_dir, 'videos.json')
+    if not os.path.exists(source):
+        return
+    with open(source) as f:
+        videos = json.load(f)
+    manifest = {k: videos[k] for k in GROUND_TRUTH_MANIFEST_KEYS if k in videos}
+    manifest['ground_truth_from'] = os.path.abspath(input_dir)
+    tmp = os.path.join(output_dir, 'manifest.json.tmp')
+    with open(tmp, 'w') as f:
+        json.dump(manifest, f, indent=1)
+    os.replace(tmp, os.path.join(output_dir, 'manifest.json'))
 
 
 def encode(sample, identity, clip):

@@ -6,6 +6,8 @@ r"""Reproduces our synthetic Table 1 and supplement Table 4 end to end, with one
     python -m tools.synthetic_benchmark --config=paper --output_dir=out/table1 # paper network
     python -m tools.synthetic_benchmark --output_dir=out/cpu_dense \
         --table1_config=cpu_dense --dense_points=200   # with our deviations for identity
+    python -m tools.synthetic_benchmark --realistic --output_dir=out/video \
+        --table1_config=cpu_video                      # videos through the real preprocessing
 
 Stages (each prints a progress line; each is skipped when its output exists, and trainings
 resume from their checkpoints, so an interrupted benchmark continues where it stopped):
@@ -13,6 +15,10 @@ resume from their checkpoints, so an interrupted benchmark continues where it st
    a 260-node graph; paper: the full mesh with the paper's 521 nodes.
 2. data: `tools.make_synthetic` — 2,500 identities × 2 samples × 4 frames, 10 % of the
    identities held out (4,500 training and 500 test samples), 128² (CPU) or 240² (paper).
+   With `--realistic` two stages instead: `tools.make_synthetic --videos` (2 clips of
+   `--frames_per_clip` frames per person, drawn by Mitsuba 3 into 320×240 frames, ICT asset
+   only) and `tools.preprocess` on that tree (mediapipe landmarks and dense points, crops,
+   the train/test split by identity hash; ground truth only from the sidecars).
 3. reference fits: `tools.direct_fit` on held-out samples with the template and with the
    ground-truth identity model (the best a learned face model could do).
 4. training: `mofl.train --flagfile=configs/{cpu_,synthetic_}table1.flags --num_frames=M` for
@@ -53,6 +59,12 @@ flags.DEFINE_string('table1_config', None, 'configs/NAME.flags of the Table 1 ru
                     'points").')
 flags.DEFINE_integer('dense_points', 0, 'Dense 2D points per frame in the synthetic data '
                      '(tools.make_synthetic --dense_points; 0: none, as in the paper).')
+flags.DEFINE_boolean('realistic', False, 'Data from synthetic videos drawn by Mitsuba 3 through '
+                     'tools.preprocess (detector landmarks and dense points) instead of frames '
+                     'drawn by mofl\'s own renderer with projected landmarks.')
+flags.DEFINE_integer('frames_per_clip', 8, '--realistic: frames per synthetic clip.')
+flags.DEFINE_integer('spp', 16, '--realistic: Mitsuba samples per pixel.')
+flags.DEFINE_integer('num_workers', 2, '--realistic: tools.preprocess worker processes.')
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (flagfile prefix, image size, asset arguments) per configuration.
@@ -139,7 +151,8 @@ def main(argv):
     sizes = FLAGS.model_sizes if not quick else ['0', '10']
     eval_samples = 4 if quick else FLAGS.eval_samples
     fit_samples = 2 if quick else FLAGS.fit_samples
-    num_stages = 3 + 2 * len(train_frames) + 2 + (len(sizes) + 1 if FLAGS.table4 else 0)
+    num_stages = (3 + 2 * len(train_frames) + 2 + (len(sizes) + 1 if FLAGS.table4 else 0) +
+                  (1 if FLAGS.realistic else 0))
     bench = Benchmark(out, num_stages)
     asset = os.path.join(out, 'asset.npz')
     data = os.path.join(out, 'data')
@@ -150,14 +163,31 @@ def main(argv):
         bench.run('asset', 'face asset', ['tools.build_assets', f'--output={asset}',
                                           f'--preview={os.path.join(out, "asset.png")}'] +
                   asset_args, done_file=asset)
-        bench.run('make_synthetic', f'synthetic data ({num_identities} identities)', [
-            'tools.make_synthetic', f'--output_dir={data}', f'--asset={asset}',
-            f'--image_size={image_size}', '--samples_per_identity=2',
-            f'--num_identities={num_identities}', '--num_shards=4',
-            f'--test_fraction={FLAGS.test_fraction}', '--seed=1',
-            f'--dense_points={FLAGS.dense_points}',
-            f'--contact_sheet={os.path.join(out, "contact_sheet.png")}'],
-            done_file=os.path.join(data, 'manifest.json'))
+        if FLAGS.realistic:
+            videos = os.path.join(out, 'videos')
+            bench.run('make_videos', f'synthetic videos ({num_identities} identities, Mitsuba 3)', [
+                'tools.make_synthetic', '--videos', f'--output_dir={videos}', f'--asset={asset}',
+                '--samples_per_identity=2', f'--num_identities={num_identities}', '--seed=1',
+                f'--frames_per_clip={FLAGS.frames_per_clip}',
+                f'--spp={min(8, FLAGS.spp) if quick else FLAGS.spp}'],
+                done_file=os.path.join(videos, 'videos.json'))
+            bench.run('preprocess', 'preprocessing the videos (tools.preprocess)', [
+                'tools.preprocess', f'--input_dir={videos}', f'--output_dir={data}',
+                f'--image_size={image_size}', '--min_crop_size=64', '--num_frames=4',
+                '--samples_per_clip=2', '--min_pose_spread_deg=5',
+                f'--test_fraction={FLAGS.test_fraction}', f'--num_workers={FLAGS.num_workers}',
+                '--min_face_confidence=0.5', '--noprogress',
+                f'--contact_sheet={os.path.join(out, "contact_sheet.png")}'],
+                done_file=os.path.join(data, 'summary-s00000-of-00001.json'))
+        else:
+            bench.run('make_synthetic', f'synthetic data ({num_identities} identities)', [
+                'tools.make_synthetic', f'--output_dir={data}', f'--asset={asset}',
+                f'--image_size={image_size}', '--samples_per_identity=2',
+                f'--num_identities={num_identities}', '--num_shards=4',
+                f'--test_fraction={FLAGS.test_fraction}', '--seed=1',
+                f'--dense_points={FLAGS.dense_points}',
+                f'--contact_sheet={os.path.join(out, "contact_sheet.png")}'],
+                done_file=os.path.join(data, 'manifest.json'))
         fit_steps = ['--pose_steps=2', '--identity_steps=2'] if quick else []
         bench.run('direct_fit', f'reference fits ({fit_samples} held-out samples)', [
             'tools.direct_fit', f'--data={test_glob}', f'--asset={asset}',
@@ -204,7 +234,10 @@ def main(argv):
         return 1
     parts = [f'# Synthetic benchmark ({FLAGS.config} configuration{", quick" if quick else ""})',
              f'Data: {num_identities} identities, test fraction {FLAGS.test_fraction}, '
-             f'{image_size}² frames, {FLAGS.dense_points} dense points per frame; Table 1 runs: '
+             f'{image_size}² frames, ' + ('synthetic videos drawn by Mitsuba 3 through '
+                                          'tools.preprocess' if FLAGS.realistic else
+                                          f'{FLAGS.dense_points} dense points per frame') +
+             '; Table 1 runs: '
              f'configs/{table1_config}.flags. Wall times (s): '
              + ', '.join(f'{k} {v}' for k, v in bench.timings.items()) + '.']
     for name, title in (('DIRECT_FIT', 'Reference fits (held-out samples)'),

@@ -246,7 +246,7 @@ class VideoGenerator:
         for k, vertices in enumerate(meshes):
             image = self.render_fn(vertices, rotations[k], scene.translation[k], camera,
                                    scene.appearance, scene.lighting, scene.background,
-                                   spp=self.options.spp, seed=scene.seed + k)
+                                   spp=self.options.spp, seed=scene.seed + k, head=self.head)
             noisy = image / 255.0 + noise.normal(0.0, scene.noise_sigma, image.shape)
             frames.append(np.clip(noisy * 255.0 + 0.5, 0, 255).astype(np.uint8))
         face_area = meshes[:, :self.face_area_vertices]
