@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import in_process
 import training_data
+from mofl.data import records
 from mofl import model as model_lib
 from mofl import trainer as trainer_lib
 from mofl import train_config as train_config_lib
@@ -530,6 +531,33 @@ def test_dense_point_weight_trains_on_records_that_have_them(run_inputs, tmp_pat
         _trainer(asset, elsewhere, tmp_path / 'far', lambda_dense_points=0.5)
     # With weight 0 (the paper) such records train like any others.
     _trainer(asset, data, tmp_path / 'zero').train(max_steps=1)
+
+
+def test_dense_points_of_the_detector_train_through_the_asset_correspondence(run_inputs,
+                                                                            tmp_path):
+    """Records of tools.preprocess hold FaceMesh point indices (mediapipe468 space): the trainer
+    maps them through the asset's correspondence, and refuses an asset without one."""
+    base, plain_asset, _ = run_inputs
+    data = training_data.write_records(str(base / 'mediapipe'), num_samples=4, num_frames=2,
+                                       dense_vertices=[1, 4, 33, 467],
+                                       dense_space=records.DENSE_SPACE_MEDIAPIPE)
+    with pytest.raises(ValueError, match='no mediapipe correspondence'):
+        _trainer(plain_asset, data, tmp_path / 'none', lambda_dense_points=0.5)
+    assets = training_data.tiny_assets()
+    table = np.full(468, -1, np.int32)
+    table[[1, 4, 33]] = [3, 50, 120]                  # 467 has no vertex: it drops out
+    assets.mesh.mediapipe_vertices = table
+    assets.mesh.mediapipe_residual_mm = np.zeros(468, np.float32)
+    asset = str(tmp_path / 'with_map.npz')
+    assets.save(asset)
+    trainer = _trainer(asset, data, tmp_path / 'run', lambda_dense_points=0.5)
+    batch = next(iter(trainer.dataset))
+    np.testing.assert_array_equal(batch['dense_vertices'].numpy()[0], [3, 50, 120, 0])
+    assert np.all(batch['dense_confidence'].numpy()[..., 3] == 0)
+    assert np.all(batch['dense_confidence'].numpy()[..., :3] == 1)
+    trainer.restore()
+    history = trainer.train(max_steps=1)
+    assert history[0]['dense_points'] > 0 and np.isfinite(history[0]['dense_points'])
 
 
 def test_unit_scale_identity_needs_a_batch_of_two(run_inputs, tmp_path):

@@ -58,12 +58,13 @@ def write_synthetic_set(directory, num_identities, seed, image_size=240):
 
 
 def write_records(directory, num_samples=4, num_frames=2, seed=0, num_shards=2,
-                  landmark_value=None, ground_truth=None, dense_vertices=None):
+                  landmark_value=None, ground_truth=None, dense_vertices=None,
+                  dense_space=records.DENSE_SPACE_ASSET):
     """Writes smooth random frames with face-like landmarks; returns the shard glob.
 
     `landmark_value` overwrites every landmark coordinate (e.g. NaN for the NaN-guard test);
     `ground_truth` ({name: array}) is stored with every sample; `dense_vertices` ([K] vertex
-    indices) adds K face-like dense points per frame.
+    indices, in `dense_space`) adds K face-like dense points per frame.
     """
     rng = np.random.default_rng(seed)
     os.makedirs(directory, exist_ok=True)
@@ -85,7 +86,7 @@ def write_records(directory, num_samples=4, num_frames=2, seed=0, num_shards=2,
             k = len(dense_vertices)
             dense = dict(dense_points=(120 + rng.normal(0, 40, (num_frames, k, 2))).astype(
                 np.float32), dense_confidence=np.ones((num_frames, k), np.float32),
-                dense_vertices=dense_vertices)
+                dense_vertices=dense_vertices, dense_space=dense_space)
         sample = records.encode_sample(np.stack(frames), lm.astype(np.float32),
                                        np.ones((num_frames, 66), np.float32),
                                        np.zeros((num_frames, 3), np.float32),
