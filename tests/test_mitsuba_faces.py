@@ -1,5 +1,6 @@
-"""mofl.data.mitsuba_faces: camera alignment with mofl's projection, shadows, the ICT head loader,
-determinism and input checks. Small images and few samples per pixel (the whole file takes
+"""mofl.data.mitsuba_faces: camera alignment with mofl's projection, shadows, determinism and
+input checks; the ICT head loader (mofl.data.ict_head); appearance and lighting draws
+(mofl.data.head_appearance). Small images and few samples per pixel (the whole file takes
 seconds once the ICT head cache exists)."""
 import subprocess
 import sys
@@ -7,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from mofl.data import head_appearance
+from mofl.data import ict_head
 from mofl.data import mitsuba_faces
 
 pytestmark = pytest.mark.skipif(not mitsuba_faces.mitsuba_available(),
@@ -27,7 +30,7 @@ def _project(points_camera, camera):
 
 @pytest.fixture(scope='module')
 def head(ict_dir):
-    return mitsuba_faces.load_ict_head(ict_dir)
+    return ict_head.load_ict_head(ict_dir)
 
 
 def _frontal_pose(vertices, depth=1000.0):
@@ -36,8 +39,10 @@ def _frontal_pose(vertices, depth=1000.0):
     return np.eye(3), np.array([0.0, 0.0, -depth]) - centre
 
 
-def test_import_does_not_load_mitsuba():
-    code = ('import sys, mofl.data.mitsuba_faces; '
+@pytest.mark.parametrize('module', ['mitsuba_faces', 'ict_head', 'head_appearance',
+                                    'head_textures'])
+def test_import_does_not_load_mitsuba(module):
+    code = (f'import sys, mofl.data.{module}; '
             'assert "mitsuba" not in sys.modules and "tensorflow" not in sys.modules')
     subprocess.run([sys.executable, '-c', code], check=True)
 
@@ -75,7 +80,7 @@ def test_render_silhouette_matches_projected_vertices(head):
     camera = _camera(56, 80, focal=150.0, principal_x=45.0, principal_y=25.0)
     rotation, translation = _frontal_pose(head.vertices, depth=1300.0)
     _, mask = mitsuba_faces.render(head.vertices, rotation, translation, camera,
-                                   mitsuba_faces.HeadAppearance(), mitsuba_faces.Lighting(),
+                                   head_appearance.HeadAppearance(), head_appearance.Lighting(),
                                    spp=4, return_mask=True, head=head)
     skin = np.unique(head.triangles[head.part_mask('skin')])
     pixels = _project(head.vertices[skin] @ rotation.T + translation, camera)
@@ -93,10 +98,10 @@ def test_side_light_darkens_far_half(head):
     dim_room = dict(sky_color=(0.02,) * 3, horizon_color=(0.02,) * 3, ground_color=(0.01,) * 3)
     halves = {}
     for name, direction in (('front', (0.0, 0.0, 1.0)), ('side', (1.0, 0.0, 0.0))):
-        lighting = mitsuba_faces.Lighting(key_direction=direction, key_irradiance=(3.0,) * 3,
-                                          **dim_room)
+        lighting = head_appearance.Lighting(key_direction=direction, key_irradiance=(3.0,) * 3,
+                                            **dim_room)
         image, mask = mitsuba_faces.render(head.vertices, rotation, translation, camera,
-                                           mitsuba_faces.HeadAppearance(), lighting, spp=4,
+                                           head_appearance.HeadAppearance(), lighting, spp=4,
                                            return_mask=True, head=head)
         gray = image.astype(np.float64).mean(-1)
         inside = mask > 0.99
@@ -145,8 +150,8 @@ def test_parts(head):
 def test_render_is_deterministic_for_a_seed(head):
     camera = _camera(40, 40, focal=160.0, principal_x=20.0, principal_y=20.0)
     rng = np.random.default_rng(3)
-    appearance = mitsuba_faces.sample_appearance(rng)
-    lighting = mitsuba_faces.sample_lighting(rng)
+    appearance = head_appearance.sample_appearance(rng)
+    lighting = head_appearance.sample_lighting(rng)
     rotation, translation = _frontal_pose(head.vertices)
     background = np.full((40, 40, 3), 90, np.uint8)
     render = lambda seed: mitsuba_faces.render(head.vertices, rotation, translation, camera,
@@ -161,7 +166,7 @@ def test_render_is_deterministic_for_a_seed(head):
 
 def test_bad_inputs_name_the_argument(head):
     camera = _camera(16, 16, focal=60.0, principal_x=8.0, principal_y=8.0)
-    appearance, lighting = mitsuba_faces.HeadAppearance(), mitsuba_faces.Lighting()
+    appearance, lighting = head_appearance.HeadAppearance(), head_appearance.Lighting()
     v, t = head.vertices, np.array([0.0, 0.0, -1000.0])
     cases = [
         ('head_vertices', dict(head_vertices=v[:9409])),
@@ -186,15 +191,15 @@ def test_bad_inputs_name_the_argument(head):
 def test_sampled_appearance_and_lighting_ranges():
     rng = np.random.default_rng(0)
     for _ in range(20):
-        appearance = mitsuba_faces.sample_appearance(rng)
+        appearance = head_appearance.sample_appearance(rng)
         assert 0.3 <= appearance.roughness <= 0.7
         assert all(0.0 <= c <= 1.0 for c in appearance.skin_color + appearance.iris_color)
-        lighting = mitsuba_faces.sample_lighting(rng)
+        lighting = head_appearance.sample_lighting(rng)
         assert abs(np.linalg.norm(lighting.key_direction) - 1.0) < 1e-9
         env = lighting.environment_map((8, 16))
         assert env.shape == (8, 16, 3) and np.all(env >= 0.0)
     # The lat-long layout: the centre column looks down −z, the top row up (+y).
-    env = mitsuba_faces.Lighting(window_direction=(0.0, 0.0, -1.0), window_color=(5.0,) * 3,
-                                 window_sharpness=50.0).environment_map((16, 32))
+    env = head_appearance.Lighting(window_direction=(0.0, 0.0, -1.0), window_color=(5.0,) * 3,
+                                   window_sharpness=50.0).environment_map((16, 32))
     row, col = np.unravel_index(np.argmax(env[..., 0]), env.shape[:2])
     assert row in (7, 8) and col in (15, 16)

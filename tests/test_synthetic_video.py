@@ -22,9 +22,9 @@ NUM_PEOPLE, FRAMES = 2, 6
 @pytest.fixture(scope='module')
 def video_tree(ict_dir, ict_assets, tmp_path_factory):
     """Two people, one clip each, and the records tools.preprocess makes of them."""
-    from mofl.data import mitsuba_faces
+    from mofl.data import ict_head
     root = tmp_path_factory.mktemp('videos')
-    head = mitsuba_faces.load_ict_head(ict_dir)
+    head = ict_head.load_ict_head(ict_dir)
     options = synthetic_video.VideoOptions(frame_size=(240, 320), frames_per_clip=FRAMES, spp=8)
     generator = synthetic_video.VideoGenerator(head, ict_assets.mesh, seed=3, options=options)
     summary = synthetic_video.write_tree(str(root / 'videos'), generator, NUM_PEOPLE, 1,

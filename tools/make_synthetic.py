@@ -169,7 +169,7 @@ def run_videos(ict_dir):
     if min(FLAGS.frame_width, FLAGS.frame_height) < 64:
         raise app.UsageError('--frame_width and --frame_height must be at least 64')
     startup.quiet_tensorflow()
-    from mofl.data import mitsuba_faces  # pylint: disable=import-outside-toplevel
+    from mofl.data import ict_head  # pylint: disable=import-outside-toplevel
     from mofl.data import synthetic_video  # pylint: disable=import-outside-toplevel
     from mofl.facemodel import assets as assets_lib  # pylint: disable=import-outside-toplevel
     from mofl.facemodel import default_assets  # pylint: disable=import-outside-toplevel
@@ -178,7 +178,7 @@ def run_videos(ict_dir):
         assets, asset_name = default_assets.load_asset(FLAGS.asset)
     except assets_lib.AssetError as error:
         raise app.UsageError(str(error)) from error
-    head = mitsuba_faces.load_ict_head(ict_dir)
+    head = ict_head.load_ict_head(ict_dir)
     options = synthetic_video.VideoOptions(
         frame_size=(FLAGS.frame_height, FLAGS.frame_width), frames_per_clip=FLAGS.frames_per_clip,
         spp=FLAGS.spp)

@@ -11,7 +11,7 @@ landmarks, dense points and head pose. The true meshes travel only in a sidecar 
 clip, which `tools.preprocess` copies into the records for evaluation.
 
 Per identity (stream (seed, identity, 0)): ICT identity weights w ~ N(0, 1) truncated at
-`truncation` on the full head's 100 modes, and an appearance (`mitsuba_faces.sample_appearance`).
+`truncation` on the full head's 100 modes, and an appearance (`head_appearance.sample_appearance`).
 Per clip (stream (seed, identity, clip + 1)), over its F frames (`VideoOptions`):
 - camera: focal length f = W · r with r log-uniform in `focal_ratio` (≈ 16–60° horizontal field
   of view), principal point at the frame centre;
@@ -22,7 +22,7 @@ Per clip (stream (seed, identity, clip + 1)), over its F frames (`VideoOptions`)
   random; |yaw| ≤ 50°), so the frames of a clip are distinct views;
 - expressions: two draws of `synthetic_appearance.sample_expression_weights` (0–3 active
   blendshapes) blended smoothly from the first frame to the last;
-- lighting (`mitsuba_faces.sample_lighting`) and a cluttered static background
+- lighting (`head_appearance.sample_lighting`) and a cluttered static background
   (`synthetic_appearance.sample_background`);
 - sensor noise σ uniform in `noise_sigma` per clip, then the clip is written with OpenCV's
   MPEG-4 Part 2 encoder (`mp4v`).
@@ -80,7 +80,7 @@ class ClipScene:
         identity_index, clip_index: numbers of the person and of the clip.
         identity_weights: [K] ground-truth identity weights.
         head: [Vh, 3] the person's neutral full head, mm.
-        appearance, lighting: `mitsuba_faces` HeadAppearance / Lighting.
+        appearance, lighting: `head_appearance` HeadAppearance / Lighting.
         euler: [F, 3] (pitch, yaw, roll) radians; translation: [F, 3] mm.
         expression_weights: [F, b].
         focal_px: float; frame_size: (H, W).
@@ -133,7 +133,7 @@ class VideoGenerator:
     """Draws and renders synthetic clips of ICT-FaceKit people.
 
     Args:
-        head: `mitsuba_faces.IctHead` (the full head with identity and expression bases).
+        head: `ict_head.IctHead` (the full head with identity and expression bases).
         mesh: the face asset's SourceMesh (ICT, full or decimated): the ground truth is stored
             on its vertices and its landmarks give the placement and `gt_landmarks_image`.
         seed: seed of every draw.
@@ -176,8 +176,8 @@ class VideoGenerator:
         person = _rng(self.seed, identity_index, 0)
         weights = self.identity_model.sample_weights(person)
         head = self.identity_model.vertices(weights)
-        from mofl.data import mitsuba_faces  # pylint: disable=import-outside-toplevel
-        appearance = mitsuba_faces.sample_appearance(person)
+        from mofl.data import head_appearance  # pylint: disable=import-outside-toplevel
+        appearance = head_appearance.sample_appearance(person)
 
         rng = _rng(self.seed, identity_index, clip_index + 1)
         f = int(opt.frames_per_clip)
@@ -213,7 +213,7 @@ class VideoGenerator:
             rng, list(self.head.expression_names), 2, opt.max_active_expressions)
         blend = 0.5 - 0.5 * np.cos(math.pi * t)          # smooth from the first to the last
         expression = (1.0 - blend) * keys[0] + blend * keys[1]
-        lighting = mitsuba_faces.sample_lighting(rng)
+        lighting = head_appearance.sample_lighting(rng)
         background = synthetic_appearance.sample_background(rng, (height, width))
         return ClipScene(
             identity_index=int(identity_index), clip_index=int(clip_index),
