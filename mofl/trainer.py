@@ -88,7 +88,9 @@ def train_step(model, batch, stage, config, group_variables, optimizers, loss_we
 
     Returns:
         dict of scalars: the loss terms, total, visible_fraction, gradient_norm and finite
-        (1.0, or 0.0 when the loss or a gradient was NaN/Inf).
+        (1.0, or 0.0 when the loss or a gradient was NaN/Inf). With several replicas,
+        gradient_norm is the norm of this replica's share of the gradient, or of the global
+        batch's gradient when `config.gradient_clip_norm` > 0.
     """
     groups = config.trained_groups(stage)
     variables = [v for g in groups for v in group_variables[g]]
@@ -108,6 +110,15 @@ def train_step(model, batch, stage, config, group_variables, optimizers, loss_we
     grads = tape.gradient(scaled, watched)
     grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
              for g, v in zip(grads, variables)]
+    # Clipping acts on the global batch's gradient, as with one replica: clipping each
+    # replica's share of it would let the sum grow to num_replicas × the clip norm. So the
+    # replicas' gradients are summed first (one more all-reduce, only when clipping), and each
+    # replica hands the optimizer 1/num_replicas of the clipped sum, which its own sum restores.
+    replica_context = tf.distribute.get_replica_context()
+    clip_global_sum = (config.gradient_clip_norm > 0 and num_replicas > 1
+                       and replica_context is not None)
+    if clip_global_sum:
+        grads = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
     # One finiteness check for everything: the global norm is finite iff every gradient
     # entry is. A non-finite step is still applied in memory (NaNs may enter the weights),
     # but the host loop raises before anything is saved, so the last good checkpoint stays
@@ -116,6 +127,8 @@ def train_step(model, batch, stage, config, group_variables, optimizers, loss_we
     finite = tf.math.is_finite(total) & tf.math.is_finite(grad_norm)
     if config.gradient_clip_norm > 0:
         grads, _ = tf.clip_by_global_norm(grads, config.gradient_clip_norm, use_norm=grad_norm)
+    if clip_global_sum:
+        grads = [g / num_replicas for g in grads]
     start = 0
     for group in groups:
         count = len(group_variables[group])
@@ -457,11 +470,22 @@ class Trainer:
 
 
 def dataset_for(strategy, dataset):
-    """The dataset as the strategy wants it (per-replica batches for multi-replica ones)."""
+    """The dataset as the strategy wants it (per-replica batches for multi-replica ones).
+
+    `dataset` yields global batches. Across workers it is sharded by data, not by file (the
+    AUTO policy's choice for TFRecords): every worker runs the same seeded pipeline and keeps
+    its own slice of each global batch, so a step trains on the batch a single worker would
+    have drawn, whatever the number of workers, and `dataset.skip(step)` on resume skips
+    exactly what the workers consumed. (By file, each worker would batch its own files'
+    records and take 1/W of a local batch per step, so the skip would jump W times too far.)
+    The cost: each worker reads and decodes every record, of which it trains on 1/W.
+    """
     if strategy.num_replicas_in_sync == 1 and isinstance(strategy,
                                                          type(tf.distribute.get_strategy())):
         return dataset
-    return strategy.experimental_distribute_dataset(dataset)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
 
 
 def _is_chief(strategy):

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 import in_process
+import same_training
 import training_data
 from mofl.data import records
 from mofl import model as model_lib
@@ -122,16 +124,51 @@ def test_resume_after_sigkill_continues_exactly(run_inputs):
 
 def test_mirrored_strategy_on_two_cpu_devices(run_inputs):
     """Also with the unit-scale identity parameters (ours): their moving statistics are
-    updated under the strategy (each replica standardises over its own samples)."""
+    updated under the strategy (each replica standardises over its own samples). And, without
+    them, the two replicas train what one device trains with the same global batch (every
+    step's losses and every checkpoint, within rounding: tests/same_training.py), with a
+    gradient clip that acts at every step (the global gradient is clipped, not each
+    replica's share of it)."""
     base, asset, data = run_inputs
-    out = str(base / 'mirrored')
-    args = _train_args(asset, data, out, '--strategy=mirrored', '--num_cpu_devices=2',
-                       '--identity_standardization', '--weight_average_decay=0.9')
-    args = [a for a in args if not a.startswith(('--pretrain_steps', '--finetune_steps'))]
-    result = subprocess.run(args + ['--pretrain_steps=0', '--finetune_steps=0'], cwd=ROOT,
-                            env=_env(), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert 'with 2 replica(s)' in result.stderr
+    out, plain = str(base / 'mirrored'), str(base / 'mirrored_plain')
+    single = str(base / 'single_device')
+    two_devices = ('--strategy=mirrored', '--num_cpu_devices=2')
+
+    def flags(output_dir, *extra):   # stage 1 only, steps 0→4
+        return [a for a in _train_flags(asset, data, output_dir, *extra) if not a.startswith(
+            ('--pretrain_steps', '--finetune_steps'))] + ['--pretrain_steps=0',
+                                                          '--finetune_steps=0']
+
+    def command(output_dir, *extra):
+        return [sys.executable, '-m', 'mofl.train'] + flags(output_dir, *extra)
+
+    compared = ('--gradient_clip_norm=10',)
+    logs = [tempfile.TemporaryFile('w+') for _ in range(2)]   # not pipes: logs are long
+    procs = []
+    try:
+        for args, log in ((command(out, *two_devices, '--identity_standardization',
+                                   '--weight_average_decay=0.9'), logs[0]),
+                          (command(plain, *two_devices, *compared), logs[1])):
+            procs.append(subprocess.Popen(args, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                                          stderr=log, text=True))
+        # The one-device run trains in this process meanwhile.
+        reference = _train(flags(single, *compared))
+        results = []
+        for proc, log in zip(procs, logs):
+            code = proc.wait(timeout=600)
+            log.seek(0)
+            results.append((code, log.read()))
+    finally:   # a failed assertion must not leave a training running
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for log in logs:
+            log.close()
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    for code, stderr in results:
+        assert code == 0, stderr[-3000:]
+        assert 'with 2 replica(s)' in stderr
     latest = tf.train.latest_checkpoint(os.path.join(out, 'checkpoints'))
     assert latest.endswith('ckpt-4')
     reader = tf.train.load_checkpoint(latest)
@@ -139,6 +176,8 @@ def test_mirrored_strategy_on_two_cpu_devices(run_inputs):
               and 'moving_variance' in n]
     assert len(moving) == 1 and np.all(reader.get_tensor(moving[0]) > 0), moving
     assert int(reader.get_tensor('weight_average/updates/.ATTRIBUTES/VARIABLE_VALUE')) == 4
+    assert 'with 1 replica(s)' in reference.stderr
+    same_training.assert_same_training(plain, single, steps=(2, 4))
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(run_inputs, tmp_path):
