@@ -17,6 +17,7 @@ import numpy as np
 
 from mofl.data import head_appearance
 from mofl.data import ict_head
+from mofl.facemodel import geometry
 
 SKIN_TEXTURE_SIZE = 512
 IRIS_TEXTURE_SIZE = 256
@@ -114,24 +115,12 @@ def _fbm(points, cells, amplitudes, seed):
     return total / float(sum(amplitudes))
 
 
-def _distance_to_polyline(points, polyline, closed=False):
-    """[N] distance (mm) from [N, 3] points to the segments of a [P, 3] polyline."""
-    starts = polyline if closed else polyline[:-1]
-    ends = np.roll(polyline, -1, axis=0) if closed else polyline[1:]
-    best = np.full(len(points), np.inf)
-    for a, b in zip(starts, ends):
-        ab = b - a
-        t = np.clip((points - a) @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0)
-        best = np.minimum(best, np.linalg.norm(points - (a + t[:, None] * ab), axis=1))
-    return best
-
-
 def _signed_distance_xy(points, polygon):
     """[N] signed distance (mm, > 0 inside) of points to a closed polygon, in the x-y plane."""
     from matplotlib import path as mpl_path  # pylint: disable=import-outside-toplevel
     flat = np.concatenate([points[:, :2], np.zeros((len(points), 1))], 1)
     ring = np.concatenate([polygon[:, :2], np.zeros((len(polygon), 1))], 1)
-    distance = _distance_to_polyline(flat, ring, closed=True)
+    distance = geometry.distance_to_polyline(flat, ring, closed=True)
     inside = mpl_path.Path(polygon[:, :2]).contains_points(points[:, :2])
     return np.where(inside, distance, -distance)
 
@@ -182,14 +171,14 @@ def _skin_texture(head, appearance):
         q = p[near]
         along = np.clip((q[:, 0] - line[:, 0].min()) / (np.ptp(line[:, 0]) + 1e-9), 0.0, 1.0)
         width = 4.0 + 2.0 * np.sin(np.pi * along)          # thinner at the ends
-        weight = 1.0 - _smoothstep(0.5 * width, width, _distance_to_polyline(q, line))
+        weight = 1.0 - _smoothstep(0.5 * width, width, geometry.distance_to_polyline(q, line))
         streaks = 0.5 + 0.5 * _value_noise(q * np.array([3.0, 1.0, 3.0]), 1.5, seed + 4)
         paint(near, appearance.brow_density * weight * (0.6 + 0.4 * streaks), hair)
 
     # Lash lines: darker lid margins along the eye contours.
     for eye in (lm[36:42], lm[42:48]):
         near = face & _near(p, eye, 3.0)
-        weight = 1.0 - _smoothstep(0.6, 1.8, _distance_to_polyline(p[near], eye, closed=True))
+        weight = 1.0 - _smoothstep(0.6, 1.8, geometry.distance_to_polyline(p[near], eye, closed=True))
         paint(near, 0.55 * weight, hair)
 
     # Lips: inside the outer-lip polygon seen from the front, soft-edged, redder and darker.

@@ -24,6 +24,7 @@ from typing import Tuple
 import numpy as np
 
 from mofl.facemodel import mesh_io
+from mofl.facemodel.sources import ict as ict_source
 
 # Bump when the parsed head arrays change, so cached .npz files are rebuilt.
 HEAD_CACHE_VERSION = 1
@@ -123,15 +124,6 @@ class IctHead:
         return out.astype(np.float32)
 
 
-def _find_obj(ict_dir, name):
-    for candidate in (f'{name}.obj', f'{name}.obj.gz'):
-        path = os.path.join(ict_dir, candidate)
-        if os.path.exists(path):
-            return path
-    raise FileNotFoundError(f'{ict_dir}: missing {name}.obj (or .obj.gz); is this ICT-FaceKit\'s '
-                            'FaceXModel folder?')
-
-
 def _read_head_obj(path):
     """Parses positions, texture coordinates, polygons (with UV corners) and material groups.
 
@@ -173,7 +165,7 @@ def _build_head(ict_dir):
         raise mesh_io.MeshFormatError(f'{ict_dir}/vertex_indices.json: {len(names)} expressions, '
                                       f'expected {ICT_NUM_EXPRESSIONS}')
     landmarks = np.asarray(indices['idx_to_landmark_verts'], np.int32)
-    neutral_path = _find_obj(ict_dir, 'generic_neutral_mesh')
+    neutral_path = ict_source.find_obj(ict_dir, 'generic_neutral_mesh')
     neutral, uvs, polygons, uv_polygons, materials = _read_head_obj(neutral_path)
     if neutral.shape[0] != ICT_NUM_VERTICES:
         raise mesh_io.MeshFormatError(f'{neutral_path}: {neutral.shape[0]} vertices, expected '
@@ -191,7 +183,7 @@ def _build_head(ict_dir):
     def offsets(file_names):
         basis = np.empty((len(file_names), ICT_NUM_VERTICES, 3), np.float32)
         for k, name in enumerate(file_names):
-            shape = mesh_io.read_obj_vertices(_find_obj(ict_dir, name), ICT_NUM_VERTICES)
+            shape = mesh_io.read_obj_vertices(ict_source.find_obj(ict_dir, name), ICT_NUM_VERTICES)
             if shape.shape[0] != ICT_NUM_VERTICES:
                 raise mesh_io.MeshFormatError(f'{ict_dir}/{name}: {shape.shape[0]} vertices, '
                                               f'expected {ICT_NUM_VERTICES}')

@@ -20,6 +20,7 @@ import numpy as np
 
 from mofl import landmarks as landmark_layout
 from mofl.data import synthetic_identity
+from mofl.facemodel import geometry
 from mofl.render import shading
 
 # Caps on single blendshape weights (a wide-open jaw leaves ICT's face area with a large hole).
@@ -45,18 +46,6 @@ IRIS_COLORS = np.array([[0.25, 0.15, 0.08], [0.12, 0.08, 0.05], [0.30, 0.42, 0.5
 def _smoothstep(edge0, edge1, x):
     t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
-
-
-def _distance_to_polyline(points, polyline, closed=False):
-    """[V, 3] points, [P, 3] polyline → [V] distance to the nearest segment."""
-    starts = polyline if closed else polyline[:-1]
-    ends = np.roll(polyline, -1, axis=0) if closed else polyline[1:]
-    best = np.full(points.shape[0], np.inf)
-    for a, b in zip(starts, ends):
-        ab = b - a
-        t = np.clip((points - a) @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0)
-        best = np.minimum(best, np.linalg.norm(points - (a + t[:, None] * ab), axis=1))
-    return best
 
 
 def _inside_polygon_xy(points, polygon):
@@ -121,11 +110,11 @@ def sample_albedo(vertices, landmark_indices, rng):
     for brow in (landmark_layout.RIGHT_BROW_66, landmark_layout.LEFT_BROW_66):
         line = lm[brow] - np.array([0.0, 0.03 * s, 0.0])  # iBUG brow points mark the upper edge
         weight = brow_strength * (1.0 - _smoothstep(0.03 * s, 0.055 * s,
-                                                     _distance_to_polyline(v, line)))
+                                                     geometry.distance_to_polyline(v, line)))
         albedo = albedo * (1 - weight[:, None]) + hair[None] * weight[:, None]
     for eye in (landmark_layout.RIGHT_EYE_66, landmark_layout.LEFT_EYE_66):
         weight = 0.5 * (1.0 - _smoothstep(0.008 * s, 0.02 * s,
-                                          _distance_to_polyline(v, lm[eye], closed=True)))
+                                          geometry.distance_to_polyline(v, lm[eye], closed=True)))
         albedo = albedo * (1 - weight[:, None]) + hair[None] * weight[:, None]
 
     lips = lm[landmark_layout.OUTER_LIPS_66]

@@ -1,4 +1,5 @@
-"""Mesh geometry helpers shared by the asset sources: lip split and contour candidate lines."""
+"""Mesh geometry helpers shared by the asset sources and the synthetic data: lip split, contour
+candidate lines, distances to polylines."""
 import numpy as np
 
 
@@ -111,3 +112,24 @@ def contour_outward_directions(vertices, contour_candidates):
             direction = -direction
         directions[j, :2] = direction
     return directions
+
+
+def distance_to_polyline(points, polyline, closed=False):
+    """Distance of each point to the nearest segment of a polyline.
+
+    Args:
+        points: [N, 3] points.
+        polyline: [P, 3] its vertices in order.
+        closed: also the segment from the last vertex back to the first.
+
+    Returns:
+        [N] distances, in the points' units.
+    """
+    starts = polyline if closed else polyline[:-1]
+    ends = np.roll(polyline, -1, axis=0) if closed else polyline[1:]
+    best = np.full(len(points), np.inf)
+    for a, b in zip(starts, ends):
+        ab = b - a
+        t = np.clip((points - a) @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0)
+        best = np.minimum(best, np.linalg.norm(points - (a + t[:, None] * ab), axis=1))
+    return best

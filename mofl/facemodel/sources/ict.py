@@ -37,7 +37,8 @@ _LICENSE = ('Derived from ICT-FaceKit (USC Institute for Creative Technologies),
             '(full notice in ICT-FaceKit LICENSE).')
 
 
-def _find_obj(ict_dir, name):
+def find_obj(ict_dir, name):
+    """The path of `name`.obj or `name`.obj.gz in `ict_dir`; FileNotFoundError naming both."""
     for candidate in (f'{name}.obj', f'{name}.obj.gz'):
         path = os.path.join(ict_dir, candidate)
         if os.path.exists(path):
@@ -64,7 +65,7 @@ def build_source(ict_dir):
     landmarks68 = np.asarray(indices['idx_to_landmark_verts'], np.int32)
     names = list(indices['expressions'])
 
-    neutral, polygons = mesh_io.read_obj(_find_obj(ict_dir, 'generic_neutral_mesh'),
+    neutral, polygons = mesh_io.read_obj(find_obj(ict_dir, 'generic_neutral_mesh'),
                                          max_vertices=FACE_AREA_VERTICES,
                                          max_polygons=FACE_AREA_POLYGONS)
     if neutral.shape[0] != FACE_AREA_VERTICES:
@@ -75,7 +76,7 @@ def build_source(ict_dir):
 
     basis = np.empty((len(names), FACE_AREA_VERTICES, 3), np.float32)
     for u, name in enumerate(names):
-        shape = mesh_io.read_obj_vertices(_find_obj(ict_dir, name), FACE_AREA_VERTICES)
+        shape = mesh_io.read_obj_vertices(find_obj(ict_dir, name), FACE_AREA_VERTICES)
         basis[u] = (shape - neutral) * CM_TO_MM
 
     landmarks66 = landmark_layout.drop_inner_mouth_corners(landmarks68, axis=0)
