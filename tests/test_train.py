@@ -572,6 +572,22 @@ def test_dense_point_weight_trains_on_records_that_have_them(run_inputs, tmp_pat
     _trainer(asset, data, tmp_path / 'zero').train(max_steps=1)
 
 
+def test_training_reads_no_ground_truth(run_inputs, tmp_path):
+    """Records may carry ground truth for evaluation (synthetic data, sidecars of synthetic
+    videos); the trainer's batches hold only what real preprocessing gives."""
+    base, asset, _ = run_inputs
+    num_vertices = training_data.tiny_assets().mesh.num_vertices
+    truth = {'gt_vertices': np.zeros((num_vertices, 3), np.float32),
+             'gt_expression_vertices': np.zeros((2, num_vertices, 3), np.float32),
+             'gt_landmarks': np.zeros((2, 66, 2), np.float32)}
+    data = training_data.write_records(str(base / 'with_truth'), num_samples=4, num_frames=2,
+                                       ground_truth=truth, dense_vertices=[0, 5])
+    trainer = _trainer(asset, data, tmp_path, lambda_dense_points=0.5)
+    assert set(trainer.dataset.element_spec) == {
+        'images', 'landmarks', 'landmark_confidence', 'dense_points', 'dense_confidence',
+        'dense_vertices'}
+
+
 def test_dense_points_of_the_detector_train_through_the_asset_correspondence(run_inputs,
                                                                             tmp_path):
     """Records of tools.preprocess hold FaceMesh point indices (mediapipe468 space): the trainer

@@ -80,14 +80,9 @@ def landmark_confidence(score, rotation, normals):
 def mediapipe_normals():
     """Outward unit vertex normals [468, 3] of FaceMesh's face (model axes, z towards the viewer):
     area-weighted triangle normals of `mediapipe_correspondence.face_mesh_template`."""
+    from mofl.facemodel import geometry  # pylint: disable=import-outside-toplevel
     from mofl.facemodel import mediapipe_correspondence  # pylint: disable=import-outside-toplevel
-    vertices, triangles = mediapipe_correspondence.face_mesh_template()
-    corners = vertices[triangles]
-    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, triangles[:, k], face_normals)
-    return normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
+    return geometry.vertex_normals(*mediapipe_correspondence.face_mesh_template())
 
 
 def dense_point_confidence(score, rotation, normals, facing_range=DENSE_FACING_RANGE):

@@ -49,6 +49,7 @@ import numpy as np
 from mofl.data import head_appearance
 from mofl.data import head_textures
 from mofl.data import ict_head
+from mofl.facemodel import geometry
 
 MITSUBA_VARIANT = 'scalar_rgb'   # CPU; the llvm_ad_rgb JIT variant failed on our machines
 
@@ -231,17 +232,6 @@ def _head_window(posed, camera, margin=WINDOW_MARGIN_PX):
     return x0, y0, x1 - x0, y1 - y0
 
 
-def _vertex_normals(vertices, triangles):
-    """[V, 3] unit area-weighted vertex normals (outward for ICT's counter-clockwise winding)."""
-    corners = vertices[triangles]
-    face = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, triangles[:, k], face)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return normals / np.maximum(length, 1e-12)
-
-
 def _principled(mi, base_color, roughness, specular):
     """A two-sided principled BSDF; base_color is an RGB triple (linear) or a texture dict."""
     if not isinstance(base_color, dict):
@@ -379,7 +369,7 @@ def render(head_vertices, rotation, translation, camera, appearance, lighting, b
         (height, width))
     mi = _mitsuba()
     posed = vertices @ rotation.T + translation
-    normals = _vertex_normals(posed, head.triangles)
+    normals = geometry.vertex_normals(posed, head.triangles)
     bsdfs = _materials(mi, head, appearance)
     window = _head_window(posed, camera)
     scene = {'type': 'scene',

@@ -43,6 +43,7 @@ from typing import Callable, Optional, Tuple
 import cv2
 import numpy as np
 
+from mofl import landmarks as landmark_layout
 from mofl.data import head_pose
 from mofl.data import synthetic_appearance
 from mofl.data import synthetic_identity
@@ -197,7 +198,7 @@ class VideoGenerator:
         extent = float((landmarks.max(0)[:2] - landmarks.min(0)[:2]).max())
         box_px = height * rng.uniform(*opt.face_fraction)
         depth = focal * extent / box_px
-        half_crop = 0.5 * 1.6 * box_px
+        half_crop = 0.5 * landmark_layout.CROP_SCALE * box_px
         start = np.array([rng.uniform(half_crop, width - half_crop),
                           rng.uniform(half_crop, height - half_crop)])
         drift = rng.uniform(-1, 1, 2) * opt.drift * width
@@ -251,12 +252,10 @@ class VideoGenerator:
             frames.append(np.clip(noisy * 255.0 + 0.5, 0, 255).astype(np.uint8))
         face_area = meshes[:, :self.face_area_vertices]
         neutral = scene.head[:self.face_area_vertices]
-        landmarks = meshes[:, self.landmark_vertices]
-        camera_points = np.einsum('fij,flj->fli', rotations, landmarks) + \
-            scene.translation[:, None]
-        depth = -camera_points[..., 2]
-        projected = np.stack([width / 2.0 + scene.focal_px * camera_points[..., 0] / depth,
-                              height / 2.0 - scene.focal_px * camera_points[..., 1] / depth], -1)
+        projected = np.stack([
+            head_pose.project(mesh[self.landmark_vertices], rotation, translation,
+                              scene.focal_px, scene.frame_size)
+            for mesh, rotation, translation in zip(meshes, rotations, scene.translation)])
         ground_truth = {
             'gt_vertices': decimation.to_asset_topology(neutral, self.mesh).astype(np.float32),
             'gt_expression_vertices': decimation.to_asset_topology(

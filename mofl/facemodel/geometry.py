@@ -1,5 +1,5 @@
 """Mesh geometry helpers shared by the asset sources and the synthetic data: lip split, contour
-candidate lines, distances to polylines."""
+candidate lines, distances to polylines, vertex normals (NumPy)."""
 import numpy as np
 
 
@@ -133,3 +133,21 @@ def distance_to_polyline(points, polyline, closed=False):
         t = np.clip((points - a) @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0)
         best = np.minimum(best, np.linalg.norm(points - (a + t[:, None] * ab), axis=1))
     return best
+
+
+def vertex_normals(vertices, triangles):
+    """Unit area-weighted vertex normals (outward for counter-clockwise triangles), in NumPy.
+
+    Args:
+        vertices: [V, 3] positions.
+        triangles: [T, 3] int vertex indices.
+
+    Returns:
+        [V, 3] float64 unit normals (zero for a vertex in no triangle).
+    """
+    corners = np.asarray(vertices, np.float64)[np.asarray(triangles)]
+    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    normals = np.zeros((len(vertices), 3))
+    for k in range(3):
+        np.add.at(normals, np.asarray(triangles)[:, k], face_normals)
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)

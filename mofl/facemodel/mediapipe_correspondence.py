@@ -25,6 +25,8 @@ traces the face's outline and slides over the surface as the head turns (the 17 
 handle the outline with sliding correspondences, §3.5), and any point whose residual exceeds
 `MAX_RESIDUAL_MM` (outside the asset's face area).
 """
+import functools
+
 import numpy as np
 
 from mofl import landmarks as landmark_layout
@@ -42,11 +44,17 @@ def face_oval(triangles):
     return np.sort(max(topo.boundary_loops(triangles), key=len)).astype(np.int32)
 
 
+@functools.lru_cache(maxsize=1)
 def face_mesh_template():
-    """FaceMesh's 468 points as a 3D face in mm ([468, 3] float64) and its [T, 3] triangles."""
+    """FaceMesh's 468 points as a 3D face in mm ([468, 3] float64) and its [T, 3] triangles,
+    both read-only. Measured once per process (one FaceMesh run on astronaut.png): building an
+    asset asks for it again when it decimates, and the mediapipe source measured it already."""
     from mofl.facemodel.sources import mediapipe_source  # pylint: disable=import-outside-toplevel
     coarse = mediapipe_source.build_coarse_template()
-    return np.asarray(coarse.vertices, np.float64), np.asarray(coarse.triangles, np.int32)
+    points = np.array(coarse.vertices, np.float64)
+    triangles = np.array(coarse.triangles, np.int32)
+    points.flags.writeable = triangles.flags.writeable = False
+    return points, triangles
 
 
 def similarity_transform(source, target):

@@ -27,6 +27,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 import scipy.sparse.linalg
 
+from mofl.facemodel import geometry
 from mofl.facemodel.sources import mediapipe_topology as topo
 
 # Chin (landmark 152) travel for jawOpen at weight 1, in mm.
@@ -252,7 +253,7 @@ def build_expression_basis(vertices, triangles, mirror):
         (f.falloff(lower_lip, 10.0) * jaw)[:, None] * np.array([0.0, -3.0, 0.8]))
     # Cheeks.
     puff_l = f.nearest(v[291] + np.array([14.0, 8.0, 0.0]))
-    normals = vertex_normals(v, triangles)
+    normals = geometry.vertex_normals(v, triangles)
     shapes['cheekPuff'] = f.symmetrize(5.0 * f.falloff(both([puff_l]), 30.0)[:, None] * normals)
     eye_l = v[list(topo.LEFT_EYE_LOWER)].mean(0)
     squint_l = f.nearest(eye_l + np.array([0.0, -12.0, 0.0]))
@@ -273,12 +274,3 @@ def build_expression_basis(vertices, triangles, mirror):
     left_right('noseSneer', at([327, 294, 358, 279], 14.0, [0.8, 3.0, 0.5]))
     names = list(shapes)
     return names, np.stack([shapes[n] for n in names])
-
-
-def vertex_normals(vertices, triangles):
-    """[V, 3] unit area-weighted vertex normals."""
-    n = topo.triangle_normals(vertices, triangles)
-    out = np.zeros_like(np.asarray(vertices, np.float64))
-    for k in range(3):
-        np.add.at(out, triangles[:, k], n)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
