@@ -1,5 +1,5 @@
-"""Tests of the preprocessing binary (tools.preprocess) and its modules: head pose, frame
-sampling, face tracking / cropping, on the real carphone video."""
+"""Tests of the preprocessing (`mofl.data.preprocessing`, the binary `tools.preprocess`) and its
+modules: head pose, frame sampling, face tracking / cropping, on the real carphone video."""
 import dataclasses
 import glob
 import json
@@ -9,21 +9,21 @@ import shutil
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('GLOG_minloglevel', '2')
 
-from absl import flags
-from absl.testing import flagsaver
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import in_process
 from mofl import facemesh
 from mofl import landmarks as landmark_layout
 from mofl import sample_data
 from mofl.data import face_tracking
 from mofl.data import frame_sampling
 from mofl.data import head_pose
+from mofl.data import preprocessing
+from mofl.data import preprocessing_report
 from mofl.data import records
-from tools import preprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOSE_TIP = 30  # index 30 of the 66 (and of the 68): the pronasale.
@@ -75,12 +75,12 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp('preprocess')
     _make_tree(str(root / 'videos'))
     template = _stand_in_landmarks_3d(str(root / 'landmarks_3d.npz'))
-    config = preprocess.PreprocessConfig(
+    config = preprocessing.PreprocessConfig(
         input_dir=str(root / 'videos'), output_dir=str(root / 'records'), min_crop_size=60,
         max_frames_per_video=40, frame_stride=2, samples_per_clip=3, min_pose_spread_deg=2.0,
         test_fraction=0.0, landmarks_3d=str(root / 'landmarks_3d.npz'),
         contact_sheet=str(root / 'sheet.png'), progress=False)
-    summary = preprocess.run(config)
+    summary = preprocessing.run(config)
     return {'root': root, 'config': config, 'summary': summary, 'template': template}
 
 
@@ -174,10 +174,10 @@ def test_landmark_confidence_rule(workspace):
 
 def test_split_by_identity_is_deterministic():
     ids = [f'id{k:05d}' for k in range(2000)]
-    splits = [preprocess.split_of_identity(i, 0.05) for i in ids]
-    assert splits == [preprocess.split_of_identity(i, 0.05) for i in ids]
+    splits = [preprocessing.split_of_identity(i, 0.05) for i in ids]
+    assert splits == [preprocessing.split_of_identity(i, 0.05) for i in ids]
     assert 0.03 < splits.count('test') / len(ids) < 0.07
-    shards = [sum(preprocess.video_in_shard(i, s, 3) for s in range(3)) for i in ids]
+    shards = [sum(preprocessing.video_in_shard(i, s, 3) for s in range(3)) for i in ids]
     assert shards == [1] * len(ids)
 
 
@@ -255,7 +255,7 @@ def test_bad_videos_reported(workspace):
     assert summary['failed_videos'] == {'id00002/vidB/00001.mp4': 'unreadable',
                                         'id00003/vidC/00001.mp4': 'no_face'}
     assert summary['frames_dropped']['no_face'] == 4
-    text = preprocess.format_summary(summary)
+    text = preprocessing_report.format_summary(summary)
     assert 'unreadable 1' in text and 'no_face 1' in text
 
 
@@ -268,7 +268,7 @@ def test_rerun_is_idempotent_and_cleans_interrupted_output(workspace):
     for leftover in (f'train-{tag}-c00099.tfrecord.tmp', f'train-{tag}-c00098.tfrecord'):
         with open(os.path.join(config.output_dir, leftover), 'wb') as f:
             f.write(b'partial')
-    summary = preprocess.run(config)
+    summary = preprocessing.run(config)
     assert summary['videos_skipped_done'] == 3 and summary['videos_processed'] == 0
     assert summary['samples_written'] == {'train': 0, 'test': 0}
     files_after = {f: os.path.getsize(f) for f in glob.glob(
@@ -292,7 +292,7 @@ def test_crash_between_rename_and_manifest_neither_duplicates_nor_loses(workspac
     del manifest['videos']['id00001/vidA/00001.mp4']
     with open(manifest_path, 'w') as f:
         json.dump(manifest, f)
-    summary = preprocess.run(dataclasses.replace(config, output_dir=output_dir,
+    summary = preprocessing.run(dataclasses.replace(config, output_dir=output_dir,
                                                  contact_sheet=None))
     assert summary['videos_processed'] == 1 and summary['videos_skipped_done'] == 2
     _, after = _read_records(output_dir)
@@ -308,20 +308,20 @@ def test_unexpected_error_is_counted_and_retried(tmp_path, monkeypatch):
     videos = tmp_path / 'videos'
     _make_tree(str(videos), good=False)
     shutil.rmtree(videos / 'id00002')
-    config = preprocess.PreprocessConfig(
+    config = preprocessing.PreprocessConfig(
         input_dir=str(videos), output_dir=str(tmp_path / 'out'),
         landmarks_3d=_save_random_landmarks(tmp_path), progress=False)
 
     def broken(video, result):
         raise RuntimeError(f'simulated failure on {video}')
     with monkeypatch.context() as patch:
-        patch.setattr(preprocess, '_process_video', broken)
-        summary = preprocess.run(config)
+        patch.setattr(preprocessing, '_process_video', broken)
+        summary = preprocessing.run(config)
     assert summary['videos_failed']['error'] == 1
     assert 'simulated failure' in summary['failed_videos']['id00003/vidC/00001.mp4']
-    summary = preprocess.run(config)  # retried, now fails for its real reason
+    summary = preprocessing.run(config)  # retried, now fails for its real reason
     assert summary['videos_processed'] == 1 and summary['videos_failed']['no_face'] == 1
-    assert preprocess.run(config)['videos_skipped_done'] == 1
+    assert preprocessing.run(config)['videos_skipped_done'] == 1
 
 
 def _save_random_landmarks(folder):
@@ -340,18 +340,14 @@ def test_pipeline_reads_preprocessed_records(workspace):
     assert batch['pose'].shape == (3, 4, 3)
 
 
-def test_binary_exits_nonzero_when_nothing_usable(tmp_path, capsys):
+def test_binary_exits_nonzero_when_nothing_usable(tmp_path):
     # main() with parsed flags, in process (a `python -m` subprocess costs ~10 s of imports).
     _make_tree(str(tmp_path / 'videos'), good=False)
-    with flagsaver.flagsaver():
-        argv = flags.FLAGS(['preprocess', f'--input_dir={tmp_path / "videos"}',
-                            f'--output_dir={tmp_path / "out"}',
-                            f'--landmarks_3d={_save_random_landmarks(tmp_path)}', '--noprogress'])
-        with pytest.raises(SystemExit) as exit_info:
-            preprocess.main(argv)
-    assert exit_info.value.code == 1
-    printed = capsys.readouterr().out
-    assert 'unreadable 1' in printed and 'no_face 1' in printed
+    result = in_process.run_main('tools.preprocess', [
+        f'--input_dir={tmp_path / "videos"}', f'--output_dir={tmp_path / "out"}',
+        f'--landmarks_3d={_save_random_landmarks(tmp_path)}', '--noprogress'])
+    assert result.returncode == 1
+    assert 'unreadable 1' in result.stdout and 'no_face 1' in result.stdout
 
 
 def test_default_template_landmarks_if_available():
@@ -364,7 +360,7 @@ def test_default_template_landmarks_if_available():
 
 def test_exit_status_rule():
     base = {'videos_found': 5, 'videos_in_shard': 2, 'usable_records': 0}
-    assert preprocess.exit_status(base) == 1
-    assert preprocess.exit_status(dict(base, usable_records=4)) == 0
-    assert preprocess.exit_status(dict(base, videos_in_shard=0)) == 0  # dealt nothing
-    assert preprocess.exit_status(dict(base, videos_found=0, videos_in_shard=0)) == 1
+    assert preprocessing_report.exit_status(base) == 1
+    assert preprocessing_report.exit_status(dict(base, usable_records=4)) == 0
+    assert preprocessing_report.exit_status(dict(base, videos_in_shard=0)) == 0  # dealt nothing
+    assert preprocessing_report.exit_status(dict(base, videos_found=0, videos_in_shard=0)) == 1

@@ -15,8 +15,8 @@ from mofl import reconstruct
 from mofl import sample_data
 from mofl.data import face_tracking
 from mofl.data import inputs as inputs_lib
+from mofl.evaluation import modes
 from mofl.facemodel import mesh_io
-from tools import visualize_modes
 
 CONFIG = model_lib.ModelConfig(shape_dim=8, albedo_dim=6,
                                width_multiplier=training_data.TEST_WIDTH_MULTIPLIER)
@@ -165,7 +165,7 @@ def test_saved_model_and_checkpoint_agree(run_dir, loaded, tmp_path):
 def test_pca_matches_covariance_eigendecomposition():
     rng = np.random.default_rng(3)
     data = rng.normal(size=(12, 5)) @ np.diag([5.0, 3.0, 1.0, 0.5, 0.1]) + 7.0
-    analysis = visualize_modes.pca(data, 3)
+    analysis = modes.pca(data, 3)
     eigenvalues, eigenvectors = np.linalg.eigh(np.cov(data, rowvar=False))
     order = np.argsort(eigenvalues)[::-1]
     np.testing.assert_allclose(analysis.stddev ** 2, eigenvalues[order[:3]], rtol=1e-8)
@@ -173,9 +173,9 @@ def test_pca_matches_covariance_eigendecomposition():
                                eigenvalues[order[:3]] / eigenvalues.sum(), rtol=1e-8)
     for k in range(3):
         assert abs(abs(analysis.components[k] @ eigenvectors[:, order[k]]) - 1) < 1e-8
-    full = visualize_modes.pca(data, 5)               # all modes: the data comes back exactly
+    full = modes.pca(data, 5)               # all modes: the data comes back exactly
     np.testing.assert_allclose(full.mean + full.coefficients @ full.components, data, atol=1e-9)
-    assert visualize_modes.pca(data[:3], 10).components.shape == (2, 5)   # rank S - 1
+    assert modes.pca(data[:3], 10).components.shape == (2, 5)   # rank S - 1
 
 
 def test_visualize_modes_writes_png_and_npz(run_dir, tmp_path):
@@ -187,7 +187,7 @@ def test_visualize_modes_writes_png_and_npz(run_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     png = cv2.imread(str(output))
     block = 3 * CROP + 2 * 2
-    assert png.shape == (22 + 2 + 2 * CROP + 2, 3 * block + 2 * visualize_modes.BLOCK_GAP, 3)
+    assert png.shape == (22 + 2 + 2 * CROP + 2, 3 * block + 2 * modes.BLOCK_GAP, 3)
     arrays = np.load(tmp_path / 'modes.npz')
     num_vertices = training_data.tiny_assets().mesh.num_vertices
     assert int(arrays['num_samples']) == 4

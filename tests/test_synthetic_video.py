@@ -11,10 +11,10 @@ import tensorflow as tf
 
 pytest.importorskip('mitsuba')
 
+from mofl.data import preprocessing
 from mofl.data import records
 from mofl.data import synthetic_video
 from mofl.facemodel import decimation
-from tools import preprocess
 
 NUM_PEOPLE, FRAMES = 2, 6
 
@@ -29,12 +29,12 @@ def video_tree(ict_dir, ict_assets, tmp_path_factory):
     generator = synthetic_video.VideoGenerator(head, ict_assets.mesh, seed=3, options=options)
     summary = synthetic_video.write_tree(str(root / 'videos'), generator, NUM_PEOPLE, 1,
                                          progress=False)
-    config = preprocess.PreprocessConfig(
+    config = preprocessing.PreprocessConfig(
         input_dir=str(root / 'videos'), output_dir=str(root / 'records'), min_crop_size=60,
         image_size=128, num_frames=4, samples_per_clip=1, min_pose_spread_deg=2.0,
         test_fraction=0.0, min_face_confidence=0.5, progress=False)
     return {'root': root, 'generator': generator, 'summary': summary, 'config': config,
-            'preprocessed': preprocess.run(config)}
+            'preprocessed': preprocessing.run(config)}
 
 
 def _samples(output_dir):
@@ -106,7 +106,7 @@ def test_ground_truth_comes_only_from_the_sidecar(video_tree, tmp_path):
         os.remove(sidecar)
     bare_config = dataclasses.replace(config, input_dir=str(bare),
                                       output_dir=str(tmp_path / 'records'))
-    preprocess.run(bare_config)
+    preprocessing.run(bare_config)
     with_truth = _samples(config.output_dir)
     without = _samples(bare_config.output_dir)
     assert len(without) == len(with_truth)

@@ -185,7 +185,7 @@ class CroppedFace:
 
 
 def crop_face(tracker, image_rgb, crop_scale, crop_size, name, source, frame_index=None):
-    """Detects the face of one frame and crops it exactly as tools/preprocess.py does.
+    """Detects the face of one frame and crops it exactly as `mofl.data.preprocessing` does.
 
     Args:
         tracker: a `mofl.facemesh.FaceTracker`.
