@@ -44,7 +44,10 @@ setuptools.setup(
     name='mofl',
     version='0.1.0',
     description='FML: Face Model Learning from Videos (Tewari et al., CVPR 2019) in TensorFlow 2',
-    packages=setuptools.find_packages(include=['mofl', 'mofl.*', 'tools', 'tools.*']),
+    # Only the library is installed: tools/ holds the binaries of this checkout, run from its
+    # root as `python -m tools.X` (a top-level `tools` package in site-packages would be claimed
+    # by any other project that installs one).
+    packages=setuptools.find_packages(include=['mofl', 'mofl.*']),
     package_data={'mofl': ['render/ops/*.so', 'render/ops/*.cc', 'render/ops/*.h', 'assets/*.npz']},
     python_requires='>=3.10',
     # A sourceless placeholder extension makes setuptools run build_ext, which compiles our op.
