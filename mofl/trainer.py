@@ -5,7 +5,8 @@ The schedule, the parameter groups and every training default live in `mofl.trai
 the group first trains (so its bias correction starts at step 1, not at the global step).
 Every rate decays over the last `lr_decay_fraction` of each stage (`optim.stage_decay_factor`).
 The step counter, every optimizer's state and (optionally) the input iterator are checkpointed,
-so a killed run resumes exactly where its last checkpoint left it.
+so a killed run resumes exactly where its last checkpoint left it (`mofl.train_checkpoint`).
+TensorBoard summaries and OUTPUT_DIR/losses.csv are written by `mofl.train_summaries`.
 """
 import math
 import os
@@ -20,27 +21,9 @@ from mofl import losses
 from mofl import model as model_lib
 from mofl import optim
 from mofl import run_dir
+from mofl import train_checkpoint
+from mofl import train_summaries
 from mofl.train_config import LOSS_TERMS, PARAMETER_GROUPS, PRETRAIN_IDENTITY_PATH, STAGE_NAMES
-
-
-# The albedo group's optimizer keeps the checkpoint key it had when the group was called
-# 'reflectance', so that runs written before the rename resume with its state.
-CHECKPOINT_GROUP_KEYS = {'albedo': 'reflectance'}
-
-
-def optimizer_checkpoint_keys(groups, checkpoint_dir):
-    """{group: key of its optimizer in the checkpoint}: `optimizer_` + the group's
-    `CHECKPOINT_GROUP_KEYS` name, unless the run in `checkpoint_dir` saved it under the group's
-    own name (the seventh session's code wrote `optimizer_albedo`), which it then keeps."""
-    latest = tf.train.latest_checkpoint(checkpoint_dir)
-    saved = ({name.split('/', 1)[0] for name, _ in tf.train.list_variables(latest)}
-             if latest else set())
-    keys = {}
-    for group in groups:
-        key = f'optimizer_{CHECKPOINT_GROUP_KEYS.get(group, group)}'
-        keys[group] = key if key in saved or f'optimizer_{group}' not in saved else \
-            f'optimizer_{group}'
-    return keys
 
 
 class NonFiniteLossError(RuntimeError):
@@ -225,11 +208,8 @@ class Trainer:
         if not self.is_chief:   # other workers write to a scratch dir (tf.distribute convention)
             checkpoint_dir = os.path.join(train_config.output_dir, 'workers',
                                           f'{_task_id(self.strategy)}')
-        keys = optimizer_checkpoint_keys(self.optimizers, checkpoint_dir)
-        tracked = dict(model=self.model, step=self.step,
-                       **{keys[g]: o for g, o in self.optimizers.items()})
-        if self.weight_average is not None:
-            tracked[optim.WeightAverage.CHECKPOINT_KEY] = self.weight_average.state
+        tracked = train_checkpoint.tracked_objects(self.model, self.step, self.optimizers,
+                                                   self.weight_average, checkpoint_dir)
         # A plain tf.data iterator is checkpointable (shuffle buffer included), so a resumed run
         # sees exactly the batches it would have seen. Distributed iterators are not: those runs
         # re-create the input and skip the batches already consumed (same seed, same order).
@@ -242,13 +222,11 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(**tracked)
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir,
                                                   max_to_keep=train_config.keep_checkpoints)
-        self.writer = (tf.summary.create_file_writer(os.path.join(train_config.output_dir,
-                                                                  'train'))
-                       if self.is_chief else tf.summary.create_noop_writer())
+        self.summaries = train_summaries.TrainSummaries(train_config.output_dir, self.is_chief)
+        self.writer = self.summaries.writer
         self._step_fns = {}
         self._summary_images = None
         self._identity_samples = None
-        self._csv_header_checked = False   # losses.csv of a resumed run checked once
         if train_config.identity_eval_data and self.is_chief:   # fail now, not at step 250
             pipeline.check_ground_truth_mesh(train_config.identity_eval_data, assets.mesh)
             self._identity_samples = pipeline.load_ground_truth_samples(
@@ -261,19 +239,8 @@ class Trainer:
         Must be called once before `train` (it also creates the input iterator when that is not
         part of the checkpoint).
         """
-        latest = self.manager.latest_checkpoint
-        if latest and self.weight_average is not None and not run_dir.has_weight_average(latest):
-            # A run resumed with --weight_average_decay for the first time: everything else is
-            # restored (and checked), and the average starts from the restored weights.
-            without = {k: v for k, v in self._tracked.items()
-                       if k != optim.WeightAverage.CHECKPOINT_KEY}
-            tf.train.Checkpoint(**without).restore(latest).assert_existing_objects_matched()
-            self.weight_average.restart()
-            logging.info('Resumed from %s at step %d; it has no weight average, so the average '
-                         'starts from its weights', latest, int(self.step.numpy()))
-        elif latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-            logging.info('Resumed from %s at step %d', latest, int(self.step.numpy()))
+        train_checkpoint.restore_latest(self.manager, self.checkpoint, self._tracked,
+                                        self.weight_average)
         step = int(self.step.numpy())
         if self.iterator is None:
             self.iterator = iter(dataset_for(self.strategy, self.dataset.skip(step)))
@@ -340,19 +307,12 @@ class Trainer:
                     f'{self.manager.latest_checkpoint}')
             history.append(terms)
             done = step + 1
-            self._log_csv(done, stage, terms)
-            with self.writer.as_default(step=done):
-                if done % cfg.summary_every == 0 or done == end_step:
-                    for k in LOSS_TERMS + ('total', 'visible_fraction'):
-                        tf.summary.scalar(f'loss/{k}', terms[k])
-                    for group, optimizer in self.optimizers.items():
-                        tf.summary.scalar(f'learning_rate/{group}',
-                                          float(optimizer.learning_rate.numpy()))
-                    tf.summary.scalar('gradient_norm', terms['gradient_norm'])
-                    tf.summary.scalar('stage', stage)
-                if cfg.image_summary_every and (done % cfg.image_summary_every == 0
-                                                or done == end_step):
-                    self.write_image_summary(done)
+            self.summaries.log_csv(done, stage, terms)
+            if done % cfg.summary_every == 0 or done == end_step:
+                self.summaries.write_scalars(done, stage, terms, self.optimizers)
+            if cfg.image_summary_every and (done % cfg.image_summary_every == 0
+                                            or done == end_step):
+                self.write_image_summary(done)
             if done % cfg.log_every == 0 or done == end_step:
                 rate = (done - start_step) / max(time.time() - t0, 1e-9)
                 eta = (cfg.total_steps - done) / max(rate, 1e-9)
@@ -373,7 +333,7 @@ class Trainer:
                 self.manager.save(checkpoint_number=done)
             if on_step is not None:
                 on_step(done, terms)
-        self.writer.flush()
+        self.summaries.flush()
         return history
 
     def standardize_identity_outputs(self):
@@ -396,77 +356,26 @@ class Trainer:
                          '%.3g (median), %.3g (max)', int(batch['images'].shape[0]),
                          float(np.median(spread)), float(spread.max()))
 
-    def _log_csv(self, step, stage, terms):
-        """Appends the step's loss terms to OUTPUT_DIR/losses.csv (chief only). A file from before
-        a change of the terms is kept as losses-before-step-N.csv and a new one started."""
-        if not self.is_chief:
-            return
-        path = os.path.join(self.config.output_dir, 'losses.csv')
-        columns = ('total',) + LOSS_TERMS + ('visible_fraction',)
-        header = 'step,stage,' + ','.join(columns) + '\n'
-        new = not os.path.exists(path)
-        if not new and not self._csv_header_checked:
-            with open(path) as f:
-                if f.readline() != header:   # a run written before a loss term was added
-                    os.replace(path, path[:-len('.csv')] + f'-before-step-{step}.csv')
-                    new = True
-        self._csv_header_checked = True
-        with open(path, 'a') as f:
-            if new:
-                f.write(header)
-            f.write(f'{step},{stage},' + ','.join(f'{terms[c]:.6g}' for c in columns) + '\n')
-
     def write_identity_summary(self, step, averaged=False):
         """TensorBoard scalars `identity/*` and a log line: the learned identity against the
         true one on a fixed set of held-out synthetic people (`mofl.evaluation.identity`).
-        `averaged`: the model holds the weight average; written as `identity_averaged/*`."""
-        from mofl.evaluation import identity
+        `averaged`: the model holds the weight average; written as `identity_averaged/*`.
+
+        Returns:
+            the measured {name: float}, or None on a worker that does not measure (not the
+            chief, or no `identity_eval_data`).
+        """
         if self._identity_samples is None:   # not the chief, or no --identity_eval_data
             return None
-        stats = identity.measure_identity(self.model, self._identity_samples,
-                                          self.face_mask)
-        name = 'identity_averaged' if averaged else 'identity'
-        weights = ' (averaged weights)' if averaged else ''
-        with self.writer.as_default(step=step):
-            for key, value in stats.items():
-                tf.summary.scalar(f'{name}/{key}', value)
-        logging.info('step %d held-out identity%s: cos %.3f (centred %.3f, translation-free %.3f, '
-                     'similarity-free %.3f; directions learned/true %d/%d, true variance in the '
-                     'learned ones %.2f), '
-                     'offsets %.2f/%.2f mm, α spread %.3f, Θs %.3f mm, landmarks %.2f px; mesh '
-                     '%.3f mm rigid (template %.3f: %.1f%% below), %.3f with scale (template '
-                     '%.3f: %.1f%% below)', step, weights,
-                     stats['cosine'], stats['cosine_centred'],
-                     stats['cosine_translation_free'], stats['cosine_similarity_free'],
-                     stats.get('learned_directions_90', 0), stats.get('true_directions_90', 0),
-                     stats.get('true_variance_in_learned_directions', 0.0),
-                     stats['learned_rms_mm'],
-                     stats['true_rms_mm'], stats['alpha_spread'], stats['theta_rms_mm'],
-                     stats['landmark_px'], stats['identity_mm'], stats['template_mm'],
-                     100 * stats['gain_rigid'], stats['identity_mm_scale'],
-                     stats['template_mm_scale'], 100 * stats['gain_scale'])
-        if 'expression_cosine' in stats:
-            logging.info('step %d held-out expression%s: cos %.3f (centred %.3f), offsets '
-                         '%.2f mm (true %.2f), error %.2f mm', step,
-                         weights, stats['expression_cosine'],
-                         stats['expression_cosine_centred'], stats['expression_rms_mm'],
-                         stats['expression_true_rms_mm'], stats['expression_error_rms_mm'])
-        return stats
+        return self.summaries.write_identity(step, self.model, self._identity_samples,
+                                             self.face_mask, averaged=averaged)
 
     def write_image_summary(self, step):
         """TensorBoard image: per frame of the first sample, input | overlay | albedo | shading."""
-        from mofl.render import overlay
         if self._summary_images is None:   # always the same sample, to watch it improve
             self._summary_images = next(iter(self.dataset.take(1)))['images'][:1]
-        frames = self._summary_images[0]
-        outputs = self.model(self._summary_images,
-                             identity_enabled=self.config.stage_of(step - 1) > 0)
-        rendered = self.model.render_sample(outputs, background=frames)
-        rows = [overlay.render_panels(frames[f].numpy(), rendered, index=f, labels=(f == 0))
-                for f in range(frames.shape[0])]
-        grid = overlay.stack_rows(rows)
-        with self.writer.as_default(step=step):
-            tf.summary.image('reconstruction', grid[None].astype(np.float32) / 255.0)
+        self.summaries.write_image(step, self.model, self._summary_images,
+                                   identity_enabled=self.config.stage_of(step - 1) > 0)
 
 
 def dataset_for(strategy, dataset):

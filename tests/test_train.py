@@ -19,6 +19,7 @@ import same_training
 import training_data
 from mofl.data import records
 from mofl import model as model_lib
+from mofl import train_checkpoint
 from mofl import trainer as trainer_lib
 from mofl import train_config as train_config_lib
 
@@ -302,8 +303,9 @@ def test_stages_train_the_right_variables(run_inputs, tmp_path):
     # Each group's Adam counts only the steps it was applied: Θs joined at step 1.
     assert int(trainer.optimizers['frame_head'].iterations.numpy()) == 3
     assert int(trainer.optimizers['shape_basis'].iterations.numpy()) == 2
-    # The albedo group's Adam is saved under its pre-rename key (trainer.CHECKPOINT_GROUP_KEYS),
-    # so runs written before the rename resume with its state.
+    # The albedo group's Adam is saved under its pre-rename key
+    # (train_checkpoint.CHECKPOINT_GROUP_KEYS), so runs written before the rename resume with
+    # its state.
     saved = tf.train.load_checkpoint(trainer.manager.latest_checkpoint).get_variable_to_shape_map()
     assert any(n.startswith('optimizer_reflectance/') for n in saved)
     assert not any(n.startswith('optimizer_albedo/') for n in saved)
@@ -316,7 +318,7 @@ def test_runs_with_the_albedo_optimizer_under_either_key_resume(run_inputs, tmp_
     state, and keep their key."""
     _, asset, data = run_inputs
     with monkeypatch.context() as patched:
-        patched.setitem(trainer_lib.CHECKPOINT_GROUP_KEYS, 'albedo', 'albedo')
+        patched.setitem(train_checkpoint.CHECKPOINT_GROUP_KEYS, 'albedo', 'albedo')
         first = _trainer(asset, data, tmp_path, finetune_steps=1)
         first.restore()
         first.train()
