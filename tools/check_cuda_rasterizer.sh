@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the standalone check of the rasterizer op's CUDA kernel
-# (mofl/render/ops/rasterize_triangles_gpu_check.cu.cc): GPU against a host replay of the CPU
-# kernel, bit for bit, plus timings. Needs nvcc and a CUDA device, no TensorFlow.
+# (tools/rasterize_triangles_gpu_check.cu.cc, beside this script; the kernel and its headers are
+# in mofl/render/ops): GPU against a host replay of the CPU kernel, bit for bit, plus timings.
+# Needs nvcc and a CUDA device, no TensorFlow.
 #
 # The kernel and the check are compiled with the op build's nvcc flags (build_ops.py,
 # nvcc_command): -x cu -std=c++17 -O3 --fmad=false -Xcompiler -fPIC -D_GLIBCXX_USE_CXX11_ABI=1,
@@ -20,8 +21,10 @@
 set -euo pipefail
 
 start_seconds=$(date +%s.%N)
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_root=$(cd "$tools_dir/.." && pwd)
 ops_dir="$repo_root/mofl/render/ops"
+check_source="$tools_dir/rasterize_triangles_gpu_check.cu.cc"
 
 sanitize=0
 check_args=()
@@ -76,7 +79,7 @@ build() {
 }
 build nvcc -c "$ops_dir/rasterize_triangles_gpu.cu.cc" -o "$output_dir/rasterize_triangles_gpu.o" \
   "${nvcc_flags[@]}"
-build nvcc -c "$ops_dir/rasterize_triangles_gpu_check.cu.cc" \
+build nvcc -c "$check_source" \
   -o "$output_dir/rasterize_triangles_gpu_check.o" "${nvcc_flags[@]}" -Xcompiler -ffp-contract=off
 build nvcc "$output_dir/rasterize_triangles_gpu_check.o" "$output_dir/rasterize_triangles_gpu.o" \
   -o "$binary"

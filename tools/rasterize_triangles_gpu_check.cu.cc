@@ -32,8 +32,10 @@
 // Exit status: 0 when every case passes, 1 on any failure, 2 when no CUDA device is found (GPU
 // modes only), 64 on a bad command line.
 //
-// Build and run it with tools/check_cuda_rasterizer.sh, which compiles it and the kernel with the
-// op build's nvcc flags (mofl/render/ops/build_ops.py):
+// The kernel, the CPU kernel and the headers it names are the op's, in mofl/render/ops/; this
+// program lives outside the package, next to the script that builds it. Build and run it with
+// tools/check_cuda_rasterizer.sh, which compiles it and the kernel with the op build's nvcc flags
+// (mofl/render/ops/build_ops.py) and -I mofl/render/ops:
 //   tools/check_cuda_rasterizer.sh [--sanitize] [--quick] [--host-only] [OUTPUT_DIR]
 #include <cuda_runtime.h>
 
