@@ -173,7 +173,7 @@ class FmlModel(keras.Model):
         """Regresses parameters and forms the per-vertex image of every frame.
 
         Args:
-            images: [B, M, H, W, 3] RGB in [0, 1].
+            images: [B, M, H, W, 3] RGB in [0, 1], H × W the config's `image_size`.
             training: Keras flag (unused by the layers; kept for the API).
             identity_enabled: False zeroes α and β (the expression pre-training stage: the
                 face is the template with the constant skin colour, only pose, expression and
@@ -191,7 +191,18 @@ class FmlModel(keras.Model):
                 colors [B, M, V, 3] shaded colours c_i (eq. 7); visibility [B, M, V] bool;
                 landmark_vertices [B, M, 66] int32 (contour slides per frame);
                 landmarks [B, M, 66, 2] projected landmark pixels.
+
+        Raises:
+            ValueError: naming `images`, when it is not [B, M, H, W, 3] or its known H, W are
+                not the model's `image_size` (the camera and the landmarks are in its pixels).
         """
+        images = tf.convert_to_tensor(images, tf.float32)
+        height, width = self.config.image_size
+        shape_lib.check_static(images, has_rank=5, has_dim_equals=(-1, 3), tensor_name='images')
+        for axis, side in ((2, height), (3, width)):
+            if images.shape[axis] is not None and images.shape[axis] != side:
+                raise ValueError(f'images must have the model\'s {height}×{width} frames, but it '
+                                 f'has shape {images.shape.as_list()}')
         params = self.network(images, training=training,
                               stop_identity_gradient=stop_identity_gradient)
         return self.form_image(params, identity_enabled=identity_enabled)

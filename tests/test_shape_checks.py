@@ -1,5 +1,6 @@
-"""Entry checks of the geometry and shading core: a wrong shape is refused with an error that
-names the tensor, instead of broadcasting silently or failing deep inside TensorFlow."""
+"""Entry checks of the geometry and shading core, and of the images entering the network and the
+model: a wrong shape is refused with an error that names the tensor, instead of broadcasting
+silently or failing deep inside TensorFlow."""
 import numpy as np
 import pytest
 
@@ -68,3 +69,62 @@ def test_shade_accepts_one_albedo_for_the_batch():
 def test_face_model_refuses_bad_shapes_naming_the_tensor(face_model, method, args, name):
     with pytest.raises(ValueError, match=name):
         getattr(face_model, method)(*args(face_model))
+
+
+# ----------------------------------------------------------------------------- network and model
+
+M, SIDE = 2, 240
+
+
+@pytest.fixture(scope='module')
+def network():
+    from mofl.nets import fml_network
+    return fml_network.FmlNetwork(num_expressions=3, num_shape_params=4, num_albedo_params=3,
+                                  width_multiplier=training_data.TEST_WIDTH_MULTIPLIER)
+
+
+@pytest.fixture(scope='module')
+def fml_model():
+    from mofl import model as model_lib
+    return model_lib.FmlModel(training_data.tiny_assets(), model_lib.ModelConfig(
+        shape_dim=4, albedo_dim=3, width_multiplier=training_data.TEST_WIDTH_MULTIPLIER))
+
+
+_IMAGE_ERRORS = [
+    ('one frame, no M axis', [B, SIDE, SIDE, 3]),
+    ('grey frames', [B, M, SIDE, SIDE, 1]),
+    ('RGBA frames', [B, M, SIDE, SIDE, 4]),
+    ('frames not 240 wide', [B, M, SIDE, 128, 3]),
+]
+
+
+@pytest.mark.parametrize('shape', [s for _, s in _IMAGE_ERRORS],
+                         ids=[label for label, _ in _IMAGE_ERRORS])
+def test_network_refuses_bad_images_naming_them(network, shape):
+    with pytest.raises(ValueError, match='images must'):
+        network(np.zeros(shape, np.float32))
+    with pytest.raises(ValueError, match='images must'):
+        network.standardize_identity_outputs(np.zeros(shape, np.float32))
+
+
+def test_network_with_an_input_size_takes_any_frame_size():
+    from mofl.nets import fml_network
+    small = fml_network.FmlNetwork(num_expressions=3, num_shape_params=4, num_albedo_params=3,
+                                   input_size=64, width_multiplier=0.125)
+    outputs = small(np.zeros([1, 1, 80, 96, 3], np.float32))
+    assert outputs['euler_angles'].shape == (1, 1, 3)
+    with pytest.raises(ValueError, match='images must'):
+        small(np.zeros([1, 80, 96, 3], np.float32))
+
+
+@pytest.mark.parametrize('shape', [s for _, s in _IMAGE_ERRORS],
+                         ids=[label for label, _ in _IMAGE_ERRORS])
+def test_model_refuses_bad_images_naming_them(fml_model, shape):
+    with pytest.raises(ValueError, match='images must'):
+        fml_model(np.zeros(shape, np.float32))
+
+
+def test_model_refuses_frames_of_another_size_than_its_camera(fml_model):
+    height, width = fml_model.config.image_size
+    with pytest.raises(ValueError, match=rf'images must have the model\'s {height}×{width}'):
+        fml_model(np.zeros([1, 1, height, width + 16, 3], np.float32))

@@ -9,10 +9,10 @@ be 1 (monocular reconstruction).
 Output scaling. The last FC of Table 3 produces raw, unitless numbers. We map them to physical
 units with fixed (not learned) affine maps, which is standard practice and adds no layer:
 
-    rotation    = rotation_scale · raw[0:3]                          (radians, [pitch, yaw, roll])
-    translation = translation_init + translation_scale · raw[3:6]    (mm, camera space)
-    expression  = expression_scale · raw[6:6+b]                      (blendshape coefficients δ)
-    sh          = sh_init + sh_scale · raw[6+b:]                     (γ, 27 numbers)
+    euler_angles = rotation_scale · raw[0:3]                        (radians, [pitch, yaw, roll])
+    translation  = translation_init + translation_scale · raw[3:6]  (mm, camera space)
+    expression   = expression_scale · raw[6:6+b]                    (blendshape coefficients δ)
+    sh           = sh_init + sh_scale · raw[6+b:]                   (γ, 27 numbers)
 
 The hidden rows start He-normal (variance-preserving, `feature_extractor`), so the last FC of
 Table 3 sees inputs of RMS ≈ 0.5 and, at Glorot scale, would start at |raw| ≈ 1 (rotations of
@@ -40,6 +40,7 @@ shading factor Σ_k γ_k·H_k(n) equal `ambient` for the orthonormal basis (H_0 
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow_graphics.util import shape as shape_lib
 
 from mofl import paper_constants
 from mofl.nets import feature_extractor as feature_extractor_lib
@@ -132,6 +133,24 @@ class FmlNetwork(keras.Model):
         """Every variable outside the identity path: the trunk and Table 3."""
         return self.trunk_variables() + self.frame_head_variables()
 
+    def _checked_images(self, images):
+        """`images` as a float32 tensor, its static shape checked.
+
+        Raises:
+            ValueError: naming `images`, when it is not [B, M, H, W, 3], or when the network
+                has no `input_size` and H or W is known and not Table 1's 240.
+        """
+        images = tf.convert_to_tensor(images, tf.float32)
+        shape_lib.check_static(images, has_rank=5, has_dim_equals=(-1, 3), tensor_name='images')
+        if not self.input_size:
+            side = feature_extractor_lib.IMAGE_SIZE
+            for axis in (2, 3):
+                if images.shape[axis] is not None and images.shape[axis] != side:
+                    raise ValueError(f'images must be {side}×{side} frames (the network has no '
+                                     f'input_size to resize them to), but it has shape '
+                                     f'{images.shape.as_list()}')
+        return images
+
     def _frames(self, images):
         """[B, M, H, W, 3] → [B·M, S, S, 3] frames at the network's input size."""
         frames = tf.reshape(images, tf.concat([[-1], tf.shape(images)[2:]], 0))
@@ -153,8 +172,11 @@ class FmlNetwork(keras.Model):
 
         Returns:
             identity_network.Standardization: the map applied to α and β.
+
+        Raises:
+            ValueError: `images` has the wrong shape (`call`).
         """
-        images = tf.convert_to_tensor(images, tf.float32)
+        images = self._checked_images(images)
         batch_size, num_frames = tf.shape(images)[0], tf.shape(images)[1]
         _, medium = self.feature_extractor(self._frames(images))
         medium = tf.reshape(medium, tf.concat([[batch_size, num_frames], tf.shape(medium)[1:]], 0))
@@ -167,7 +189,8 @@ class FmlNetwork(keras.Model):
         """Regresses all parameters of a batch of multi-frame samples.
 
         Args:
-            images: [B, M, 240, 240, 3] float32 RGB in [0, 1].
+            images: [B, M, H, W, 3] float32 RGB in [0, 1]; H = W = 240 when the network has no
+                `input_size` (Table 1), else any size (area-resized to `input_size`).
             training: Keras flag; only `standardize_identity`'s batch standardisation uses it.
             return_activations: also return the activations of every table row, under keys
                 'table1/<row>' ([B·M, ...]), 'table2/<row>' ([B, ...]) and 'table3/<row>'.
@@ -178,13 +201,17 @@ class FmlNetwork(keras.Model):
             dict with
                 shape_params: [B, g] α.
                 albedo_params: [B, a] β.
-                rotation: [B, M, 3] Euler angles [pitch, yaw, roll] in radians.
+                euler_angles: [B, M, 3] Euler angles [pitch, yaw, roll] in radians.
                 translation: [B, M, 3] mm.
                 expression: [B, M, b] δ.
                 sh: [B, M, 27] γ (layout in the module docstring).
             and, with return_activations, 'activations': dict name -> tensor.
+
+        Raises:
+            ValueError: naming `images`, when it is not [B, M, H, W, 3] (or, without
+                `input_size`, its frames are not 240×240).
         """
-        images = tf.convert_to_tensor(images, tf.float32)
+        images = self._checked_images(images)
         batch_size = tf.shape(images)[0]
         num_frames = tf.shape(images)[1]
         frames = self._frames(images)
