@@ -1,0 +1,74 @@
+"""Calibrates a face asset's landmark and dense-point vertices to the detector, from training data.
+
+    python -m tools.calibrate_detector --asset=out/video/asset.npz \
+        --data='out/video/data/train-*' --output=out/video/asset_calibrated.npz
+
+Reads the detections of `tools.preprocess` records (the 66 landmarks and FaceMesh's 468 dense
+points; no ground truth) and writes a copy of the asset whose inner 49 landmarks and dense-point
+correspondence sit where the detector puts them on the mean face
+(`mofl.data.detector_calibration`). Train with `--asset=` the written file. The template, its
+triangles and everything else are unchanged, so data and evaluation made for the input asset
+stay valid (same `fingerprint`).
+"""
+import dataclasses
+import json
+import time
+
+from absl import app
+from absl import flags
+
+from mofl import flags_common
+from mofl import startup
+startup.quiet_tensorflow()   # before anything imports TensorFlow
+
+
+from mofl.data import detector_calibration  # pylint: disable=g-import-not-at-top
+from mofl.facemodel import default_assets  # pylint: disable=g-import-not-at-top
+
+FLAGS = flags.FLAGS
+flags_common.define_asset_flag(required=True)
+flags.DEFINE_string('data', None, 'TFRecord glob of training records with mediapipe dense points '
+                    '(tools.preprocess).', required=True)
+flags.DEFINE_string('output', None, 'Calibrated asset .npz; a JSON report is written beside it.',
+                    required=True)
+flags.DEFINE_integer('max_frames', detector_calibration.DEFAULT_MAX_FRAMES,
+                     'Frames read from the records (0: all).', lower_bound=0)
+flags.DEFINE_float('radius_mm', detector_calibration.DEFAULT_RADIUS_MM,
+                   'How far a point may move from its current vertex.', lower_bound=0.0)
+flags.DEFINE_integer('rounds', detector_calibration.DEFAULT_ROUNDS,
+                     'Pose-then-vertices rounds.', lower_bound=1)
+
+
+def main(argv):
+    del argv
+    start = time.time()
+    assets, _ = default_assets.load_asset(FLAGS.asset)
+    mesh = assets.mesh
+    if mesh.mediapipe_vertices is None:
+        raise app.UsageError(f'--asset={FLAGS.asset}: the asset has no FaceMesh correspondence '
+                             '(built before it existed); rebuild it with tools.build_assets')
+    detections = detector_calibration.read_detections(FLAGS.data, FLAGS.max_frames)
+    print(f'{detections.num_frames} frames of {FLAGS.data} ({time.time() - start:.0f} s)',
+          flush=True)
+    landmark_indices, mediapipe_vertices, report = detector_calibration.calibrate(
+        detections, mesh.vertices, mesh.face_mask, mesh.landmark_indices,
+        mesh.mediapipe_vertices, radius_mm=FLAGS.radius_mm, rounds=FLAGS.rounds,
+        log=lambda line: print(line, flush=True))
+    calibrated = dataclasses.replace(
+        assets, mesh=dataclasses.replace(mesh, landmark_indices=landmark_indices,
+                                         mediapipe_vertices=mediapipe_vertices))
+    calibrated.mesh.validate(where=FLAGS.output)
+    calibrated.save(FLAGS.output)
+    report.update(asset=FLAGS.asset, data=FLAGS.data, seconds=round(time.time() - start, 1))
+    report_path = FLAGS.output[:-4] + '.json' if FLAGS.output.endswith('.npz') else (
+        FLAGS.output + '.json')
+    with open(report_path, 'w', encoding='utf-8') as f:
+        json.dump(report, f, indent=2)
+    print(f'{report["points_moved"]} of {report["points_calibrated"]} points moved (median '
+          f'{report["median_move_mm"]:.1f} mm); RMS reprojection {report["rms_before_mm"]:.2f} -> '
+          f'{report["rms_after_mm"]:.2f} mm -> {FLAGS.output} ({report["seconds"]:.0f} s)')
+    return 0
+
+
+if __name__ == '__main__':
+    app.run(main)
