@@ -1,6 +1,6 @@
 """Evaluates trained models like the paper's Tables 1–2 and supplement Table 4.
 
-Synthetic ground truth (BUILD_NOTES.md "Data"), Table 1 layout:
+Synthetic ground truth (docs/data.md "Synthetic ground truth"), Table 1 layout:
 
     python -m mofl.evaluate --dataset=synthetic --data='out/table1/data/test-*' \
         --runs=1:out/table1/train_m1,2:out/table1/train_m2,4:out/table1/train_m4
@@ -15,7 +15,8 @@ Photometric error (supplement Table 4) of runs with different model sizes:
     python -m mofl.evaluate --dataset=photometric --data='out/table1/data/test-*' \
         --runs=0:out/t4/size0,10:out/t4/size10,...
 
-The protocol, step by step with its constants, is in BUILD_NOTES.md ("Geometric evaluation").
+The protocol, step by step with its constants, is in docs/evaluation.md "Geometric evaluation
+protocol".
 """
 import json
 import os

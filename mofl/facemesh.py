@@ -25,7 +25,7 @@ class FaceObservation:
     """One detected face.
 
     Attributes:
-        landmarks: [66, 2] (u, v) in image pixels (BUILD_NOTES pixel convention).
+        landmarks: [66, 2] (u, v) in image pixels (BUILD_NOTES.md "Coordinates and units").
         mesh_landmarks: [468, 3] FaceMesh points (u, v in pixels, z in the same pixel scale,
             smaller z = nearer the camera).
         score: face-detection score in [0, 1].

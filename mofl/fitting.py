@@ -1,8 +1,9 @@
 """Direct analysis-by-synthesis fits: free per-sample parameters, no network (reference only).
 
-The synthetic benchmark (BUILD_NOTES.md "Data") needs to know how far the losses of eq. 8–12 pin
-a face down at all, independently of how well a network regresses it. `fit_samples` optimises every
-parameter freely for a batch of multi-frame samples, with one of three identity models:
+The synthetic benchmark (docs/evaluation.md "Direct reference fits") needs to know how far the
+losses of eq. 8–12 pin a face down at all, independently of how well a network regresses it.
+`fit_samples` optimises every parameter freely for a batch of multi-frame samples, with one of three
+identity models:
 
 | identity       | geometry of sample n                                  | what it measures          |
 |----------------|-------------------------------------------------------|---------------------------|
@@ -43,7 +44,7 @@ class FitConfig:
         pose_steps: Adam steps of the first phase (template, pose/expression/light).
         identity_steps: Adam steps of the second phase (all parameters).
         learning_rate: Adam learning rate (per stored unit).
-        lambda_expression: λble (the paper's 1e−8 leaves δ unregularised; see BUILD_NOTES).
+        lambda_expression: λble (the paper's 1e−8 leaves δ unregularised; see docs/deviations.md).
         prior_weight: weight of Σ_k w_k² per sample (`ground_truth` mode). The default is the
             Gaussian prior's weight relative to λlan's landmark term for 2 px detector noise:
             λlan/240² px⁻² per squared pixel = d²/(2σ²) · 6.5e−4, so 0.5·w² · 6.5e−4.

@@ -1,13 +1,13 @@
 """Landmark layouts: mediapipe FaceMesh (468) → iBUG/Multi-PIE 68 → the paper's 66 points.
 
 The paper (§3.5, "sparse landmarks") uses 66 points; we use the 68-point iBUG/Multi-PIE layout
-without the two inner-mouth corners (0-based 60 and 64), see BUILD_NOTES.md. Order of the 68:
-0–16 jaw (0 = subject's right ear side, i.e. image left), 17–21 right brow (outer → inner),
-22–26 left brow (inner → outer), 27–30 nose bridge (nasion → tip), 31–35 nose base (right → left),
-36–41 right eye (outer corner, two upper-lid points, inner corner, two lower-lid points),
-42–47 left eye (inner corner, upper lid, outer corner, lower lid), 48–59 outer lip (48 right
-corner, clockwise in the image over the upper lip to 54 and back along the lower lip), 60–67 inner
-lip (60 right corner, 61–63 upper, 64 left corner, 65–67 lower).
+without the two inner-mouth corners (0-based 60 and 64), see BUILD_NOTES.md "Face assets and
+landmarks". Order of the 68: 0–16 jaw (0 = subject's right ear side, i.e. image left), 17–21 right
+brow (outer → inner), 22–26 left brow (inner → outer), 27–30 nose bridge (nasion → tip), 31–35 nose
+base (right → left), 36–41 right eye (outer corner, two upper-lid points, inner corner, two
+lower-lid points), 42–47 left eye (inner corner, upper lid, outer corner, lower lid), 48–59 outer
+lip (48 right corner, clockwise in the image over the upper lip to 54 and back along the lower lip),
+60–67 inner lip (60 right corner, 61–63 upper, 64 left corner, 65–67 lower).
 
 How `MEDIAPIPE_TO_IBUG68` was chosen (by looking at all 468 FaceMesh indices drawn on the
 astronaut crop of scikit-image, and then at the 68 chosen points drawn with their numbers):
@@ -140,7 +140,8 @@ def mediapipe_to_66(landmarks468, axis=-2):
 
 
 def dense_point_vertices(vertices, face_mask, count):
-    """The asset vertices of `count` dense 2D points (our deviation, BUILD_NOTES "Dense 2D points").
+    """The asset vertices of `count` dense 2D points (our deviation, docs/data.md "Dense 2D
+    points").
 
     Farthest-point sampling over the face region of the template: the first point is the face
     vertex nearest the region's centroid, each next one the face vertex farthest (in 3D) from

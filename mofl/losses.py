@@ -44,7 +44,7 @@ def paper_loss_weights(num_vertices):
         'sparsity': PAPER_SPARSITY_WEIGHT,
         'expression': PAPER_EXPRESSION_WEIGHT,
         'identity_mean': 0.0,    # ours, not in the paper (`identity_mean_loss`)
-        'dense_points': 0.0,     # ours, not in the paper (BUILD_NOTES "Dense 2D points")
+        'dense_points': 0.0,     # ours, not in the paper (docs/data.md "Dense 2D points")
         'depth_spread': 0.0,     # ours, not in the paper (`depth_spread_loss`)
     }
 
@@ -240,10 +240,10 @@ def depth_spread_loss(translation):
     translation (mm; the camera looks down −z), z̄ the batch mean of z_b. A bigger head farther
     away and a smaller one nearer give the same picture, so the other terms cannot tell a
     person's size from the distance: left alone, the pose's depth absorbs how people differ in
-    size, which then never reaches the identity model (BUILD_NOTES "CPU-scale FML" → "Size and
-    distance"). This prior says that people are filmed at similar distances (per sample: the M
-    frames' own depths still follow the images). Off (weight 0) in the paper's configuration;
-    `mofl.train --lambda_depth_spread`.
+    size, which then never reaches the identity model (docs/experiments.md "Size and
+    distance (fourteenth session)"). This prior says that people are filmed at similar distances
+    (per sample: the M frames' own depths still follow the images). Off (weight 0) in the paper's
+    configuration; `mofl.train --lambda_depth_spread`.
 
     Args:
         translation: [B, M, 3] the pose's translation per frame (mm).

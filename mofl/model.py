@@ -36,7 +36,7 @@ IMAGE_SIZE = (paper_constants.IMAGE_SIZE, paper_constants.IMAGE_SIZE)
 # Units in which the loss terms are evaluated. The supplement's weights (λpho = 1.6/|V̄|,
 # λlan = 4.7, λsmo = 1e−3, λspa = 1e−7) only balance one another in particular units, which the
 # paper does not state; these are the ones under which all terms are of similar size at
-# convergence (BUILD_NOTES.md, "Loss units"): colours in [0, 1], landmark positions as a fraction
+# convergence (docs/network.md "Loss units"): colours in [0, 1], landmark positions as a fraction
 # of the image width, graph node displacements in cm, albedo for the sparsity term in 0..255.
 SMOOTHNESS_UNITS_PER_MM = 0.1
 SPARSITY_ALBEDO_SCALE = 255.0
@@ -69,11 +69,11 @@ class ModelConfig:
         initializer: 'he' (variance-preserving, default) or 'glorot' (Keras' default, the
             old behaviour) for the network's ReLU rows.
         orthogonal_complement: True (the paper): the learned identity basis passes through the
-            OCL (eq. 4–5); False: Θs is used as it is (an ablation, BUILD_NOTES.md "CPU-scale
-            FML").
+            OCL (eq. 4–5); False: Θs is used as it is (an ablation, docs/deviations.md; the
+            CPU-scale identity configs use it).
         identity_standardization: ours (False = the paper): α and β batch-standardised to
             mean 0, spread 1 over the people of a batch (`SharedIdentityNetwork(standardize=)`,
-            BUILD_NOTES.md "Unit-scale identity parameters").
+            docs/training.md "Unit-scale identity parameters").
     """
     shape_dim: int = paper_constants.MODEL_SIZE
     albedo_dim: int = paper_constants.MODEL_SIZE
@@ -291,7 +291,7 @@ class FmlModel(keras.Model):
             landmark_confidence: [B, M, 66] their confidences.
             eta, sparsity_exponent: η and p of eq. 11.
             dense_points: optional [B, M, K, 2] detected dense 2D points (pixels; our deviation,
-                BUILD_NOTES "Dense 2D points"), with `dense_confidence` [B, M, K] and
+                docs/data.md "Dense 2D points"), with `dense_confidence` [B, M, K] and
                 `dense_vertices` [B, K] int32 (the asset vertex of each point).
 
         Returns:

@@ -2,8 +2,8 @@
 
 The paper gives the schedule only in words ("We pre-train the expression model and then train
 the full network end-to-end. After convergence, the network is fine-tuned using a larger learning
-rate for reflectance", §4); optimiser and rates are our choice, measured in BUILD_NOTES.md
-"Training".
+rate for reflectance", §4); optimiser and rates are our choice, described in docs/training.md
+"Parameter groups".
 
 FusedAdam is Keras' Adam (same update, same slots, same checkpoint layout) with each variable's
 update done by TensorFlow's single fused kernel `ResourceApplyAdam` instead of seven elementwise
@@ -15,8 +15,8 @@ The schedule is piecewise: each stage runs at its base rate and, over the last
 WeightAverage keeps an exponential moving average of the weights (Polyak averaging, with
 TensorFlow's ExponentialMovingAverage warm-up; ours, off in the paper's configuration). Adam's
 steps at a constant rate leave the CPU-scale identity wandering by ±10 % around its trend; the
-average over the last ~1/(1 − decay) steps does not (BUILD_NOTES.md "CPU-scale FML" → "Weight
-averaging").
+average over the last ~1/(1 − decay) steps does not (docs/experiments.md "Weight
+averaging (thirteenth session)").
 """
 import contextlib
 import math

@@ -83,7 +83,7 @@ flags.DEFINE_boolean('identity_standardization', _MODEL_DEFAULTS.identity_standa
                      'Ours (off = the paper): α and β leave Table 2 through a batch '
                      'standardisation (mean 0, spread 1 over the batch\'s people; moving '
                      'averages at test time), so the learned bases alone set the identity\'s '
-                     'size (BUILD_NOTES.md "Unit-scale identity parameters").')
+                     'size (docs/training.md "Unit-scale identity parameters").')
 # Schedule and optimisation.
 flags.DEFINE_integer('pretrain_steps', _TRAIN_DEFAULTS.pretrain_steps,
                      'Stage 0: expression pre-training steps.')
@@ -121,13 +121,13 @@ flags.DEFINE_enum('pretrain_identity_path', _TRAIN_DEFAULTS.pretrain_identity_pa
                   'Stage 0 and the identity path (Table 1 conv4/conv5, Table 2): freeze its '
                   'variables; or also stop Table 3\'s gradient through α, β; or also freeze '
                   'Table 1\'s conv1–conv3, so that α, β stay exactly as initialised; or train it '
-                  '(the old code). BUILD_NOTES.md "Training".')
+                  '(the old code). docs/training.md "Stage 0 and the identity path".')
 flags.DEFINE_boolean('stop_identity_gradient', _TRAIN_DEFAULTS.stop_identity_gradient,
                      'Stages 1–2: Table 3 reads α, β '
                      'through tf.stop_gradient (identity learns only from the face model).')
 flags.DEFINE_boolean('identity_output_init', _TRAIN_DEFAULTS.identity_output_init,
-                     'Legacy, not recommended (BUILD_NOTES.md '
-                     '"Training"): when end-to-end training starts, rescale Table 2\'s last FC '
+                     'Legacy, not recommended (docs/network.md "Initialisation"): when '
+                     'end-to-end training starts, rescale Table 2\'s last FC '
                      'so that α and β have mean 0 and spread 1 over the first '
                      '--identity_init_samples training samples.')
 flags.DEFINE_integer('identity_init_samples', _TRAIN_DEFAULTS.identity_init_samples,
@@ -142,17 +142,18 @@ flags.DEFINE_float('lambda_expression', _TRAIN_DEFAULTS.lambda_expression, 'λbl
 flags.DEFINE_float('lambda_identity_mean', _TRAIN_DEFAULTS.lambda_identity_mean,
                    'Ours (0 = the paper): weight of the batch-mean identity deformation term '
                    '(losses.identity_mean_loss on graph displacements in cm, like the smoothness '
-                   'term; per replica under tf.distribute; BUILD_NOTES.md "CPU-scale FML").')
+                   'term; per replica under tf.distribute; docs/training.md '
+                   '"Identity-mean prior").')
 flags.DEFINE_float('lambda_dense_points', _TRAIN_DEFAULTS.lambda_dense_points,
                    'Ours (0 = the paper): weight of the dense 2D point term, the landmark term\'s '
                    'form over the records\' dense points (tools.make_synthetic --dense_points; '
-                   'BUILD_NOTES.md "Dense 2D points"). > 0 needs records that have them.')
+                   'docs/data.md "Dense 2D points"). > 0 needs records that have them.')
 flags.DEFINE_float('lambda_depth_spread', _TRAIN_DEFAULTS.lambda_depth_spread,
                    'Ours (0 = the paper): weight of the spread of the samples\' log camera '
                    'distances over the batch (losses.depth_spread_loss; per replica under '
                    'tf.distribute), so that a person\'s size goes to the identity model rather '
-                   'than to the pose\'s depth (BUILD_NOTES.md "CPU-scale FML" → "Size and '
-                   'distance").')
+                   'than to the pose\'s depth (docs/training.md '
+                   '"Depth-spread prior").')
 flags.DEFINE_float('chroma_eta', _TRAIN_DEFAULTS.chroma_eta, 'η of the chroma weights (eq. 11).')
 flags.DEFINE_float('sparsity_exponent', _TRAIN_DEFAULTS.sparsity_exponent, 'p of eq. 11.')
 # Distribution, checkpoints, logging.

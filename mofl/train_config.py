@@ -24,13 +24,13 @@ Parameter groups (ours), each with its own Adam whose state starts when the grou
 
 Why stage 0 leaves the identity path alone: the face model gets α = β = 0 there, so the only
 gradient conv4/conv5/Table 2 would get is "be a useful extra input to Table 3"; under it the path
-shrank and died before identity learning began (BUILD_NOTES.md "Training"). The modes of
-`pretrain_identity_path`: 'freeze' (its variables are not updated, but Table 3's gradient still
-flows through it into the shared lowFeatures rows) and 'stop_gradient' (Table 3 reads α, β
-through tf.stop_gradient, so that path is cut too). Either way the trunk (conv1–conv3) learns,
-so α itself still changes; 'freeze_trunk' (the default, chosen by the probe in BUILD_NOTES.md
-"Training") trains Table 3 alone in stage 0, which leaves α, β (and everything upstream of them)
-exactly as initialised. 'train' is the old behaviour.
+shrank and died before identity learning began (docs/training.md "Stage 0 and the identity path").
+The modes of `pretrain_identity_path`: 'freeze' (its variables are not updated, but Table 3's
+gradient still flows through it into the shared lowFeatures rows) and 'stop_gradient' (Table 3 reads
+α, β through tf.stop_gradient, so that path is cut too). Either way the trunk (conv1–conv3) learns,
+so α itself still changes; 'freeze_trunk' (the default, chosen by the probe in docs/experiments.md
+"Old vs new code, and the stage-0 modes (fourth session)") trains Table 3 alone in stage 0, which
+leaves α, β (and everything upstream of them) exactly as initialised. 'train' is the old behaviour.
 """
 import dataclasses
 from typing import Optional
@@ -76,7 +76,7 @@ class TrainConfig:
     lambda_sparsity: float = losses.PAPER_SPARSITY_WEIGHT
     lambda_expression: float = losses.PAPER_EXPRESSION_WEIGHT
     lambda_identity_mean: float = 0.0    # ours (losses.identity_mean_loss); 0 in the paper
-    lambda_dense_points: float = 0.0     # ours (BUILD_NOTES "Dense 2D points"); 0 in the paper
+    lambda_dense_points: float = 0.0     # ours (docs/data.md "Dense 2D points"); 0 in the paper
     lambda_depth_spread: float = 0.0     # ours (losses.depth_spread_loss); 0 in the paper
     chroma_eta: float = losses.PAPER_CHROMA_ETA
     sparsity_exponent: float = losses.PAPER_SPARSITY_EXPONENT

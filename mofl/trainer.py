@@ -30,7 +30,7 @@ class NonFiniteLossError(RuntimeError):
     """A loss or gradient became NaN/Inf; training stopped without saving that step."""
 
 
-# Batch keys of the dense 2D points (`--lambda_dense_points`, BUILD_NOTES "Dense 2D points").
+# Batch keys of the dense 2D points (`--lambda_dense_points`, docs/data.md "Dense 2D points").
 DENSE_KEYS = ('dense_points', 'dense_confidence', 'dense_vertices')
 
 

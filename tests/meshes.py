@@ -1,7 +1,7 @@
 """Small test meshes shared by the tests: an icosphere and a two-triangle quad.
 
 Triangles are counter-clockwise seen from outside (outward normals by the right-hand rule), as
-BUILD_NOTES.md requires.
+BUILD_NOTES.md "Coordinates and units" requires.
 """
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""The layers of mofl (BUILD_NOTES "Module layout"): imports point down the layers only.
+"""The layers of mofl (docs/architecture.md "Layers"): imports point down the layers only.
 
 From the bottom: base (paper sizes, landmark layouts, the FaceMesh detector, sample paths,
 start-up, shared flags) → facemodel → render → losses (and the optimiser) → nets → model → data →

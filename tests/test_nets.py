@@ -266,8 +266,9 @@ def _rms(x):
 @pytest.mark.parametrize('initializer', ['he', 'glorot'])
 def test_activation_rms_of_every_row_stays_near_the_input_on_real_images(initializer):
     """He init keeps every row of Tables 1–3 within 0.3–3× the centred input's RMS; Keras'
-    Glorot default does not (it shrank the identity path 100-fold, BUILD_NOTES "Training").
-    Table 3's last FC is left out: its kernel is shrunk on purpose (`head_init_scale`)."""
+    Glorot default does not (it shrank the identity path 100-fold, docs/network.md
+    "Initialisation"). Table 3's last FC is left out: its kernel is shrunk on purpose
+    (`head_init_scale`)."""
     tf.random.set_seed(0)
     net = FmlNetwork(num_expressions=NUM_EXPRESSIONS, initializer=initializer)
     acts = net(_real_frames(), return_activations=True)['activations']

@@ -30,7 +30,10 @@ def _random_screen_mesh(seed, batch=2, num_vertices=40, num_triangles=30, snap=F
 
 
 def _project(points, focal=40.0, centre=(16.0, 12.0)):
-    """Camera space [..., 3] (looking down −z, y up) to screen (u, v, d) as in BUILD_NOTES.md."""
+    """Camera space [..., 3] (looking down −z, y up) to screen (u, v, d).
+
+    As in BUILD_NOTES.md "Coordinates and units".
+    """
     d = -points[..., 2]
     u = centre[0] + focal * points[..., 0] / d
     v = centre[1] - focal * points[..., 1] / d
@@ -242,9 +245,9 @@ def test_cuda_kernel_compiles_with_nvcc(tmp_path):
 
 @pytest.mark.skipif(shutil.which('nvcc') is None, reason='nvcc is not on PATH')
 def test_standalone_cuda_check_builds_and_its_host_reference_holds(tmp_path):
-    """tools/check_cuda_rasterizer.sh (the GPU check without TensorFlow, BUILD_NOTES "Renderer")
-    builds with the op's nvcc flags, and its host replay of the CPU kernel agrees with a
-    brute-force rasterizer on every case (`--host-only`: no GPU needed)."""
+    """tools/check_cuda_rasterizer.sh (the GPU check without TensorFlow, BUILD_NOTES.md "Building
+    the rasterizer op") builds with the op's nvcc flags, and its host replay of the CPU kernel
+    agrees with a brute-force rasterizer on every case (`--host-only`: no GPU needed)."""
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools',
                           'check_cuda_rasterizer.sh')
     result = subprocess.run(['bash', script, '--host-only', '--quick', str(tmp_path)],

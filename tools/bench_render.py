@@ -6,8 +6,8 @@ agree, and prints milliseconds per image and the speed-up, the figure last.
 
 By default the mesh is a procedurally generated ellipsoid (75 × 100 × 90 mm half-axes) standing in
 for a face; `--asset=PATH` loads a face asset's template mesh instead. Each batch image gets its own
-small random head rotation; a simple perspective camera (BUILD_NOTES.md conventions) frames the
-mesh to fill about 80 % of the image height.
+small random head rotation; a simple perspective camera (BUILD_NOTES.md "Coordinates and units")
+frames the mesh to fill about 80 % of the image height.
 
     python -m tools.bench_render [--asset=PATH] [--batch_size=8] [--reference_images=1]
 """

@@ -8,11 +8,11 @@
         --bfm_expressions=Model_Expression.mat --bfm_landmarks=bfm68.txt --output=out/bfm.npz
 
 `--source=auto` (the default) uses ICT-FaceKit when $MOFL_ICT_DIR or ../shared/ict-facekit
-exists, else mediapipe. See BUILD_NOTES.md "Face assets" for what each source provides.
+exists, else mediapipe. See docs/face_assets.md "Sources" for what each source provides.
 `--target_vertices=N` decimates the source mesh to about N vertices first (quadric decimation,
 everything carried over exactly, the coarse-to-full vertex map stored in the asset:
-`mofl.facemodel.decimation`; BUILD_NOTES.md "CPU-scale FML"). `--asset=default:N` of the other
-binaries builds and caches the same for the default source.
+`mofl.facemodel.decimation`; docs/face_assets.md "Decimated assets"). `--asset=default:N` of the
+other binaries builds and caches the same for the default source.
 """
 import os
 import sys

@@ -1,6 +1,6 @@
 """`make demo`: the main job of mofl on its embedded default, end to end, on this CPU.
 
-The CPU-scale configuration (BUILD_NOTES.md "CPU-scale FML": 128² frames, Tables 1–3 at half
+The CPU-scale configuration (docs/cpu_scale.md: 128² frames, Tables 1–3 at half
 width, the default mesh decimated to ~2,500 vertices, g = a = 125):
 1. Face asset: the default one (ICT-FaceKit when available, else mediapipe), decimated, with a
    preview.

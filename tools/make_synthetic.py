@@ -1,4 +1,6 @@
-r"""Writes the synthetic ground-truth set (BUILD_NOTES.md "Data") as records with GT meshes.
+r"""Writes the synthetic ground-truth set as records with GT meshes.
+
+The reference: docs/data.md "Synthetic ground truth".
 
     python -m tools.make_synthetic --output_dir=data/synthetic --num_identities=24 \
         --samples_per_identity=2 --num_frames=4 --seed=0 --contact_sheet=data/synthetic/sheet.png
@@ -23,8 +25,8 @@ frames are still rendered with the full source mesh, and the ground-truth meshes
 stored on the asset's vertices through its coarse-to-full map.
 - `--dense_points=K` (default 0): K more 2D points per frame besides the 66 landmarks, on asset
   vertices spread evenly over the face (`mofl.landmarks.dense_point_vertices`), projected with the
-  landmarks' noise model and hidden ones at confidence 0 (our deviation, BUILD_NOTES "Dense 2D
-  points"; `mofl.train --lambda_dense_points` uses them). Everything else is unchanged by it.
+  landmarks' noise model and hidden ones at confidence 0 (our deviation, docs/data.md "Dense
+  2D points"; `mofl.train --lambda_dense_points` uses them). Everything else is unchanged by it.
 - `--contact_sheet`: a PNG grid of the first samples (one row per sample, landmarks drawn: jaw
   yellow, others green, confidence < 0.5 red; seen dense points cyan).
 

@@ -1,5 +1,6 @@
 r"""Probe of identity learning: trains variants of FML on the same data and measures, layer by
-layer, whether the identity path lives and what it learns (BUILD_NOTES.md "Training").
+layer, whether the identity path lives and what it learns (docs/training.md "Probing the identity
+path").
 
     python -m tools.probe_identity --data='out/probe/data/train-*' \
         --test_data='out/probe/data/test-*' --output_dir=out/probe/runs \

@@ -44,7 +44,7 @@ from absl import flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string('output_dir', 'out/cpu_table1', 'Where the asset, data, runs and tables go.')
 flags.DEFINE_enum('config', 'cpu', ['cpu', 'paper'], 'cpu: the CPU-scale configuration '
-                  '(BUILD_NOTES.md "CPU-scale FML"); paper: the paper\'s network at 240².')
+                  '(docs/cpu_scale.md); paper: the paper\'s network at 240².')
 flags.DEFINE_boolean('quick', False, 'A tiny version of every stage (seconds of training, a '
                      'handful of samples): checks the pipeline, not the method.')
 flags.DEFINE_integer('num_identities', None, 'Synthetic identities (default 2,500; quick: 8).')
@@ -55,8 +55,8 @@ flags.DEFINE_integer('fit_samples', 16, 'Held-out samples of the reference fits.
 flags.DEFINE_boolean('table4', False, 'Also train the model-size runs and the photometric table.')
 flags.DEFINE_list('model_sizes', ['0', '10', '50', '125', '500'], 'Table 4 model sizes.')
 flags.DEFINE_string('table1_config', None, 'configs/NAME.flags of the Table 1 runs (default: '
-                    'cpu_table1 or synthetic_table1), e.g. cpu_dense (BUILD_NOTES.md "Dense 2D '
-                    'points").')
+                    'cpu_table1 or synthetic_table1), e.g. cpu_dense (docs/data.md '
+                    '"Dense 2D points").')
 flags.DEFINE_integer('dense_points', 0, 'Dense 2D points per frame in the synthetic data '
                      '(tools.make_synthetic --dense_points; 0: none, as in the paper).')
 flags.DEFINE_boolean('realistic', False, 'Data from synthetic videos drawn by Mitsuba 3 through '

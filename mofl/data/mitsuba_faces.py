@@ -36,9 +36,9 @@ coverage mask itself. The pixel filter is a box, so the mask is the pixel's cove
 
 Mitsuba is imported lazily (first render), so importing this module stays cheap. It renders on
 all cores by default (`drjit.set_thread_count(n)` limits that); images do not depend on the
-thread count, only on the inputs and `seed`. Costs (BUILD_NOTES.md "Pins and installation"): the
-skin texture of a new appearance ~0.5 s (cached per head, `head_textures.TEXTURE_CACHE_SIZE`), a
-256² frame at 16 spp ~1.3 s on one core.
+thread count, only on the inputs and `seed`. Costs (docs/realistic_benchmark.md "The renderer:
+Mitsuba 3"): the skin texture of a new appearance ~0.5 s (cached per head,
+`head_textures.TEXTURE_CACHE_SIZE`), a 256² frame at 16 spp ~1.3 s on one core.
 """
 import collections
 import dataclasses

@@ -34,7 +34,7 @@ uses `gt_vertices` [V, 3] (identity + neutral expression mesh, mm, model space) 
 `gt_expression_vertices` [M, V, 3] (the mesh of each frame with its expression, mm, model space).
 Arrays whose leading axis is the frame axis are listed in `PER_FRAME_GROUND_TRUTH`.
 
-Dense 2D points (optional; our deviation, BUILD_NOTES "Dense 2D points"): K more detected points
+Dense 2D points (optional; our deviation, docs/data.md "Dense 2D points"): K more detected points
 per frame besides the 66 landmarks. Their indices live in one of two spaces (`dense/space`):
 `asset_vertex` (`DENSE_SPACE_ASSET`, the default when the key is absent): each is a vertex of the
 asset the records were made for (`tools.make_synthetic --dense_points=K`); `mediapipe468`
@@ -137,7 +137,8 @@ def encode_sample(frames: Union[np.ndarray, Sequence[bytes]],
     Args:
         frames: [M, H, W, 3] uint8 RGB frames (an array or a list of M [H, W, 3] arrays), or a
             sequence of M JPEG-encoded frames (bytes), stored as they are.
-        landmarks: [M, 66, 2] (u, v) in pixels of the frame (BUILD_NOTES pixel convention).
+        landmarks: [M, 66, 2] (u, v) in pixels of the frame (BUILD_NOTES.md
+            "Coordinates and units").
         landmark_confidence: [M, 66] in [0, 1].
         pose: [M, 3] Euler angles (pitch, yaw, roll) in radians.
         identity: identity id (str).

@@ -1,4 +1,6 @@
-r"""Synthetic ground-truth multi-frame samples: the stand-in benchmark (BUILD_NOTES.md "Data").
+r"""Synthetic ground-truth multi-frame samples: the stand-in benchmark.
+
+The reference: docs/data.md "Synthetic ground truth".
 
 A sample is M frames of one synthetic person, rendered with `mofl.render.image_renderer` and
 written in the training-record format (`mofl.data.records`) together with the ground-truth meshes.
@@ -29,7 +31,7 @@ plus detector-like noise: a per-frame shift (σ 0.5 px) and per-landmark Gaussia
 lowered by up to 0.45 for landmarks on the side turned away (at yaw ≥ 45°), halved for landmarks
 hidden in the z-buffer, ±0.05 jitter, clipped to [0, 1].
 
-Dense 2D points (optional, `dense_vertices`; our deviation, BUILD_NOTES "Dense 2D points"): more
+Dense 2D points (optional, `dense_vertices`; our deviation, docs/data.md "Dense 2D points"): more
 fixed vertices of each frame's mesh projected into the image, with the landmarks' per-frame shift
 model (σ 0.5 px) and per-point noise (σ 1.2 px), confidence 0.95 where the z-buffer shows the
 point and 0 where it is hidden. Their noise comes from a stream of its own, (seed, identity,

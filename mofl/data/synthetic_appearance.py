@@ -1,5 +1,5 @@
 """Appearance of the synthetic data: albedo, eye and mouth paint, backgrounds, light and
-expression weights (BUILD_NOTES.md "Data").
+expression weights (docs/data.md "Synthetic ground truth").
 
 Appearance per identity (`sample_albedo`): a skin tone interpolated along a palette from very
 light to very dark skin, with a small random tint; smooth low-frequency per-vertex brightness and

@@ -1,5 +1,6 @@
-"""Ground-truth identity models of the synthetic data (BUILD_NOTES.md "Data"): the shape the
-learner never sees.
+"""Ground-truth identity models of the synthetic data: the shape the learner never sees.
+
+The reference: docs/data.md "Synthetic ground truth".
 
 A synthetic identity (shared by the M frames of every sample of one person, see
 `mofl.data.synthetic`) is drawn from one of two linear models:

@@ -1,18 +1,18 @@
 """Per-mesh geometric error of a reconstruction against a ground-truth scan (Tables 1–2, §4.2).
 
-`mesh_rmse` is the full protocol (written out step by step in BUILD_NOTES.md, "Geometric
+`mesh_rmse` is the full protocol (written out step by step in docs/evaluation.md "Geometric
 evaluation protocol"): landmark Procrustes (or centroid) initialisation, point-to-surface ICP
 (outliers beyond 3 × the median rejected) of the predicted face region onto the scan, exact
 point-to-triangle distances of the predicted face-region vertices to the scan surface, RMSE in mm. `vertex_rmse` is the variant for
-ground truth in the predicted mesh's own topology (the synthetic benchmark, BUILD_NOTES.md), where
-the correspondence is known (the paper's "pre-computed dense correspondence map").
+ground truth in the predicted mesh's own topology (the synthetic benchmark, docs/evaluation.md),
+where the correspondence is known (the paper's "pre-computed dense correspondence map").
 """
 import numpy as np
 
 from mofl.evaluation import alignment
 from mofl.evaluation import distance
 
-# Protocol constants (BUILD_NOTES.md, "Geometric evaluation protocol").
+# Protocol constants (docs/evaluation.md "Geometric evaluation protocol").
 ICP_ITERATIONS = 50            # upper bound; point-to-plane usually converges in < 15
 ICP_METHOD = 'point_to_plane'
 ICP_OUTLIER_FACTOR = 3.0       # reject matches farther than 3 × the median distance

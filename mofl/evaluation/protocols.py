@@ -1,6 +1,6 @@
 """Evaluation protocols behind `mofl.evaluate`: synthetic Table 1, real scans, photometric
-Table 4 (paper §4.2, supplement Table 4). The protocol's steps and constants are in BUILD_NOTES.md
-("Geometric evaluation protocol")."""
+Table 4 (paper §4.2, supplement Table 4). The protocol's steps and constants are in
+docs/evaluation.md "Geometric evaluation protocol"."""
 import csv
 import os
 import time

@@ -35,7 +35,8 @@ class SourceMesh:
     """Template mesh, landmarks and expression basis delivered by an asset source.
 
     Attributes:
-        vertices: [V, 3] float32 template v̄ in mm (model space, see BUILD_NOTES.md).
+        vertices: [V, 3] float32 template v̄ in mm (model space, see BUILD_NOTES.md
+            "Coordinates and units").
         triangles: [T, 3] int32, counter-clockwise seen from outside.
         face_mask: [V] bool, the face region used by evaluation and shown in previews.
         landmark_indices: [66] int32 vertex index of each landmark (66-point layout).

@@ -1,9 +1,9 @@
 """A coarser face asset: quadric decimation of a SourceMesh with everything carried over.
 
-Used for CPU-scale training (BUILD_NOTES.md "CPU-scale FML"): the ICT face area has 9,409
-vertices; at ~2,500 the face model, the photometric term and the renderer of the training step
-cost a quarter, while the deformation graph (which carries the learned identity) is unchanged in
-kind, only sized to the mesh.
+Used for CPU-scale training (docs/cpu_scale.md; docs/face_assets.md "Decimated assets"): the ICT
+face area has 9,409 vertices; at ~2,500 the face model, the photometric term and the renderer of the
+training step cost a quarter, while the deformation graph (which carries the learned identity) is
+unchanged in kind, only sized to the mesh.
 
 How: `fast_simplification` (Garland–Heckbert quadric error metrics) decides which edges collapse,
 and we replay its collapse history ourselves so that every coarse vertex IS a vertex of the full

@@ -1,8 +1,8 @@
 """Which face asset the demo and the tools use by default, built on first use and cached.
 
 ICT-FaceKit when `$MOFL_ICT_DIR` or `../shared/ict-facekit` beside the checkout exists, else the
-mediapipe asset built from registry packages only (BUILD_NOTES.md "Face assets"). Every caller
-logs which one.
+mediapipe asset built from registry packages only (BUILD_NOTES.md "Face asset building"). Every
+caller logs which one.
 """
 import os
 

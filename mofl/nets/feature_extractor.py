@@ -14,7 +14,7 @@ table does not state:
 
 The 5×5 row says stride 1, but a stride-1 convolution cannot take 29×29 to 14×14 (no padding gives
 25×25); stride 2 with one pixel of zero padding gives floor((29 + 2 − 5) / 2) + 1 = 14 and is what
-we use (BUILD_NOTES.md "Network and losses").
+we use (docs/network.md "Networks").
 
 The input image is centred ((x − 0.5) · 2) before the first convolution; that fixed affine map
 adds no layer and no weight.
@@ -22,7 +22,7 @@ adds no layer and no weight.
 Initialisation (ours; the paper gives none): every ReLU layer of Tables 1–3 starts He-normal
 (variance 2 / fan-in, zero bias), which keeps the activations' RMS roughly constant from row to
 row. Keras' default Glorot init halves the second moment at every ReLU row, so by Table 2 the
-identity path was 100× below its input (BUILD_NOTES.md "Training"). `initializer='glorot'`
+identity path was 100× below its input (docs/network.md "Initialisation"). `initializer='glorot'`
 restores the old behaviour for ablations.
 
 Smaller networks (ours, for CPU-scale studies): `width_multiplier` scales every row's channel

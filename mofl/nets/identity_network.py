@@ -2,7 +2,7 @@
 
 Table 2 names its input `lowFeatures0...M` but gives it the shape (M, 4, 4, 256), which is that of
 the mediumFeatures of Table 1; the text (§3.4) also says the medium-level features are pooled. We
-pool mediumFeatures (BUILD_NOTES.md "Network and losses"). The pooling is a mean over the frame
+pool mediumFeatures (docs/network.md "Networks"). The pooling is a mean over the frame
 axis, so any number of frames M ≥ 1 gives the same-shaped result (monocular or multi-frame
 reconstruction).
 """
@@ -30,7 +30,7 @@ class SharedIdentityNetwork(keras.Model):
         num_albedo_params: a, size of the learned albedo subspace (paper: 500).
         width_multiplier: scales the hidden rows' widths (1.0 = Table 2; α, β keep g and a).
         initializer: 'he' or 'glorot' kernels for the ReLU rows (see `feature_extractor`).
-        standardize: ours (not in Table 2; BUILD_NOTES "Unit-scale identity parameters"): α and
+        standardize: ours (not in Table 2; docs/training.md "Unit-scale identity parameters"): α and
             β leave through a batch standardisation without learned scale or offset (Keras
             BatchNormalization(center=False, scale=False): batch statistics in training, their
             moving averages otherwise), so over the people of a batch (the global batch under
@@ -77,8 +77,8 @@ class SharedIdentityNetwork(keras.Model):
         """Data-dependent initialisation of the last FC (ours; Salimans & Kingma 2016).
 
         Legacy (`--identity_output_init`, off by default): with He initialisation and a frozen
-        identity path in pre-training it is not needed, and it is harmful (BUILD_NOTES.md
-        "Training"): it multiplies the last kernel by the inverse of a tiny spread, so every
+        identity path in pre-training it is not needed, and it is harmful (docs/network.md
+        "Initialisation"): it multiplies the last kernel by the inverse of a tiny spread, so every
         later Adam step upstream moves α far, and alike for every input. Kept for ablations.
 
         Rescales the kernel and bias of `fc_identity` so that, over the given samples, every

@@ -9,7 +9,7 @@ The 3×3 max pool takes 14×14 to 6×6 with 'valid' padding (floor((14 − 3) / 
 
 The last FC has 6 + b + 27 outputs: rigid pose (3 Euler angles, 3 translation components),
 b expression coefficients and 27 SH illumination coefficients. Table 3 lists b = 64 while the text
-(§3.2) says b = 80; we use the asset's blendshape count (BUILD_NOTES.md "Network and losses").
+(§3.2) says b = 80; we use the asset's blendshape count (docs/network.md "Networks").
 """
 import keras
 import tensorflow as tf

@@ -1,8 +1,9 @@
 """Rigid head pose Φ and full-perspective camera Π (paper §3.3): u = Π(Φ(v)).
 
-Conventions (BUILD_NOTES.md): camera space = world space, camera at the origin looking down −z,
-y up; depth d = −z > 0 in front of the camera; pixel coordinates (u, v) with the origin at the
-top-left image corner, u right, v down, pixel (row r, column c) centred at (c + 0.5, r + 0.5):
+Conventions (BUILD_NOTES.md "Coordinates and units"): camera space = world space, camera at the
+origin looking down −z, y up; depth d = −z > 0 in front of the camera; pixel coordinates (u, v) with
+the origin at the top-left image corner, u right, v down, pixel (row r, column c) centred at (c +
+0.5, r + 0.5):
 
     u = c_x + f_x · x / d,    v = c_y − f_y · y / d.
 

@@ -1,8 +1,8 @@
 """Triangle and area-weighted vertex normals of batched meshes.
 
-Triangles are counter-clockwise seen from outside (BUILD_NOTES.md), so the right-hand-rule cross
-product (v1 − v0) × (v2 − v0) points outwards. Its length is twice the triangle's area, which is
-what makes the plain sum over a vertex's triangles area-weighted.
+Triangles are counter-clockwise seen from outside (BUILD_NOTES.md "Coordinates and units"), so the
+right-hand-rule cross product (v1 − v0) × (v2 − v0) points outwards. Its length is twice the
+triangle's area, which is what makes the plain sum over a vertex's triangles area-weighted.
 """
 import tensorflow as tf
 

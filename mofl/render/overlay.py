@@ -111,8 +111,9 @@ def draw_landmarks(image, landmarks, color=(0, 255, 0), radius=2, thickness=-1):
 
     Args:
         image: [H, W, 3] image.
-        landmarks: [N, 2] pixel coordinates (u, v) in the BUILD_NOTES.md convention (pixel
-            (r, c) is centred at (c + 0.5, r + 0.5)); non-finite points are skipped.
+        landmarks: [N, 2] pixel coordinates (u, v) in the BUILD_NOTES.md "Coordinates and units"
+            convention (pixel (r, c) is centred at (c + 0.5, r + 0.5)); non-finite points are
+            skipped.
         color: RGB colour (0–255).
         radius: circle radius in pixels.
         thickness: −1 for filled circles, else the outline width.

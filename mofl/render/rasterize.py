@@ -15,7 +15,7 @@ photometric term where the face meets the background) only receives the interior
 landmark term must carry the boundary. The barycentric formula is smooth across a triangle's edges
 (it extrapolates linearly), so gradients stay finite at pixels on edges.
 
-Conventions: BUILD_NOTES.md, "Rasterizer op".
+Conventions: BUILD_NOTES.md "Rasterizer op"; semantics and gradients: docs/renderer.md.
 """
 import os
 

@@ -1,7 +1,7 @@
 """Bilinear image sampling F(u_i) at projected vertices (the image side of L_pho, paper §3.5).
 
-Pixel convention (BUILD_NOTES.md): pixel (row r, column c) holds the colour at (u, v) =
-(c + 0.5, r + 0.5). A point is sampled from its four surrounding pixel centres, so it is
+Pixel convention (BUILD_NOTES.md "Coordinates and units"): pixel (row r, column c) holds the colour
+at (u, v) = (c + 0.5, r + 0.5). A point is sampled from its four surrounding pixel centres, so it is
 `inside` when all four exist: 0.5 ≤ u ≤ W − 0.5 and 0.5 ≤ v ≤ H − 0.5. Points outside (including
 the half-pixel border and NaN coordinates) get value 0, a False mask and zero gradient. The
 result is differentiable w.r.t. the points (piecewise-linear, kinks at pixel centres) and w.r.t.

@@ -1,4 +1,4 @@
-"""Per-vertex visibility for the photometric term (paper §3.5, BUILD_NOTES.md "Renderer").
+"""Per-vertex visibility for the photometric term (paper §3.5, docs/renderer.md "Image formation").
 
 Two tests, combined by `vertex_visibility`:
 - back-face culling (the paper's choice): vertex i is visible when n_i · (−p_i) > 0, with p_i its

@@ -4,7 +4,8 @@ Reads the generic neutral mesh and the 53 ARKit-named expression blendshapes (pl
 `.obj.gz`), keeps the full face area (vertices 0..9408, quads 0..9229, fan-triangulated), converts
 centimetres to millimetres and maps ICT's 68 iBUG landmark vertices onto the paper's 66-point
 layout. ICT's 100 identity modes are deliberately NOT read here: they are the ground-truth identity
-model of the synthetic benchmark and the learner must never see them (BUILD_NOTES.md "Data").
+model of the synthetic benchmark and the learner must never see them (docs/data.md "Synthetic ground
+truth").
 """
 import json
 import os

@@ -1,5 +1,5 @@
-"""`--source=mediapipe`: a face asset built only from pip packages (paper §3.2; BUILD_NOTES.md
-"Face assets").
+"""`--source=mediapipe`: a face asset built only from pip packages (paper §3.2; docs/face_assets.md
+"Sources").
 
 Steps (each a function below):
 1. Run mediapipe 0.10.21's FaceMesh (static image, 468 points, no iris refinement) on a frontal

@@ -5,7 +5,7 @@
 // these float32 expressions in exactly this order, with no fused multiply-add (g++ builds with
 // -ffp-contract=off, nvcc with --fmad=false), so triangle ids and depths agree bit for bit.
 //
-// Conventions (BUILD_NOTES.md, "Rasterizer op"): screen-space vertex (u, v, d): u right and v down
+// Conventions (BUILD_NOTES.md "Rasterizer op"): screen-space vertex (u, v, d): u right and v down
 // in pixels, d > 0 the depth along the viewing axis; the centre of pixel (row r, column c) is
 // (c + 0.5, r + 0.5).
 #ifndef MOFL_RENDER_OPS_RASTERIZE_TRIANGLES_MATH_H_
