@@ -8,7 +8,11 @@ import glob
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('GLOG_minloglevel', '2')
@@ -175,6 +179,51 @@ def test_job_killed_half_way_leaves_no_duplicate_or_partial_record(beam_workspac
     _run_beam(config, clean)
     assert sorted(k for k in _files(str(out)) if k.endswith('.tfrecord')) == sorted(
         k for k in _files(str(clean)) if k.endswith('.tfrecord'))
+
+
+def _flags_of(config):
+    """The command line of `tools.preprocess` for `config`."""
+    args = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, bool):
+            args.append(f'--{"" if value else "no"}{field.name}')
+        elif value is not None:
+            args.append(f'--{field.name}={value!r}' if isinstance(value, float)
+                        else f'--{field.name}={value}')
+    return args
+
+
+def test_sigkill_while_writing_then_rerun(beam_workspace, tmp_path):
+    """The binary in a process group of its own, SIGKILLed the moment its first record file
+    (temporary or final) appears; the re-run writes exactly the reference records."""
+    config, out = beam_workspace['config'], tmp_path / 'beam'
+    env = dict(os.environ, PYTHONPATH=test_preprocess.ROOT)
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'tools.preprocess'] + _flags_of(
+            dataclasses.replace(config, output_dir=str(out), progress=False)),
+        cwd=test_preprocess.ROOT, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen = []
+    try:
+        deadline = time.time() + 300
+        while process.poll() is None and time.time() < deadline and not seen:
+            if out.exists():
+                seen = [n for n in os.listdir(out) if '.tfrecord' in n]
+            time.sleep(0.002)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    if not seen:
+        pytest.skip(f'the job ended (status {process.returncode}) before a file was seen')
+    assert process.returncode == -signal.SIGKILL
+    summary = _run_beam(config, out)
+    assert summary['videos_processed'] + summary['videos_skipped_done'] == 4
+    assert _records(str(out)) == beam_workspace['records']
+    assert not _temporary(out)
+    listed = {n for m in preprocessing_beam.read_manifests(str(out)).values() for n in m['files']}
+    assert listed == {n for n in os.listdir(out) if n.endswith('.tfrecord')}
 
 
 def test_unexpected_error_leaves_the_shard_unfinished(beam_workspace, tmp_path, monkeypatch):
