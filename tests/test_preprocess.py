@@ -312,7 +312,7 @@ def test_unexpected_error_is_counted_and_retried(tmp_path, monkeypatch):
         input_dir=str(videos), output_dir=str(tmp_path / 'out'),
         landmarks_3d=_save_random_landmarks(tmp_path), progress=False)
 
-    def broken(video, result):
+    def broken(video, result, worker):
         raise RuntimeError(f'simulated failure on {video}')
     with monkeypatch.context() as patch:
         patch.setattr(preprocessing, '_process_video', broken)

@@ -1,7 +1,18 @@
 r"""Turns a VoxCeleb2-style video tree into sharded multi-frame training records (paper §3.1).
 
-    python -m tools.preprocess --input_dir=vox/dev/mp4 --output_dir=data/vox \
-        --num_workers=8 --shard_index=0 --num_shards=16
+    python -m tools.preprocess --input_dir=vox/dev/mp4 --output_dir=data/vox --num_workers=8
+
+runs an Apache Beam pipeline (`mofl.data.preprocessing_beam`) on Beam's DirectRunner with
+`--num_workers` worker processes. Any other Beam runner runs the same pipeline; the flags this
+binary does not know are passed to Beam as pipeline options, e.g.
+
+    python -m tools.preprocess --input_dir=/mnt/vox/dev/mp4 --output_dir=gs://BUCKET/vox \
+        --runner=DataflowRunner --project=P --region=R --temp_location=gs://BUCKET/tmp \
+        --setup_file=./setup.py --num_shards=64
+
+(the workers must see `--input_dir` as a local path, e.g. a mounted file share; docs/beam.md).
+`--runner=InProcess` is the path without Beam: this process, or a pool of `--num_workers`, for
+one `--shard_index` of `--num_shards` (the output layout below differs, the records do not).
 
 Pipeline per video `ID/VIDEO/CLIP.mp4`: decode with OpenCV (every `--frame_stride`-th frame, at
 most `--max_frames_per_video`), mediapipe FaceMesh landmarks (`mofl.facemesh`), drop
@@ -21,27 +32,38 @@ meshes copied into the records for evaluation (`gt_vertices`, `gt_identity_weigh
 frame `gt_expression_vertices` and `gt_landmarks`, the true 66 landmarks in crop pixels). The
 sidecar is the only way ground truth reaches the records; training never reads it.
 
-Output (in `--output_dir`):
-- `{train,test}-sSSSSS-of-NNNNN-cCCCCC.tfrecord`: records of shard S of N, chunk C (schema:
-  `mofl.data.records`). The split is by identity: a hash of the identity id sends it to `test`
-  with probability `--test_fraction`, the same on every machine and run.
-- `manifest-sSSSSS-of-NNNNN.json`: the finished videos and committed files of this shard
-  (`mofl.data.shards.ShardOutput` writes both).
-- `summary-sSSSSS-of-NNNNN.json`: the counts printed at the end.
+Output (in `--output_dir`), Beam runners (`mofl.data.preprocessing_beam` has the details):
+- `{train,test}-sSSSSS-of-NNNNN-fFFFFF-of-GGGGG.tfrecord`: the records of shard S of N (a
+  stable hash of the video path), file F of G (a stable hash of the record: the same files on
+  every run, whatever the workers). The split is by identity: a hash of the identity id sends it
+  to `test` with probability `--test_fraction`, the same on every machine and run.
+- `manifest-beam-sSSSSS-of-NNNNN.json`: written only once every file of the shard is in place:
+  its files, videos and per-video report.
+- `summary-beam.json` (`summary-beam-sSSSSS-of-NNNNN.json` with `--shard_index`): the counts
+  printed at the end, with Beam's counters.
+Resuming (Beam): files are written under temporary names and renamed when complete, so a retried
+bundle replaces a file and never adds a second copy; a re-run skips every shard with a complete
+manifest and deletes the files of every other shard before redoing it.
 
-Resuming: records go to `.tmp` files; after `--records_per_file` records (and at the end) both
-split files are closed and renamed, then the manifest naming them and their videos is rewritten
-atomically (temp file + rename). A re-run skips every video in any manifest of the output
-folder and deletes this shard's `.tmp` files and any record file its manifest does not name, so
-an interrupted run never duplicates or loses records. Unreadable, face-less or too-short videos
-are logged, counted, recorded in the manifest (they are finished too) and skipped; a video whose
-processing raised an unexpected exception is logged and counted but left out of the manifest, so
-the next run retries it.
+Output, `--runner=InProcess` (`mofl.data.shards`):
+- `{train,test}-sSSSSS-of-NNNNN-cCCCCC.tfrecord`: records of shard S of N, chunk C.
+- `manifest-sSSSSS-of-NNNNN.json`: the finished videos and committed files of this shard.
+- `summary-sSSSSS-of-NNNNN.json`: the counts printed at the end.
+Resuming (InProcess): records go to `.tmp` files; after `--records_per_file` records (and at the
+end) both split files are closed and renamed, then the manifest naming them and their videos is
+rewritten atomically (temp file + rename). A re-run skips every video in any manifest of the
+output folder and deletes this shard's `.tmp` files and any record file its manifest does not
+name.
+
+Either way, unreadable, face-less or too-short videos are logged, counted, recorded in the
+manifest (they are finished too) and skipped; a video whose processing raised an unexpected
+exception is logged and counted but not finished, so the next run retries it (Beam: its shard).
 
 Exit status (`exit_status`): 1 when nothing usable remains (no video found, or every video of
 this shard failed and it holds no committed record), else 0.
 """
 import dataclasses
+import logging
 import sys
 from typing import List
 
@@ -52,6 +74,7 @@ from mofl import startup
 startup.quiet_tensorflow()   # before anything imports TensorFlow
 
 from mofl.data import preprocessing
+from mofl.data import preprocessing_beam
 
 _DEFAULT = preprocessing.PreprocessConfig   # every flag's default is its config field's
 
@@ -80,12 +103,17 @@ flags.DEFINE_float('test_fraction', _DEFAULT.test_fraction,
                    'Fraction of identities in the test split '
                    '(the paper: 21k of 404k samples).')
 flags.DEFINE_integer('seed', _DEFAULT.seed, 'Seed of the frame sampling.')
+flags.DEFINE_string('runner', _DEFAULT.runner,
+                    'Beam runner (DirectRunner, DataflowRunner, FlinkRunner, ...; unknown flags '
+                    f'are its pipeline options), or {preprocessing.IN_PROCESS}: no Beam.')
 flags.DEFINE_integer('num_workers', _DEFAULT.num_workers,
-                     'Worker processes (each runs its own FaceMesh).')
+                     'Worker processes of the DirectRunner or InProcess (each runs its own '
+                     'FaceMesh); other runners: their --num_workers when > 1.')
 flags.DEFINE_integer('shard_index', _DEFAULT.shard_index,
-                     'This job\'s shard of the videos (0-based).')
+                     'Only this shard of the videos (0-based); -1: every shard (Beam).')
 flags.DEFINE_integer('num_shards', _DEFAULT.num_shards,
-                     'Number of jobs the videos are split over.')
+                     'Number of shards the videos are split over (Beam: the unit of '
+                     'resumption; InProcess: one job each).')
 flags.DEFINE_integer('records_per_file', _DEFAULT.records_per_file,
                      'Records per committed chunk file and split.')
 flags.DEFINE_integer('jpeg_quality', _DEFAULT.jpeg_quality, 'JPEG quality of the stored frames.')
@@ -104,18 +132,40 @@ flags.DEFINE_bool('progress', _DEFAULT.progress, 'Show a progress bar on stderr.
 
 
 def main(argv: List[str]):
-    """Builds the run's `PreprocessConfig` from the flags and runs it; exits with its status."""
-    if len(argv) > 1:
-        raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    """Builds the run's `PreprocessConfig` from the flags and runs it; exits with its status.
+
+    Args:
+        argv: the program name, then the arguments absl did not parse: Beam pipeline options
+            (`--project=...`) for a Beam runner.
+    """
+    pipeline_args = argv[1:]
+    stray = [a for a in pipeline_args if not a.startswith('--')]
+    if stray:
+        raise app.UsageError(f'unexpected arguments: {stray}')
     config = preprocessing.PreprocessConfig(
         **{field.name: getattr(FLAGS, field.name) for field in dataclasses.fields(_DEFAULT)})
     try:
         config.validate()
+        if config.runner == preprocessing.IN_PROCESS and pipeline_args:
+            raise ValueError(f'unknown flags {pipeline_args} (Beam pipeline options do not go '
+                             f'with --runner={preprocessing.IN_PROCESS})')
     except ValueError as e:
         raise app.UsageError(str(e))
-    sys.exit(preprocessing.run_and_report(config))
+    if not startup.tensorflow_logs_wanted():
+        # The DirectRunner relays every worker's INFO lines; warnings and errors still show.
+        logging.getLogger('apache_beam').setLevel(logging.WARNING)
+    sys.exit(preprocessing_beam.run_and_report(config, pipeline_args))
+
+
+def _parse_flags(argv):
+    """absl's parsing, except that unknown flags are kept for Beam (main's argv)."""
+    try:
+        return FLAGS(argv, known_only=True)
+    except flags.Error as e:
+        sys.stderr.write(f'FATAL Flags parsing error: {e}\n')
+        sys.exit(1)
 
 
 if __name__ == '__main__':
     flags.mark_flags_as_required(['input_dir', 'output_dir'])
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

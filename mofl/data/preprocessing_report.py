@@ -15,7 +15,8 @@ def write_contact_sheet(path, frames, columns=8):
 
     Args:
         path: output PNG.
-        frames: list of (sample dict as in `preprocessing.process_video`, frame position in it).
+        frames: list of (sample dict, frame position in it); a sample as in
+            `preprocessing.process_video` (`jpeg`) or `records.decode_sample` (`images`).
         columns: tiles per row.
     """
     if not frames:
@@ -23,7 +24,9 @@ def write_contact_sheet(path, frames, columns=8):
         return
     tiles = []
     for sample, j in frames:
-        tile = cv2.cvtColor(records.decode_jpeg(sample['jpeg'][j]), cv2.COLOR_RGB2BGR)
+        image = sample['images'][j] if 'images' in sample else records.decode_jpeg(
+            sample['jpeg'][j])
+        tile = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
         if 'dense_points' in sample:   # seen dense points first, small and cyan
             for (u, v), c in zip(sample['dense_points'][j], sample['dense_confidence'][j]):
                 if c > 0:

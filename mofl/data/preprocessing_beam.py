@@ -1,0 +1,435 @@
+"""The preprocessing (`mofl.data.preprocessing`) as an Apache Beam pipeline: the same per-video
+work (`preprocessing.process_video`), on any Beam runner (`tools.preprocess --runner=...`).
+
+Videos are the unit of work. The launcher (`run`, on the machine that starts the job) lists the
+videos, leaves out those already done, and runs:
+
+    videos ─ ProcessVideo ─┬─ records ((shard, split), (key, bytes)) ─ AssignFile ─ GroupByFile
+                           │                                    (side input: records per    │
+                           │                                     shard and split)       WriteFile
+                           └─ reports (shard, video report) ─────────┬── CountRecords       │
+                                                                     └─ BySet ◄── files ────┘
+                                                                         │
+                                                                   WriteManifest
+
+Shards. Every video belongs to one of `num_shards` shards (`preprocessing.shard_of_video`, a
+stable hash of its path; the same shards as `--runner=InProcess`); `shard_index` -1 runs them all
+in one job, k only shard k. A shard is the unit of resumption.
+
+Output files of shard S of N (in `output_dir`, a local path or any URL tf.io.gfile writes:
+gs://...):
+- `{split}-sSSSSS-of-NNNNN-fFFFFF-of-GGGGG.tfrecord`: file F of the G files of a split. G is
+  ceil(records of the split in the shard / `records_per_file`), and a record's file is a stable
+  hash of its key (`clip#sample`): the names and which records each file holds depend only on
+  the videos and the config, never on the workers, bundles or retries.
+- `manifest-beam-sSSSSS-of-NNNNN.json`: written (temp file + rename) only after every file of
+  the shard is in place: `files` {name: records}, `videos` {video: status, reason, samples,
+  split} (the videos that are finished), `report` {video: `preprocessing.video_report`} (all of
+  them, with the worker that did each) and `complete` (False when a video raised an unexpected
+  exception: the next run redoes the shard). Its `files` and `videos` have the schema of the
+  `--runner=InProcess` manifests (`mofl.data.shards`), so either path skips what the other did.
+- `summary-beam.json` (every shard) or `summary-beam-sSSSSS-of-NNNNN.json` (`--shard_index`):
+  the summary of `preprocessing.run`, plus `runner` and `beam_counters`.
+
+Why no record is ever duplicated or partial:
+- A file is written under a hidden temporary name (`.NAME.tmp-UUID`) and renamed to its final name when
+  complete. A retried or duplicated bundle of WriteFile writes the same records under the same
+  final name: the rename replaces the file, it never adds one. Records reach WriteFile through a
+  GroupByKey, which only passes on the output of committed bundles, so a retried ProcessVideo
+  bundle is not seen twice either.
+- A shard counts as done only when its manifest exists and is complete, and every video of the
+  shard is listed in a manifest (a video added to the tree since makes its shard run again).
+  On start, every shard to run loses its manifest, then its record files and temporary files (left by a killed job); so a
+  re-run redoes an unfinished shard from scratch and skips every finished one (and every video
+  that any manifest of the folder lists).
+Do not run two jobs on one output folder at the same time (the second would delete the first's
+unfinished files).
+
+Failures per video (unreadable, no_face, too_few_frames, low_pose_diversity, error) are Beam
+counters (namespace `mofl.preprocess`: `videos_failed_<reason>`, `frames_dropped_<reason>`,
+`videos_ok`, `frames_decoded`, `samples_train`, ...) and, with the failed videos named, in the
+manifests and the summary (`preprocessing_report.format_summary`).
+"""
+import json
+import math
+import os
+import socket
+import time
+import uuid
+from typing import Dict, Sequence
+
+from absl import logging
+import apache_beam as beam
+from apache_beam.metrics.metric import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options import pipeline_options as beam_options
+import tensorflow as tf
+
+from mofl.data import preprocessing
+from mofl.data import preprocessing_report
+from mofl.data import records
+
+COUNTER_NAMESPACE = 'mofl.preprocess'
+MANIFEST_PREFIX = 'manifest-beam-'
+_REPORTS = 'reports'
+_DIRECT_RUNNERS = ('directrunner', 'direct', 'switchingdirectrunner', 'bundlebasedirectrunner')
+
+
+# ----------------------------------------------------------------------------- names
+
+def shard_tag(shard, num_shards):
+    """'sSSSSS-of-NNNNN' of shard `shard` of `num_shards`."""
+    return f's{shard:05d}-of-{num_shards:05d}'
+
+
+def record_file_name(split, shard, num_shards, index, num_files):
+    """The final name of file `index` of `num_files` of a split of a shard."""
+    return f'{split}-{shard_tag(shard, num_shards)}-f{index:05d}-of-{num_files:05d}.tfrecord'
+
+
+def temporary_name(name):
+    """The name a file is written under before it is renamed to `name`: hidden (a leading dot),
+    so that no reader's glob (`train-*`) sees it, and unique per attempt."""
+    return f'.{name}.tmp-{uuid.uuid4().hex}'
+
+
+def manifest_name(shard, num_shards):
+    """The name of a shard's completion manifest."""
+    return f'{MANIFEST_PREFIX}{shard_tag(shard, num_shards)}.json'
+
+
+def file_of_record(key, num_files):
+    """The file (0-based, of `num_files`) of the record with `key` ('clip#sample'): a stable
+    hash, so that the same record lands in the same file on every run and worker."""
+    return int(preprocessing.unit_hash('file:' + key) * num_files)
+
+
+def files_for(num_records, records_per_file):
+    """How many files hold `num_records` records of one split of one shard (≥ 1)."""
+    return max(1, math.ceil(num_records / records_per_file))
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+class ProcessVideoFn(beam.DoFn):
+    """`preprocessing.process_video` as a DoFn; each instance owns its FaceMesh (`setup`).
+
+    Input: a video path (relative to `config.input_dir`). Main output, one per sample:
+    ((shard, split), (key 'clip#sample', serialized record)); output `reports`: one
+    (shard, `preprocessing.video_report` + `worker`) per video.
+    """
+
+    def __init__(self, config: preprocessing.PreprocessConfig):
+        super().__init__()
+        self._config = config
+        self._worker = None
+
+    def setup(self):
+        self._worker = preprocessing.make_worker(self._config)
+
+    def process(self, video):
+        config = self._config
+        result = preprocessing.process_video(video, self._worker)
+        identity, clip = preprocessing.clip_ids(video)
+        split = preprocessing.split_of_identity(identity, config.test_fraction)
+        shard = preprocessing.shard_of_video(video, config.num_shards)
+        report = preprocessing.video_report(result, split)
+        report['worker'] = f'{socket.gethostname()}:{os.getpid()}'
+        count_video(report)
+        for i, sample in enumerate(result['samples']):
+            yield (shard, split), (f'{clip}#{i}', preprocessing.encode(sample, identity, clip))
+        yield beam.pvalue.TaggedOutput(_REPORTS, (shard, report))
+
+    def teardown(self):
+        if self._worker is not None:
+            self._worker['tracker'].close()
+            self._worker = None
+
+
+def count_video(report):
+    """Adds one video (`preprocessing.video_report`) to the Beam counters."""
+    def inc(name, value=1):
+        if value:
+            Metrics.counter(COUNTER_NAMESPACE, name).inc(value)
+    inc('videos_processed')
+    inc('videos_ok' if report['status'] == 'ok' else f'videos_failed_{report["reason"]}')
+    inc('frames_decoded', report['frames_decoded'])
+    inc('frames_kept', report['frames_kept'])
+    for reason, count in report['dropped'].items():
+        inc(f'frames_dropped_{reason}', count)
+    inc(f'samples_{report["split"]}', report['samples'])
+
+
+def _assign_file(element, counts, records_per_file):
+    """((shard, split), (key, record)) -> ((shard, split, file, num_files), record)."""
+    (shard, split), (key, record) = element
+    num_files = files_for(counts[(shard, split)], records_per_file)
+    return (shard, split, file_of_record(key, num_files), num_files), record
+
+
+class WriteRecordFileFn(beam.DoFn):
+    """Writes one record file: ((shard, split, index, num_files), records) -> (shard, (name,
+    number of records)), under a temporary name first, then renamed (module docstring)."""
+
+    def __init__(self, output_dir, num_shards):
+        super().__init__()
+        self._output_dir = output_dir
+        self._num_shards = num_shards
+
+    def process(self, element):
+        (shard, split, index, num_files), serialized = element
+        name = record_file_name(split, shard, self._num_shards, index, num_files)
+        path = _join(self._output_dir, name)
+        temporary = _join(self._output_dir, temporary_name(name))
+        count = _write_tfrecord(temporary, serialized)
+        _commit(temporary, path)
+        Metrics.counter(COUNTER_NAMESPACE, 'record_files_written').inc()
+        yield shard, (name, count)
+
+
+def _write_tfrecord(path, serialized):
+    """Writes `serialized` (an iterable of bytes) as a TFRecord file; returns how many."""
+    count = 0
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in serialized:
+            writer.write(record)
+            count += 1
+    return count
+
+
+def _commit(temporary, path):
+    """Renames a finished temporary file to its final name, replacing one already there."""
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def _write_manifest(element, output_dir, num_shards):
+    """(shard, {'files': [(name, count)], 'reports': [report]}) -> the shard, once its manifest
+    (module docstring) is written (temp file + rename)."""
+    shard, grouped = element
+    reports = sorted(grouped['reports'], key=lambda r: r['video'])
+    manifest = {
+        'schema_version': records.SCHEMA_VERSION,
+        'complete': all(r['reason'] != 'error' for r in reports),
+        'files': dict(sorted(grouped['files'])),
+        'videos': {r['video']: {'status': r['status'], 'reason': r['reason'],
+                                'samples': r['samples'], 'split': r['split']}
+                   for r in reports if r['reason'] != 'error'},
+        'report': {r['video']: r for r in reports},
+    }
+    write_json(_join(output_dir, manifest_name(shard, num_shards)), manifest)
+    return shard
+
+
+def build_pipeline(pipeline, config: preprocessing.PreprocessConfig, videos: Sequence[str]):
+    """Adds the preprocessing of `videos` (relative paths) to `pipeline`.
+
+    Returns:
+        the PCollection of the shards whose manifests were written.
+    """
+    outputs = (pipeline
+               | 'Videos' >> beam.Create(list(videos))
+               | 'ProcessVideo' >> beam.ParDo(ProcessVideoFn(config)).with_outputs(
+                   _REPORTS, main='records'))
+    reports = outputs[_REPORTS]
+    counts = (reports
+              | 'RecordsPerSplit' >> beam.Map(lambda kv: ((kv[0], kv[1]['split']),
+                                                          kv[1]['samples']))
+              | 'CountRecords' >> beam.CombinePerKey(sum))
+    files = (outputs.records
+             | 'AssignFile' >> beam.Map(_assign_file, counts=beam.pvalue.AsDict(counts),
+                                        records_per_file=config.records_per_file)
+             | 'GroupByFile' >> beam.GroupByKey()
+             | 'WriteFile' >> beam.ParDo(WriteRecordFileFn(config.output_dir,
+                                                           config.num_shards)))
+    return ({'files': files, 'reports': reports}
+            | 'BySet' >> beam.CoGroupByKey()
+            | 'WriteManifest' >> beam.Map(_write_manifest, output_dir=config.output_dir,
+                                          num_shards=config.num_shards))
+
+
+def pipeline_options(config: preprocessing.PreprocessConfig,
+                     pipeline_args: Sequence[str] = ()) -> beam_options.PipelineOptions:
+    """Beam's options: `pipeline_args` (the command line's unknown flags: `--project`,
+    `--region`, `--temp_location`, ...) with `--runner` from the config; for the DirectRunner,
+    `num_workers` worker processes (multi_processing mode; one: in_memory, this process) unless
+    the arguments set `--direct_num_workers` / `--direct_running_mode`; for another runner
+    `num_workers` > 1 becomes its `--num_workers` unless given."""
+    args = list(pipeline_args)
+    given = {a.split('=')[0].lstrip('-') for a in args if a.startswith('--')}
+    options = beam_options.PipelineOptions(args)
+    options.view_as(beam_options.StandardOptions).runner = config.runner
+    if is_direct_runner(config.runner):
+        direct = options.view_as(beam_options.DirectOptions)
+        if 'direct_num_workers' not in given:
+            direct.direct_num_workers = config.num_workers
+        if 'direct_running_mode' not in given:
+            direct.direct_running_mode = ('multi_processing' if config.num_workers > 1
+                                          else 'in_memory')
+    elif config.num_workers > 1 and 'num_workers' not in given:
+        options.view_as(beam_options.WorkerOptions).num_workers = config.num_workers
+    return options
+
+
+def is_direct_runner(runner):
+    """Whether `runner` (a --runner value) names Beam's local DirectRunner."""
+    return runner.lower() in _DIRECT_RUNNERS
+
+
+# ----------------------------------------------------------------------------- the launcher
+
+def _join(folder, name):
+    return folder.rstrip('/') + '/' + name if '://' in folder else os.path.join(folder, name)
+
+
+def write_json(path, value):
+    """Writes `value` as JSON to `path` atomically (`temporary_name`, then rename)."""
+    folder, name = path.rsplit('/', 1) if '://' in path else os.path.split(path)
+    temporary = _join(folder, temporary_name(name))
+    with tf.io.gfile.GFile(temporary, 'w') as f:
+        json.dump(value, f, indent=1, sort_keys=True)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def _read_json(path):
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def read_manifests(output_dir) -> Dict[str, dict]:
+    """Every manifest of the folder (this path's and `--runner=InProcess`'s): {name: content}."""
+    return {os.path.basename(p): _read_json(p)
+            for p in sorted(tf.io.gfile.glob(_join(output_dir, 'manifest-*.json')))}
+
+
+def remove_shard_output(output_dir, shard, num_shards):
+    """Deletes a shard's manifest, then its record files and temporary files (what a killed
+    or unfinished run left), so that the shard is redone from scratch."""
+    manifest = _join(output_dir, manifest_name(shard, num_shards))
+    if tf.io.gfile.exists(manifest):
+        tf.io.gfile.remove(manifest)
+    tag = shard_tag(shard, num_shards)
+    patterns = [f'*-{tag}-f*.tfrecord', f'.*-{tag}-f*.tfrecord.tmp-*',
+                f'.{manifest_name(shard, num_shards)}.tmp-*']
+    for path in sorted(p for pattern in patterns
+                       for p in tf.io.gfile.glob(_join(output_dir, pattern))):
+        logging.warning('removing unfinished %s', path)
+        tf.io.gfile.remove(path)
+
+
+def counters(result) -> Dict[str, int]:
+    """The `mofl.preprocess` counters of a finished Beam job: {name: committed value} (the
+    attempted value where the runner commits none)."""
+    query = result.metrics().query(MetricsFilter().with_namespace(COUNTER_NAMESPACE))
+    values = {}
+    for counter in query['counters']:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        values[counter.key.metric.name] = values.get(counter.key.metric.name, 0) + int(value)
+    return dict(sorted(values.items()))
+
+
+def run(config: preprocessing.PreprocessConfig, pipeline_args: Sequence[str] = ()) -> dict:
+    """Runs the preprocessing as a Beam job (module docstring) and returns the summary of
+    `preprocessing.run`, plus `runner`, `beam_counters` and `shards_run` (also written as
+    JSON).
+
+    Args:
+        config: the run (its `runner` is the Beam runner).
+        pipeline_args: further Beam pipeline options (`pipeline_options`).
+    """
+    config.validate()
+    start = time.time()
+    num_shards = config.num_shards
+    tf.io.gfile.makedirs(config.output_dir)
+    all_videos = preprocessing.discover_videos(config.input_dir)
+    selected = (list(range(num_shards)) if config.shard_index == -1 else [config.shard_index])
+    by_shard = {s: [] for s in selected}
+    for video in all_videos:
+        shard = preprocessing.shard_of_video(video, num_shards)
+        if shard in by_shard:
+            by_shard[shard].append(video)
+    mine = [v for s in selected for v in by_shard[s]]
+
+    manifests = read_manifests(config.output_dir)
+    listed = {v for manifest in manifests.values() for v in manifest.get('videos', {})}
+    # Done: a complete manifest, and no video of the shard that no manifest lists (a new one).
+    finished = {s for s in selected
+                if manifests.get(manifest_name(s, num_shards), {}).get('complete') and
+                all(v in listed for v in by_shard[s])}
+    redo = [s for s in selected if s not in finished]
+    redone_manifests = {manifest_name(s, num_shards) for s in redo}
+    done = {v for name, manifest in manifests.items() if name not in redone_manifests
+            for v in manifest.get('videos', {})}
+    todo = sorted(v for s in redo for v in by_shard[s] if v not in done)
+    shards_run = sorted({preprocessing.shard_of_video(v, num_shards) for v in todo})
+    summary = preprocessing.new_summary(len(all_videos), len(mine), len(mine) - len(todo))
+    logging.info('%d videos found, %d in %d of %d shards, %d already done; runner %s',
+                 len(all_videos), len(mine), len(selected), num_shards,
+                 len(mine) - len(todo), config.runner)
+
+    for shard in redo:
+        remove_shard_output(config.output_dir, shard, num_shards)
+    beam_counters = {}
+    if todo:
+        pipeline = beam.Pipeline(options=pipeline_options(config, pipeline_args))
+        build_pipeline(pipeline, config, todo)
+        result = pipeline.run()
+        result.wait_until_finish()
+        beam_counters = counters(result)
+
+    manifests = read_manifests(config.output_dir)
+    for shard in shards_run:
+        manifest = manifests.get(manifest_name(shard, num_shards))
+        if manifest is None:
+            raise RuntimeError(f'{config.output_dir}: the Beam job ended without the manifest of '
+                               f'shard {shard_tag(shard, num_shards)}')
+        for report in manifest['report'].values():
+            preprocessing.count_video(summary, report)
+    preprocessing.finish_summary(summary, start)
+    mine_files = {name: count for s in selected
+                  for name, count in manifests.get(manifest_name(s, num_shards), {}).get(
+                      'files', {}).items()}
+    summary['usable_records'] = sum(mine_files.values())
+    summary['usable_records_all_shards'] = sum(sum(m.get('files', {}).values())
+                                               for m in manifests.values())
+    summary.update(runner=config.runner, beam_counters=beam_counters, shards_run=shards_run)
+    tag = '' if config.shard_index == -1 else '-' + shard_tag(config.shard_index, num_shards)
+    write_json(_join(config.output_dir, f'summary-beam{tag}.json'), summary)
+
+    if config.ground_truth_sidecars:
+        preprocessing.write_ground_truth_manifest(config.input_dir, config.output_dir)
+    if config.contact_sheet:
+        preprocessing_report.write_contact_sheet(
+            config.contact_sheet, _contact_sheet_frames(config.output_dir, mine_files))
+    return summary
+
+
+def _contact_sheet_frames(output_dir, names, limit=32):
+    """The first `limit` frames of the records of the files `names`, as
+    `preprocessing_report.write_contact_sheet` takes them."""
+    frames = []
+    for name in sorted(names):
+        for serialized in tf.data.TFRecordDataset(_join(output_dir, name)):
+            sample = records.decode_sample(serialized.numpy())
+            frames.extend((sample, j) for j in range(sample['images'].shape[0]))
+            if len(frames) >= limit:
+                return frames[:limit]
+    return frames
+
+
+def run_and_report(config: preprocessing.PreprocessConfig,
+                   pipeline_args: Sequence[str] = ()) -> int:
+    """What `tools.preprocess` does once its flags are parsed: `preprocessing.run` for
+    `--runner=InProcess`, else `run` on the Beam runner; prints the summary.
+
+    Returns:
+        the exit status (`preprocessing_report.exit_status`).
+    """
+    if config.runner == preprocessing.IN_PROCESS:
+        if pipeline_args:
+            raise ValueError(f'--runner={preprocessing.IN_PROCESS} takes no Beam pipeline '
+                             f'options: {list(pipeline_args)}')
+        summary = preprocessing.run(config)
+    else:
+        summary = run(config, pipeline_args)
+    print(preprocessing_report.format_summary(summary))
+    return preprocessing_report.exit_status(summary)
