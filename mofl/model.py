@@ -159,6 +159,10 @@ class FmlModel(keras.Model):
         self.contour_directions = tf.constant(geometry.contour_outward_directions(
             mesh.vertices, mesh.contour_candidates), tf.float32)
         self.landmark_indices = tf.constant(mesh.landmark_indices, tf.int32)
+        # Detector calibration (mofl.data.detector_calibration): each landmark sits at its
+        # vertex plus a fixed model-space offset; None for an uncalibrated asset.
+        self.landmark_offsets = (None if mesh.landmark_offsets is None else
+                                 tf.constant(mesh.landmark_offsets, tf.float32))
         self.graph_edges = tf.constant(assets.graph.edges, tf.int32)
         self.mesh_edges = tf.constant(assets.mesh_edges, tf.int32)
         region = (mesh.face_mask if config.photometric_region == 'face'
@@ -244,7 +248,12 @@ class FmlModel(keras.Model):
         contour = contour_lib.select_contour_vertices(
             camera_vertices, unflat(rotation), self.contour_candidates, self.contour_directions)
         landmark_vertices = contour_lib.landmark_vertex_indices(self.landmark_indices, contour)
-        landmarks = tf.gather(screen[..., :2], landmark_vertices, axis=2, batch_dims=2)
+        if self.landmark_offsets is None:
+            landmarks = tf.gather(screen[..., :2], landmark_vertices, axis=2, batch_dims=2)
+        else:
+            points = (tf.gather(vertices, landmark_vertices, axis=2, batch_dims=2) +
+                      self.landmark_offsets)
+            landmarks = self.project_points(points, params)
         outputs = dict(params)
         outputs.update({
             'shape_params': shape_params,
@@ -261,6 +270,23 @@ class FmlModel(keras.Model):
             'landmarks': landmarks,
         })
         return outputs
+
+    def project_points(self, points, params):
+        """Projects model-space points with each frame's pose.
+
+        Args:
+            points: [B, M, P, 3] model-space points (mm).
+            params: dict with euler_angles [B, M, 3] and translation [B, M, 3].
+
+        Returns:
+            [B, M, P, 2] pixels.
+        """
+        batch, frames = tf.shape(points)[0], tf.shape(points)[1]
+        flat = lambda x: tf.reshape(x, tf.concat([[batch * frames], tf.shape(x)[2:]], 0))
+        screen, _, _ = camera_lib.model_to_screen(flat(points), flat(params['euler_angles']),
+                                                  flat(params['translation']), self.camera)
+        return tf.reshape(screen[..., :2], tf.concat([[batch, frames], tf.shape(points)[2:3],
+                                                      [2]], 0))
 
     def render_sample(self, outputs, sample=0, background=None):
         """Renders one sample of `call`'s outputs into an image per frame (needs the op).
@@ -280,7 +306,7 @@ class FmlModel(keras.Model):
 
     def loss_terms(self, outputs, images, landmarks, landmark_confidence, eta=losses.PAPER_CHROMA_ETA,
                    sparsity_exponent=losses.PAPER_SPARSITY_EXPONENT, dense_points=None,
-                   dense_confidence=None, dense_vertices=None):
+                   dense_confidence=None, dense_vertices=None, dense_offsets=None):
         """The five terms of eq. 8–12 for a batch (each the paper's sum per sample, batch mean), and
         our `identity_mean` (`losses.identity_mean_loss`; weight 0 in the paper's configuration).
 
@@ -292,7 +318,9 @@ class FmlModel(keras.Model):
             eta, sparsity_exponent: η and p of eq. 11.
             dense_points: optional [B, M, K, 2] detected dense 2D points (pixels; our deviation,
                 docs/data.md "Dense 2D points"), with `dense_confidence` [B, M, K] and
-                `dense_vertices` [B, K] int32 (the asset vertex of each point).
+                `dense_vertices` [B, K] int32 (the asset vertex of each point) and optionally
+                `dense_offsets` [B, K, 3] model-space offsets from those vertices (mm, a
+                detector-calibrated asset's `mediapipe_offsets`).
 
         Returns:
             dict with photometric, landmark, smoothness, sparsity, expression scalars (in the
@@ -325,7 +353,12 @@ class FmlModel(keras.Model):
                                  'dense_vertices')
             dense_vertices = tf.convert_to_tensor(dense_vertices, tf.int32)
             shape_lib.check_static(dense_vertices, has_rank=2, tensor_name='dense_vertices')
-            predicted = tf.gather(screen[..., :2], dense_vertices, axis=2, batch_dims=1)
+            if dense_offsets is None:
+                predicted = tf.gather(screen[..., :2], dense_vertices, axis=2, batch_dims=1)
+            else:
+                points = (tf.gather(outputs['vertices'], dense_vertices, axis=2, batch_dims=1) +
+                          tf.convert_to_tensor(dense_offsets, screen.dtype)[:, tf.newaxis])
+                predicted = self.project_points(points, outputs)
             dense_term = losses.landmark_loss(
                 predicted * to_landmark_units,
                 tf.convert_to_tensor(dense_points, screen.dtype) * to_landmark_units,

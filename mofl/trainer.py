@@ -32,6 +32,8 @@ class NonFiniteLossError(RuntimeError):
 
 # Batch keys of the dense 2D points (`--lambda_dense_points`, docs/data.md "Dense 2D points").
 DENSE_KEYS = ('dense_points', 'dense_confidence', 'dense_vertices')
+# Added by the mapping of mediapipe-space points on a detector-calibrated asset.
+DENSE_OFFSETS_KEY = 'dense_offsets'
 
 
 def parameter_groups(model):
@@ -86,7 +88,8 @@ def train_step(model, batch, stage, config, group_variables, optimizers, loss_we
         terms = model.loss_terms(outputs, batch['images'], batch['landmarks'],
                                  batch['landmark_confidence'], eta=config.chroma_eta,
                                  sparsity_exponent=config.sparsity_exponent,
-                                 **{k: batch[k] for k in DENSE_KEYS if k in batch})
+                                 **{k: batch[k] for k in DENSE_KEYS + (DENSE_OFFSETS_KEY,)
+                                    if k in batch})
         loss_terms = {k: terms[k] for k in LOSS_TERMS}
         total = losses.total_loss(loss_terms, loss_weights)
         scaled = total / num_replicas
@@ -203,7 +206,8 @@ class Trainer:
         self.dataset = dataset.map(lambda b: {k: b[k] for k in batch_keys})
         if dense_space == pipeline.records.DENSE_SPACE_MEDIAPIPE:
             self.dataset = self.dataset.map(
-                lambda b: pipeline.dense_points_on_asset(b, assets.mesh.mediapipe_vertices))
+                lambda b: pipeline.dense_points_on_asset(b, assets.mesh.mediapipe_vertices,
+                                                         assets.mesh.mediapipe_offsets))
         checkpoint_dir = os.path.join(train_config.output_dir, 'checkpoints')
         if not self.is_chief:   # other workers write to a scratch dir (tf.distribute convention)
             checkpoint_dir = os.path.join(train_config.output_dir, 'workers',

@@ -6,7 +6,7 @@
 Reads the detections of `tools.preprocess` records (the 66 landmarks and FaceMesh's 468 dense
 points; no ground truth) and writes a copy of the asset whose inner 49 landmarks and dense-point
 correspondence sit where the detector puts them on the mean face
-(`mofl.data.detector_calibration`). Train with `--asset=` the written file. The template, its
+(`mofl.data.detector_calibration`: the nearest vertex plus a model-space offset). Train with `--asset=` the written file. The template, its
 triangles and everything else are unchanged, so data and evaluation made for the input asset
 stay valid (same `fingerprint`).
 """
@@ -37,6 +37,9 @@ flags.DEFINE_float('radius_mm', detector_calibration.DEFAULT_RADIUS_MM,
                    'How far a point may move from its current vertex.', lower_bound=0.0)
 flags.DEFINE_integer('rounds', detector_calibration.DEFAULT_ROUNDS,
                      'Pose-then-vertices rounds.', lower_bound=1)
+flags.DEFINE_integer('offset_rounds', detector_calibration.DEFAULT_OFFSET_ROUNDS,
+                     'Pose-then-offsets rounds after them (0: vertices only, no offsets).',
+                     lower_bound=0)
 
 
 def main(argv):
@@ -50,13 +53,16 @@ def main(argv):
     detections = detector_calibration.read_detections(FLAGS.data, FLAGS.max_frames)
     print(f'{detections.num_frames} frames of {FLAGS.data} ({time.time() - start:.0f} s)',
           flush=True)
-    landmark_indices, mediapipe_vertices, report = detector_calibration.calibrate(
-        detections, mesh.vertices, mesh.face_mask, mesh.landmark_indices,
-        mesh.mediapipe_vertices, radius_mm=FLAGS.radius_mm, rounds=FLAGS.rounds,
-        log=lambda line: print(line, flush=True))
+    (landmark_indices, mediapipe_vertices, landmark_offsets, mediapipe_offsets,
+     report) = detector_calibration.calibrate(
+         detections, mesh.vertices, mesh.face_mask, mesh.landmark_indices,
+         mesh.mediapipe_vertices, radius_mm=FLAGS.radius_mm, rounds=FLAGS.rounds,
+         offset_rounds=FLAGS.offset_rounds, log=lambda line: print(line, flush=True))
     calibrated = dataclasses.replace(
-        assets, mesh=dataclasses.replace(mesh, landmark_indices=landmark_indices,
-                                         mediapipe_vertices=mediapipe_vertices))
+        assets, mesh=dataclasses.replace(
+            mesh, landmark_indices=landmark_indices, mediapipe_vertices=mediapipe_vertices,
+            landmark_offsets=landmark_offsets if FLAGS.offset_rounds else None,
+            mediapipe_offsets=mediapipe_offsets if FLAGS.offset_rounds else None))
     calibrated.mesh.validate(where=FLAGS.output)
     calibrated.save(FLAGS.output)
     report.update(asset=FLAGS.asset, data=FLAGS.data, seconds=round(time.time() - start, 1))
@@ -65,7 +71,7 @@ def main(argv):
     with open(report_path, 'w', encoding='utf-8') as f:
         json.dump(report, f, indent=2)
     print(f'{report["points_moved"]} of {report["points_calibrated"]} points moved (median '
-          f'{report["median_move_mm"]:.1f} mm); RMS reprojection {report["rms_before_mm"]:.2f} -> '
+          f'{report["median_move_mm"]:.1f} mm), offsets {report["offset_rms_mm"]:.1f} mm RMS; RMS reprojection {report["rms_before_mm"]:.2f} -> '
           f'{report["rms_after_mm"]:.2f} mm -> {FLAGS.output} ({report["seconds"]:.0f} s)')
     return 0
 

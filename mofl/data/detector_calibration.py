@@ -21,6 +21,12 @@ face. One round (`calibrate`, repeated `rounds` times):
    the one with the least confidence-weighted mean squared reprojection error over all frames
    (in mm on the face: pixels × depth / focal length) becomes its vertex.
 
+Then `offset_rounds` rounds refine below the mesh's resolution (the CPU-scale asset's vertices
+are ~5 mm apart): each point gets a fixed model-space offset from its vertex, solved by linear
+least squares over all frames from the Jacobian of the projection (poses refitted each round),
+with a weak prior towards no offset (`OFFSET_PRIOR_FRAMES`). The model adds the offsets to the
+vertices before projecting (`SourceMesh.landmark_offsets`, `SourceMesh.mediapipe_offsets`).
+
 The 17 jaw landmarks are left alone: they follow the face's outline, which slides over the
 surface as the head turns (the sliding contour correspondence of §3.5 handles them), and points
 that have no vertex (FaceMesh's face oval, points beyond the registration's reach) keep none.
@@ -42,6 +48,10 @@ MIN_CONFIDENCE = 0.2        # detections below this confidence are left out of t
 DEFAULT_RADIUS_MM = 12.0
 DEFAULT_ROUNDS = 2
 DEFAULT_MAX_FRAMES = 4000
+DEFAULT_OFFSET_ROUNDS = 2
+# Prior on the offsets, in frames' worth of evidence: it decides only the directions the data
+# leave open (e.g. along the line of sight when the heads barely turn).
+OFFSET_PRIOR_FRAMES = 10.0
 
 
 @dataclasses.dataclass
@@ -153,6 +163,34 @@ def frame_poses(uv, weight, points_3d, image_size):
     return rotations, translations, ok
 
 
+def _offset_step(uv, weight, points, rotations, translations, focal, image_size, offsets,
+                 calibrated):
+    """One Gauss-Newton step of the offsets: [P, 3] new offsets (mm).
+
+    Args:
+        uv: [F, P, 2] detections; weight: [F, P]; points: [P, 3] vertex + current offset;
+        rotations, translations: the frames' poses; focal, image_size: the crop camera;
+        offsets: [P, 3] current offsets; calibrated: [P] bool, the points that get one.
+    """
+    cam = np.einsum('fij,pj->fpi', rotations, points) + translations[:, None]
+    depth = -cam[..., 2]
+    mm_per_px = (np.median(depth, axis=1) / focal)[:, None, None]
+    predicted = np.stack([image_size / 2.0 + focal * cam[..., 0] / depth,
+                          image_size / 2.0 - focal * cam[..., 1] / depth], axis=-1)
+    residual = (uv - predicted) * mm_per_px                            # [F, P, 2] mm
+    zeros = np.zeros_like(depth)
+    d_camera = np.stack([
+        np.stack([focal / depth, zeros, focal * cam[..., 0] / depth ** 2], -1),
+        np.stack([zeros, -focal / depth, -focal * cam[..., 1] / depth ** 2], -1)], axis=-2)
+    jacobian = np.einsum('fpab,fbc->fpac', d_camera, rotations) * mm_per_px[..., None]
+    weighted = jacobian * weight[..., None, None]
+    normal = np.einsum('fpai,fpaj->pij', weighted, jacobian)          # [P, 3, 3]
+    rhs = np.einsum('fpai,fpa->pi', weighted, residual)
+    prior = OFFSET_PRIOR_FRAMES * np.eye(3)
+    step = np.linalg.solve(normal + prior, (rhs - OFFSET_PRIOR_FRAMES * offsets)[..., None])[..., 0]
+    return np.where(calibrated[:, None], offsets + step, 0.0)
+
+
 def _project_mm(vertices, rotations, translations, focal, image_size):
     """[F, V, 2] projections of `vertices` [V, 3] in mm on the face (pixels × depth / focal)
     and [F] the mm per pixel of each frame."""
@@ -165,7 +203,8 @@ def _project_mm(vertices, rotations, translations, focal, image_size):
 
 
 def calibrate(detections, template, face_mask, landmark_indices, mediapipe_vertices,
-              radius_mm=DEFAULT_RADIUS_MM, rounds=DEFAULT_ROUNDS, log=None):
+              radius_mm=DEFAULT_RADIUS_MM, rounds=DEFAULT_ROUNDS,
+              offset_rounds=DEFAULT_OFFSET_ROUNDS, log=None):
     """Moves each detector point to the template vertex that follows it best (module docstring).
 
     Args:
@@ -175,11 +214,14 @@ def calibrate(detections, template, face_mask, landmark_indices, mediapipe_verti
         mediapipe_vertices: [468] int current FaceMesh point vertices (−1: none).
         radius_mm: how far from its current vertex a point may move.
         rounds: pose-then-vertices rounds.
+        offset_rounds: pose-then-offsets rounds after them (0: vertices only).
         log: optional callable(str) for progress lines.
 
     Returns:
-        (landmark_indices [66] int32, mediapipe_vertices [468] int32, report dict: frames used,
-        RMS reprojection error (mm) before and after, points moved and their median move, mm).
+        (landmark_indices [66] int32, mediapipe_vertices [468] int32, landmark_offsets [66, 3]
+        float32, mediapipe_offsets [468, 3] float32 (mm, model space; zero for points left
+        alone), report dict: frames used, RMS reprojection error (mm) before and after, points
+        moved, their median move and the RMS offset, mm).
     """
     template = np.asarray(template, np.float64)
     candidates_all = np.flatnonzero(np.asarray(face_mask, bool))
@@ -211,8 +253,27 @@ def calibrate(detections, template, face_mask, landmark_indices, mediapipe_verti
                      mm_per_px[:, None, None]) ** 2
             cost = (w[:, p, None] * error.sum(-1)).sum(0)
             vertices[p] = candidates[np.argmin(cost)]
+    offsets = np.zeros((len(vertices), 3))
+    for round_index in range(offset_rounds):
+        points = template[np.maximum(vertices, 0)] + offsets
+        rotations, translations, ok = frame_poses(uv, weight, points, detections.image_size)
+        offsets = _offset_step(uv[ok], weight[ok], points, rotations[ok], translations[ok],
+                               focal, detections.image_size, offsets, calibrated)
+        points = template[np.maximum(vertices, 0)] + offsets
+        projected, mm_per_px = _project_mm(points, rotations[ok], translations[ok], focal,
+                                           detections.image_size)
+        w = weight[ok]
+        residual = (uv[ok] - projected) * mm_per_px[:, None, None]
+        report['rms_after_mm'] = float(np.sqrt((w * (residual ** 2).sum(-1)).sum() / w.sum()))
+        if log:
+            log(f'detector calibration: offsets round {round_index}, RMS reprojection '
+                f'{report["rms_after_mm"]:.2f} mm, offsets RMS '
+                f'{np.sqrt((offsets[calibrated] ** 2).sum(-1).mean()):.2f} mm')
     moved = np.linalg.norm(template[vertices] - template[original], axis=1)[calibrated]
     report['points_calibrated'] = int(calibrated.sum())
     report['points_moved'] = int((moved > 0).sum())
     report['median_move_mm'] = float(np.median(moved))
-    return (vertices[:66].astype(np.int32), vertices[66:].astype(np.int32), report)
+    report['offset_rms_mm'] = float(np.sqrt((offsets[calibrated] ** 2).sum(-1).mean()))
+    offsets = offsets.astype(np.float32)
+    return (vertices[:66].astype(np.int32), vertices[66:].astype(np.int32), offsets[:66],
+            offsets[66:], report)

@@ -253,7 +253,7 @@ def check_dense_points(data, mesh):
     return layout['dense_space']
 
 
-def dense_points_on_asset(batch, mediapipe_vertices):
+def dense_points_on_asset(batch, mediapipe_vertices, mediapipe_offsets=None):
     """Maps a batch's mediapipe-space dense points onto asset vertices.
 
     Args:
@@ -261,15 +261,22 @@ def dense_points_on_asset(batch, mediapipe_vertices):
             `dense_confidence` [B, M, K].
         mediapipe_vertices: [468] int the asset vertex of each FaceMesh point, −1 for none
             (`SourceMesh.mediapipe_vertices`).
+        mediapipe_offsets: optional [468, 3] model-space offset of each point from its vertex
+            (`SourceMesh.mediapipe_offsets` of a detector-calibrated asset).
 
     Returns:
         The batch with `dense_vertices` [B, K] asset vertices (0 where a point has none) and
-        `dense_confidence` set to 0 for those points, so they add nothing to the loss.
+        `dense_confidence` set to 0 for those points, so they add nothing to the loss; with
+        `mediapipe_offsets`, also `dense_offsets` [B, K, 3] float32.
     """
     table = tf.constant(np.asarray(mediapipe_vertices, np.int32))
-    vertices = tf.gather(table, batch['dense_vertices'])
+    ids = batch['dense_vertices']
+    vertices = tf.gather(table, ids)
     has_vertex = tf.cast(vertices >= 0, batch['dense_confidence'].dtype)
     batch = dict(batch)
     batch['dense_vertices'] = tf.maximum(vertices, 0)
     batch['dense_confidence'] = batch['dense_confidence'] * has_vertex[:, tf.newaxis, :]
+    if mediapipe_offsets is not None:
+        batch['dense_offsets'] = tf.gather(
+            tf.constant(np.asarray(mediapipe_offsets, np.float32)), ids)
     return batch

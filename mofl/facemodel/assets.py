@@ -60,6 +60,10 @@ class SourceMesh:
             on, −1 for none (`mofl.facemodel.mediapipe_correspondence`; the dense points of
             `tools.preprocess`); None for an asset built before it existed.
         mediapipe_residual_mm: [468] float32 the registration residual of each of them, mm.
+        landmark_offsets: optional [66, 3] float32 model-space offsets (mm) added to each
+            landmark's vertex before projection: where a detector puts the landmark on the mean
+            face, relative to its vertex (`mofl.data.detector_calibration`); None: zero.
+        mediapipe_offsets: optional [468, 3] float32, the same for FaceMesh's points.
     """
     vertices: np.ndarray
     triangles: np.ndarray
@@ -79,6 +83,8 @@ class SourceMesh:
     full_num_vertices: int = 0
     mediapipe_vertices: Optional[np.ndarray] = None
     mediapipe_residual_mm: Optional[np.ndarray] = None
+    landmark_offsets: Optional[np.ndarray] = None
+    mediapipe_offsets: Optional[np.ndarray] = None
 
     @property
     def num_vertices(self):
@@ -141,6 +147,12 @@ class SourceMesh:
             _expect(self.mediapipe_residual_mm is not None and
                     np.shape(self.mediapipe_residual_mm) == (NUM_MEDIAPIPE_POINTS,), where,
                     'mediapipe_residual_mm must be [468] beside mediapipe_vertices')
+        for name, count in (('landmark_offsets', NUM_LANDMARKS),
+                            ('mediapipe_offsets', NUM_MEDIAPIPE_POINTS)):
+            offsets = getattr(self, name)
+            if offsets is not None:
+                _expect(np.shape(offsets) == (count, 3) and np.all(np.isfinite(offsets)), where,
+                        f'{name} must be [{count}, 3] and finite, got shape {np.shape(offsets)}')
 
 
 @dataclasses.dataclass
@@ -211,7 +223,8 @@ class FaceAssets:
                              f'version {ASSET_FORMAT_VERSION}; rebuild it with tools.build_assets')
         try:
             optional = ('full_vertex_indices', 'full_num_vertices',  # decimated assets only
-                        'mediapipe_vertices', 'mediapipe_residual_mm')  # newer builds only
+                        'mediapipe_vertices', 'mediapipe_residual_mm',  # newer builds only
+                        'landmark_offsets', 'mediapipe_offsets')  # detector-calibrated only
             mesh = SourceMesh(**{f.name: _unwrap(arrays[f'mesh/{f.name}'])
                                  for f in dataclasses.fields(SourceMesh)
                                  if f.name not in optional or f'mesh/{f.name}' in arrays})
