@@ -26,53 +26,64 @@ from absl import app
 from absl import flags
 from absl import logging
 
-FLAGS = flags.FLAGS
-flags.DEFINE_enum('dataset', 'synthetic', ['synthetic', 'scans', 'photometric'],
-                  'What to evaluate on.')
-flags.DEFINE_string('runs', None, 'Comma-separated KEY:RUN_DIR pairs; KEY is the training M '
-                    '(synthetic, scans) or the model size (photometric).', required=True)
-flags.DEFINE_string('data', None, 'Synthetic test records (glob).')
-flags.DEFINE_string('pairs', None, 'scans: CSV of scan_path,image_path[;image_path...].')
-flags.DEFINE_list('test_frames', ['1', '2'], 'Test M values (synthetic).')
-flags.DEFINE_integer('max_samples', 0, 'Evaluate at most this many test samples (0: all).')
-flags.DEFINE_boolean('with_scale', False, 'Similarity alignment (with scale) instead of rigid.')
-flags.DEFINE_enum('metric', 'vertex', ['vertex', 'surface', 'both'],
-                  'synthetic: vertex-to-vertex RMSE (known correspondence), surface distance '
-                  '(the real-scan protocol: landmark Procrustes + ICP, several seconds per mesh '
-                  'on a CPU), or both tables.')
-flags.DEFINE_string('output', None, 'Write the tables (Markdown) and raw numbers (JSON) here '
-                    '(OUTPUT.md, OUTPUT.json).')
+from mofl import flags_common
 
 
-def main(argv):
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the binary's flags in `flag_values`."""
+    flags.DEFINE_enum('dataset', 'synthetic', ['synthetic', 'scans', 'photometric'],
+                      'What to evaluate on.', flag_values=flag_values)
+    flags.DEFINE_string('runs', None, 'Comma-separated KEY:RUN_DIR pairs; KEY is the training M '
+                        '(synthetic, scans) or the model size (photometric).', required=True,
+                        flag_values=flag_values)
+    flags_common.define_flags(('data', 'max_samples', 'output'), flag_values, notes={
+        'data': 'Synthetic test records (synthetic, photometric).',
+        'max_samples': 'Test samples evaluated.',
+        'output': 'Write the tables (Markdown) and raw numbers (JSON) here (OUTPUT.md, '
+                  'OUTPUT.json).'})
+    flags.DEFINE_string('pairs', None, 'scans: CSV of scan_path,image_path[;image_path...].',
+                        flag_values=flag_values)
+    flags.DEFINE_list('test_frames', ['1', '2'], 'Test M values (synthetic).',
+                      flag_values=flag_values)
+    flags.DEFINE_boolean('with_scale', False, 'Similarity alignment (with scale) instead of '
+                         'rigid.', flag_values=flag_values)
+    flags.DEFINE_enum('metric', 'vertex', ['vertex', 'surface', 'both'],
+                      'synthetic: vertex-to-vertex RMSE (known correspondence), surface distance '
+                      '(the real-scan protocol: landmark Procrustes + ICP, several seconds per '
+                      'mesh on a CPU), or both tables.', flag_values=flag_values)
+
+
+def main(argv, flag_values=flags.FLAGS):
+    """Evaluates as the flags in `flag_values` say; returns the exit status."""
     from mofl import startup
     startup.quiet_tensorflow()
     del argv
     from mofl.evaluation import protocols, tables
     try:
-        runs = protocols.parse_runs(FLAGS.runs)
-        if FLAGS.dataset in ('synthetic', 'photometric') and not FLAGS.data:
-            raise ValueError(f'--dataset={FLAGS.dataset} needs --data')
-        if FLAGS.dataset == 'scans' and not FLAGS.pairs:
+        runs = protocols.parse_runs(flag_values.runs)
+        if flag_values.dataset in ('synthetic', 'photometric') and not flag_values.data:
+            raise ValueError(f'--dataset={flag_values.dataset} needs --data')
+        if flag_values.dataset == 'scans' and not flag_values.pairs:
             raise ValueError('--dataset=scans needs --pairs')
-        if FLAGS.dataset == 'photometric':
-            table = protocols.photometric(runs, FLAGS.data, FLAGS.max_samples)
+        if flag_values.dataset == 'photometric':
+            table = protocols.photometric(runs, flag_values.data, flag_values.max_samples)
             markdown = ('Photometric error (RGB 0..255, face region, test M = 1)\n\n' +
                         tables.table4_markdown({k: v[:2] for k, v in table.items()}))
             raw = {str(k): v for k, v in table.items()}
         else:
-            if FLAGS.dataset == 'synthetic':
-                evaluated = protocols.synthetic_geometry(runs, FLAGS.data,
-                                                         [int(m) for m in FLAGS.test_frames],
-                                                         FLAGS.max_samples, FLAGS.with_scale,
-                                                         FLAGS.metric)
+            if flag_values.dataset == 'synthetic':
+                evaluated = protocols.synthetic_geometry(runs, flag_values.data,
+                                                         [int(m) for m in flag_values.test_frames],
+                                                         flag_values.max_samples,
+                                                         flag_values.with_scale,
+                                                         flag_values.metric)
             else:
-                evaluated = protocols.real_scans(runs, FLAGS.pairs, FLAGS.with_scale)
+                evaluated = protocols.real_scans(runs, flag_values.pairs, flag_values.with_scale)
             parts, raw = [], {}
             names = {'vertex': 'per-vertex RMSE with known correspondence',
                      'surface': 'vertex-to-scan-surface RMSE after landmark Procrustes + ICP'}
             for metric, tabs in evaluated.items():
-                alignment = 'similarity' if FLAGS.with_scale else 'rigid'
+                alignment = 'similarity' if flag_values.with_scale else 'rigid'
                 parts.append(f'Geometric error ({names[metric]}, {alignment} alignment, face '
                              f'region, mm)\n\n' +
                              tables.table1_markdown(tabs['results'], tabs['baselines'],
@@ -84,14 +95,15 @@ def main(argv):
         logging.error('%s', e)
         return 1
     print(markdown)
-    if FLAGS.output:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-        with open(FLAGS.output + '.md', 'w') as f:
+    if flag_values.output:
+        os.makedirs(os.path.dirname(os.path.abspath(flag_values.output)), exist_ok=True)
+        with open(flag_values.output + '.md', 'w') as f:
             f.write(markdown + '\n')
-        with open(FLAGS.output + '.json', 'w') as f:
+        with open(flag_values.output + '.json', 'w') as f:
             json.dump(raw, f, indent=1)
     return 0
 
 
 if __name__ == '__main__':
+    define_flags()
     sys.exit(app.run(main))

@@ -56,6 +56,7 @@ EXIT_OK, EXIT_NOTHING_RECONSTRUCTED, EXIT_BAD_MODEL_OR_ARGS = 0, 1, 2
 
 # ----------------------------------------------------------------------------- outputs
 
+
 def frame_record(result: inference.FrameResult, model: inference.ReconstructionModel,
                  group_index, group_names, crop_scale):
     """The JSON-ready description of one reconstructed frame (NAME.json)."""
@@ -135,6 +136,7 @@ def mesh_header(model: inference.ReconstructionModel, face: face_tracking.Croppe
 
 
 # ----------------------------------------------------------------------------- the run
+
 
 @dataclasses.dataclass
 class ReconstructConfig:
@@ -278,34 +280,39 @@ def exit_status(summary):
 
 # ----------------------------------------------------------------------------- binary
 
-def _define_flags():
+
+def define_flags(flag_values=None):
+    """Defines the binary's flags (ReconstructConfig's fields) in `flag_values` (None: absl's
+    FLAGS)."""
     from absl import flags
-    flags.DEFINE_string('model', None, 'SavedModel folder (saved_model.pb) or mofl.train output '
-                        'directory (model_config.json, checkpoints/).')
+    from mofl import flags_common
+    flag_values = flags.FLAGS if flag_values is None else flag_values
     flags.DEFINE_string('input', None, 'Image file(s), comma-separated and/or globs, or a video '
-                        'file.')
-    flags.DEFINE_string('output_dir', None, 'Where the meshes, JSON and overlays go.')
-    flags.DEFINE_integer('group_size', 4, 'Video: consecutive face frames per group sharing '
-                         'one identity.')
-    flags.DEFINE_integer('frame_stride', 1, 'Video: use every n-th frame.')
-    flags.DEFINE_integer('max_frames', 0, 'Video: reconstruct at most this many frames (after '
-                         'the stride); 0: all.')
-    flags.DEFINE_float('crop_scale', face_tracking.DEFAULT_CROP_SCALE, 'Crop side relative to '
-                       'the landmarks\' bounding box (as tools.preprocess).')
-    flags.DEFINE_bool('all_images_one_person', True, 'Images: reconstruct all of them as one '
-                      'person (shared identity); false: each image alone.')
-    flags.DEFINE_float('min_detection_confidence', 0.5, 'mediapipe face-detector threshold.')
-    flags.mark_flags_as_required(['model', 'input', 'output_dir'])
+                        'file.', flag_values=flag_values)
+    flags.DEFINE_integer('group_size', ReconstructConfig.group_size, 'Video: consecutive face '
+                         'frames per group sharing one identity.', flag_values=flag_values)
+    flags.DEFINE_bool('all_images_one_person', ReconstructConfig.all_images_one_person,
+                      'Images: reconstruct all of them as one person (shared identity); false: '
+                      'each image alone.', flag_values=flag_values)
+    flags_common.define_flags(
+        ('model', 'output_dir') + flags_common.VIDEO_FLAGS, flag_values,
+        config=ReconstructConfig, notes={
+            'output_dir': 'Where the meshes, JSON and overlays go.',
+            'max_frames': 'Video: frames reconstructed (after the stride).',
+            'crop_scale': 'As tools.preprocess.'})
+    flags.mark_flags_as_required(['model', 'input', 'output_dir'], flag_values=flag_values)
 
 
-def main(argv):
+def main(argv, flag_values=None):
+    """Reconstructs as the flags in `flag_values` (None: absl's FLAGS) say; returns the exit
+    status."""
     from absl import flags
+    from mofl import flags_common
     if len(argv) > 1:
         print(f'ERROR unexpected arguments: {argv[1:]}', file=sys.stderr)
         return EXIT_BAD_MODEL_OR_ARGS
-    values = flags.FLAGS
-    config = ReconstructConfig(**{f.name: getattr(values, f.name)
-                                  for f in dataclasses.fields(ReconstructConfig)})
+    config = flags_common.config_from_flags(
+        ReconstructConfig, flags.FLAGS if flag_values is None else flag_values)
     try:
         summary = run(config)
     except (inference.ModelLoadError, ValueError) as e:
@@ -323,5 +330,5 @@ def main(argv):
 
 if __name__ == '__main__':
     from absl import app
-    _define_flags()
+    define_flags()
     sys.exit(app.run(main))

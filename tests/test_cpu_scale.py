@@ -235,7 +235,6 @@ def test_synthetic_benchmark_quick_runs_every_stage(tmp_path, monkeypatch):
 
 
 def test_demo_remakes_data_of_another_asset_build(tmp_path, monkeypatch):
-    from absl import flags   # pylint: disable=import-outside-toplevel
     asset = str(tmp_path / 'asset.npz')
     training_data.tiny_assets().save(asset)
     made = []
@@ -248,16 +247,15 @@ def test_demo_remakes_data_of_another_asset_build(tmp_path, monkeypatch):
         json.dump({'asset_fingerprint': assets_lib.FaceAssets.load(asset).mesh.fingerprint()},
                   open(tmp_path / 'data' / 'manifest.json', 'w'))
 
-    with in_process.binary_flags('tools.demo') as demo:
-        flags.FLAGS(['demo'])
-        monkeypatch.setattr(demo, '_run', fake_make_synthetic)
-        os.makedirs(tmp_path / 'data')
-        os.makedirs(tmp_path / 'run')
-        json.dump({'asset_fingerprint': '0123456789abcdef'},          # another build's
-                  open(tmp_path / 'data' / 'manifest.json', 'w'))
-        demo.make_data(str(tmp_path), asset)
-        assert made == ['tools.make_synthetic']
-        stale = sorted(p.name.split('.stale')[0] for p in tmp_path.glob('*.stale*'))
-        assert stale == ['data', 'run'] and not (tmp_path / 'run').exists()
-        demo.make_data(str(tmp_path), asset)                        # now it is this build's
-        assert made == ['tools.make_synthetic']
+    demo, flag_values = in_process.binary_flags('tools.demo', [])
+    monkeypatch.setattr(demo, '_run', fake_make_synthetic)
+    os.makedirs(tmp_path / 'data')
+    os.makedirs(tmp_path / 'run')
+    json.dump({'asset_fingerprint': '0123456789abcdef'},          # another build's
+              open(tmp_path / 'data' / 'manifest.json', 'w'))
+    demo.make_data(str(tmp_path), asset, flag_values)
+    assert made == ['tools.make_synthetic']
+    stale = sorted(p.name.split('.stale')[0] for p in tmp_path.glob('*.stale*'))
+    assert stale == ['data', 'run'] and not (tmp_path / 'run').exists()
+    demo.make_data(str(tmp_path), asset, flag_values)         # now it is this build's
+    assert made == ['tools.make_synthetic']

@@ -6,7 +6,7 @@ import in_process
 import training_data
 
 
-def _train_freeze_in_process(probe):
+def _train_freeze_in_process(probe, monkeypatch):
     """The 'freeze' variant's training in this process (in_process: no TensorFlow start);
     'freeze_trunk' still trains as the tool runs every variant, a `python -m` subprocess."""
     as_subprocess = probe.run_command
@@ -19,10 +19,10 @@ def _train_freeze_in_process(probe):
         log.write(training.stdout + training.stderr)
         return training.returncode
 
-    probe.run_command = run_command
+    monkeypatch.setattr(probe, 'run_command', run_command)
 
 
-def test_probe_trains_variants_and_measures_the_identity_path(tmp_path):
+def test_probe_trains_variants_and_measures_the_identity_path(tmp_path, monkeypatch):
     asset, data = training_data.write_synthetic_set(str(tmp_path), num_identities=4, seed=3)
     out = tmp_path / 'probe'
     args = [f'--data={data}/train-*', f'--test_data={data}/test-*', f'--output_dir={out}',
@@ -35,7 +35,7 @@ def test_probe_trains_variants_and_measures_the_identity_path(tmp_path):
     assert not os.path.exists(out / 'freeze' / 'checkpoints')     # refused before training
     result = in_process.run_main('tools.probe_identity', args + [
         '--variants=freeze,freeze_trunk', '--pretrain_only=freeze_trunk'],
-        prepare=_train_freeze_in_process)
+        prepare=lambda probe: _train_freeze_in_process(probe, monkeypatch))
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.load(open(out / 'probe.json'))
     assert [m['step'] for m in saved['freeze']['measurements']] == [2, 3]

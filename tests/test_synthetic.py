@@ -1,7 +1,7 @@
 """Tests of the synthetic ground-truth set: `mofl.data.synthetic` and `tools.make_synthetic`.
 
-`tools.make_synthetic` runs in process through `in_process.run_main`, which gives it a FLAGS of its
-own (its flags would clash with those of the other binaries run in the same pytest process).
+`tools.make_synthetic` runs in process through `in_process.run_main`, which defines its flags in a
+FlagValues of their own and passes it to its `main`.
 """
 import glob
 import json

@@ -451,21 +451,18 @@ def test_pretraining_length_changes_pose_but_not_identity_of_the_exported_model(
 def test_train_flags_take_their_defaults_from_the_configs():
     """One source of defaults: every flag of mofl.train that fills a ModelConfig or TrainConfig
     field defaults to that field's value (the configs hold the defaults, not the binary)."""
-    from absl import flags   # pylint: disable=import-outside-toplevel
     # Not plain copies: required paths, and the focal length that follows --image_size.
     derived = {'data', 'output_dir', 'focal_length'}
     defaults = {**dataclasses.asdict(model_lib.ModelConfig()),
                 **dataclasses.asdict(train_config_lib.TrainConfig())}
     defaults['image_size'] = defaults['image_size'][0]
     checked = 0
-    # mofl.train's flags in a FLAGS of their own: tools.preprocess (test_preprocess) also
-    # defines --output_dir, --num_frames, --image_size, --seed.
-    with in_process.binary_flags('mofl.train'):
-        for name, value in defaults.items():
-            if name in derived or name not in flags.FLAGS:
-                continue
-            assert flags.FLAGS[name].default == value, name
-            checked += 1
+    _, flag_values = in_process.binary_flags('mofl.train')   # a FlagValues of their own
+    for name, value in defaults.items():
+        if name in derived or name not in flag_values:
+            continue
+        assert flag_values[name].default == value, name
+        checked += 1
     assert checked >= 50
 
 
@@ -473,19 +470,17 @@ def test_train_flags_take_their_defaults_from_the_configs():
 def test_each_binary_lists_the_shared_asset_flag_in_its_help(module):
     """--asset is defined once (mofl.flags_common) but filed under the binary that asked for it,
     so that the binary's --help shows it."""
-    from absl import flags   # pylint: disable=import-outside-toplevel
-    with in_process.binary_flags(module):
-        assert 'asset' in [f.name for f in flags.FLAGS.get_key_flags_for_module(module)]
+    _, flag_values = in_process.binary_flags(module)
+    assert 'asset' in [f.name for f in flag_values.get_key_flags_for_module(module)]
 
 
 def test_new_training_options_reach_the_configs():
     """--noorthogonal_complement, --lambda_identity_mean and --lambda_depth_spread (ours) land
     in ModelConfig and TrainConfig, and their terms are among the trained loss terms."""
-    from absl import flags   # pylint: disable=import-outside-toplevel
-    with in_process.binary_flags('mofl.train') as train_binary:
-        flags.FLAGS(['train', '--data=x', '--output_dir=y', '--noorthogonal_complement',
-                     '--lambda_identity_mean=2.5', '--lambda_depth_spread=40'])
-        model_config, train_config = train_binary.configs_from_flags()
+    train_binary, flag_values = in_process.binary_flags('mofl.train', [
+        '--data=x', '--output_dir=y', '--noorthogonal_complement', '--lambda_identity_mean=2.5',
+        '--lambda_depth_spread=40'])
+    model_config, train_config = train_binary.configs_from_flags(flag_values)
     assert model_config.orthogonal_complement is False
     assert train_config.lambda_identity_mean == 2.5
     assert train_config.lambda_depth_spread == 40.0
@@ -497,20 +492,19 @@ def test_new_training_options_reach_the_configs():
 def test_every_config_names_only_flags_of_mofl_train(config):
     """Each configs/*.flags (nested flagfiles included) parses with mofl.train's flags; a typo or a
     renamed flag fails here instead of at the start of a user's run."""
-    from absl import flags   # pylint: disable=import-outside-toplevel
     cwd = os.getcwd()
     os.chdir(ROOT)   # nested --flagfile paths are relative to the repository
     try:
-        with in_process.binary_flags('mofl.train'):
-            args = flags.FLAGS.read_flags_from_files([f'--flagfile=configs/{config}'])
-            assert args
-            for arg in args:
-                name = arg.lstrip('-').split('=', 1)[0]
-                if name not in flags.FLAGS and name.startswith('no'):
-                    name = name[2:]
-                assert name in flags.FLAGS, f'{config}: unknown flag {arg}'
-                if '=' in arg:
-                    flags.FLAGS[name].parser.parse(arg.split('=', 1)[1])   # the value parses
+        _, flag_values = in_process.binary_flags('mofl.train')
+        args = flag_values.read_flags_from_files([f'--flagfile=configs/{config}'])
+        assert args
+        for arg in args:
+            name = arg.lstrip('-').split('=', 1)[0]
+            if name not in flag_values and name.startswith('no'):
+                name = name[2:]
+            assert name in flag_values, f'{config}: unknown flag {arg}'
+            if '=' in arg:
+                flag_values[name].parser.parse(arg.split('=', 1)[1])   # the value parses
     finally:
         os.chdir(cwd)
 

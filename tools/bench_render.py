@@ -25,15 +25,22 @@ startup.quiet_tensorflow()   # before anything imports TensorFlow
 from mofl.data import head_pose
 from mofl.render.procedural_meshes import ellipsoid_mesh
 
-flags_common.define_asset_flag('unset: a procedural ellipsoid is rasterized instead.')
-flags.DEFINE_integer('batch_size', 8, 'Images per op call.')
-flags.DEFINE_integer('image_size', 240, 'Square image side in pixels.')
-flags.DEFINE_integer('repeats', 20, 'Timed op calls per round, 5 rounds (after a warm-up call).')
-flags.DEFINE_integer('reference_images', 1,
-                     'Images the slow reference rasterizes (ms per image is what is compared).')
-flags.DEFINE_bool('cull_backfaces', False, 'Rasterize with back-face culling.')
-flags.DEFINE_integer('seed', 0, 'Seed of the random head rotations.')
-FLAGS = flags.FLAGS
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the binary's flags in `flag_values`."""
+    flags_common.define_flags(('batch_size', 'image_size', 'seed'), flag_values,
+                              defaults={'batch_size': 8},
+                              notes={'batch_size': 'Images per op call.',
+                                     'seed': 'The random head rotations.'})
+    flags_common.define_asset_flag('unset: a procedural ellipsoid is rasterized instead.',
+                                   flag_values=flag_values)
+    flags.DEFINE_integer('repeats', 20, 'Timed op calls per round, 5 rounds (after a warm-up '
+                         'call).', flag_values=flag_values)
+    flags.DEFINE_integer('reference_images', 1, 'Images the slow reference rasterizes (ms per '
+                         'image is what is compared).', flag_values=flag_values)
+    flags.DEFINE_bool('cull_backfaces', False, 'Rasterize with back-face culling.',
+                      flag_values=flag_values)
+
 
 CAMERA_DISTANCE_MM = 600.0
 
@@ -55,40 +62,41 @@ def screen_vertices(model_vertices, batch_size, image_size, seed):
     return np.asarray(out, np.float32)
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
     del argv
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from mofl.render import rasterize  # pylint: disable=import-outside-toplevel
     from mofl.render import reference_rasterizer  # pylint: disable=import-outside-toplevel
 
-    if FLAGS.asset:
+    if flag_values.asset:
         from mofl.facemodel import default_assets  # pylint: disable=import-outside-toplevel
-        mesh = default_assets.load_asset(FLAGS.asset)[0].mesh
-        model_vertices, triangles, source = mesh.vertices, mesh.triangles, FLAGS.asset
+        mesh = default_assets.load_asset(flag_values.asset)[0].mesh
+        model_vertices, triangles, source = mesh.vertices, mesh.triangles, flag_values.asset
     else:
         model_vertices, triangles = ellipsoid_mesh()
         source = 'procedural ellipsoid'
-    size = FLAGS.image_size
-    vertices = tf.constant(screen_vertices(model_vertices, FLAGS.batch_size, size, FLAGS.seed))
+    size = flag_values.image_size
+    vertices = tf.constant(screen_vertices(model_vertices, flag_values.batch_size, size,
+                                           flag_values.seed))
     triangles = tf.constant(triangles, tf.int32)
     device = 'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'
     print(f'mesh: {source}, {int(vertices.shape[1])} vertices, {int(triangles.shape[0])} '
-          f'triangles; batch {FLAGS.batch_size}, {size}x{size}, '
-          f'cull_backfaces={FLAGS.cull_backfaces}; op runs on {device}')
+          f'triangles; batch {flag_values.batch_size}, {size}x{size}, '
+          f'cull_backfaces={flag_values.cull_backfaces}; op runs on {device}')
 
     def run_op():
         return rasterize.rasterize_triangles(vertices, triangles, (size, size),
-                                             cull_backfaces=FLAGS.cull_backfaces)
+                                             cull_backfaces=flag_values.cull_backfaces)
 
     ids, depth, _ = run_op()  # warm-up (loads the library, allocates)
     # The machine may be shared: take the median of 5 rounds, and report CPU time beside wall time.
     wall_ms, cpu_ms = [], []
     for _ in range(5):
         wall_start, cpu_start = time.perf_counter(), time.process_time()
-        for _ in range(FLAGS.repeats):
+        for _ in range(flag_values.repeats):
             ids, depth, _ = run_op()
         ids.numpy()
-        images = FLAGS.repeats * FLAGS.batch_size
+        images = flag_values.repeats * flag_values.batch_size
         wall_ms.append(1e3 * (time.perf_counter() - wall_start) / images)
         cpu_ms.append(1e3 * (time.process_time() - cpu_start) / images)
     op_ms = float(np.median(wall_ms))
@@ -96,18 +104,20 @@ def main(argv):
           f'threads) {np.median(cpu_ms):.3f}, {os.cpu_count()} CPU cores visible')
     print(f'covered pixels: {np.mean(ids.numpy() >= 0):.3f}')
 
-    count = max(1, min(FLAGS.reference_images, FLAGS.batch_size))
+    count = max(1, min(flag_values.reference_images, flag_values.batch_size))
     start = time.perf_counter()
     ref_ids, ref_depth, _ = reference_rasterizer.reference_rasterize_triangles(
-        vertices[:count], triangles, (size, size), cull_backfaces=FLAGS.cull_backfaces)
+        vertices[:count], triangles, (size, size), cull_backfaces=flag_values.cull_backfaces)
     ref_ms = 1e3 * (time.perf_counter() - start) / count
     same = (np.array_equal(ids.numpy()[:count], ref_ids.numpy()) and
             np.array_equal(depth.numpy()[:count], ref_depth.numpy()))
     print(f'op and reference agree on ids and depth of {count} image(s): {same}')
-    print(f'rasterize_triangles op: {op_ms:.3f} ms/image (median wall, batch {FLAGS.batch_size}) '
+    print(f'rasterize_triangles op: {op_ms:.3f} ms/image (median wall, batch '
+          f'{flag_values.batch_size}) '
           f'| pure-TF reference: {ref_ms:.1f} ms/image ({count} image(s)) | '
           f'speed-up {ref_ms / op_ms:.0f}x')
 
 
 if __name__ == '__main__':
+    define_flags()
     app.run(main)

@@ -34,21 +34,27 @@ from absl import logging
 
 from mofl import flags_common
 
-flags_common.define_asset_flag('default: the default asset, ICT-FaceKit when available.')
-flags.DEFINE_integer('shape_dim', 500, 'g, learned shape modes (paper 500).')
-flags.DEFINE_integer('albedo_dim', 500, 'a, learned albedo modes (paper 500).')
-flags.DEFINE_integer('batch_size', 1, 'B, samples per training step.')
-flags.DEFINE_integer('num_frames', 4, 'M, frames per training sample (paper 4).')
-flags.DEFINE_integer('warmup_steps', 3, 'Untimed training steps after tracing.')
-flags.DEFINE_integer('train_steps', 10, 'Timed training steps.')
-flags.DEFINE_list('infer_batch_sizes', ['1', '8'], 'N of the "batch of N single frames" '
-                  'inference runs (B = N, M = 1).')
-flags.DEFINE_integer('infer_repeats', 10, 'Timed inference calls per batch size.')
-flags.DEFINE_integer('matmul_size', 2048, 'Side of the square matmul baseline.')
-flags.DEFINE_boolean('profile', True, 'Cross-check the FLOP count with TF\'s profiler.')
-flags.DEFINE_integer('seed', 0, 'Seed of the random inputs.')
 
-FLAGS = flags.FLAGS
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the binary's flags in `flag_values`."""
+    flags_common.define_flags(
+        ('shape_dim', 'albedo_dim', 'batch_size', 'num_frames', 'train_steps', 'seed'),
+        flag_values, defaults={'batch_size': 1, 'train_steps': 10},
+        notes={'batch_size': 'B, samples per training step.',
+               'train_steps': 'Timed training steps.', 'seed': 'The random inputs.'})
+    flags_common.define_asset_flag('default: the default asset, ICT-FaceKit when available.',
+                                   flag_values=flag_values)
+    flags.DEFINE_integer('warmup_steps', 3, 'Untimed training steps after tracing.',
+                         flag_values=flag_values)
+    flags.DEFINE_list('infer_batch_sizes', ['1', '8'], 'N of the "batch of N single frames" '
+                      'inference runs (B = N, M = 1).', flag_values=flag_values)
+    flags.DEFINE_integer('infer_repeats', 10, 'Timed inference calls per batch size.',
+                         flag_values=flag_values)
+    flags.DEFINE_integer('matmul_size', 2048, 'Side of the square matmul baseline.',
+                         flag_values=flag_values)
+    flags.DEFINE_boolean('profile', True, 'Cross-check the FLOP count with TF\'s profiler.',
+                         flag_values=flag_values)
+
 
 IMAGE_SIZE = 240
 
@@ -168,7 +174,7 @@ def _block(result):
         leaves[0].numpy()
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
     from mofl import startup
     startup.quiet_tensorflow()
     del argv
@@ -183,9 +189,9 @@ def main(argv):
     from mofl.facemodel import default_assets
 
     load_before = os.getloadavg()
-    assets, _ = default_assets.load_asset(FLAGS.asset)
-    config = model_lib.ModelConfig(shape_dim=FLAGS.shape_dim, albedo_dim=FLAGS.albedo_dim)
-    keras.utils.set_random_seed(FLAGS.seed)
+    assets, _ = default_assets.load_asset(flag_values.asset)
+    config = flags_common.config_from_flags(model_lib.ModelConfig, flag_values)   # g, a
+    keras.utils.set_random_seed(flag_values.seed)
     model = model_lib.FmlModel(assets, config)
     run_dir_lib.build_model(model, config)
     mesh = assets.mesh
@@ -205,16 +211,16 @@ def main(argv):
                 + face_call)
 
     profiled = None
-    if FLAGS.profile:
+    if flag_values.profile:
         spec = tf.TensorSpec([1, 1, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)
         profiled = (profiler_flops(lambda x: model.network(x), spec),
                     profiler_flops(lambda x: model(x), spec))
 
-    rng = np.random.default_rng(FLAGS.seed)
-    batch, frames = FLAGS.batch_size, FLAGS.num_frames
+    rng = np.random.default_rng(flag_values.seed)
+    batch, frames = flag_values.batch_size, flag_values.num_frames
 
     # Baseline: a dense matmul on the same CPU, same run.
-    n = FLAGS.matmul_size
+    n = flag_values.matmul_size
     mat_a = tf.constant(rng.random((n, n), np.float32))
     mat_b = tf.constant(rng.random((n, n), np.float32))
     matmul = tf.function(lambda x, y: tf.matmul(x, y))
@@ -319,9 +325,9 @@ def main(argv):
             ('where_guard', per_variable_guard, (grads,))):
         for variable, value in zip(model.variables, weights_before):
             variable.assign(value)
-        for _ in range(FLAGS.warmup_steps):
+        for _ in range(flag_values.warmup_steps):
             _block(function(*args))
-        parts[name] = time_calls(function, args, FLAGS.train_steps)
+        parts[name] = time_calls(function, args, flag_values.train_steps)
     train_times = parts['full']
     train_flops = 3 * forward_flops(batch, frames)
 
@@ -329,11 +335,11 @@ def main(argv):
     infer = tf.function(lambda x: model(x), reduce_retracing=True)
     network_only = tf.function(lambda x: model.network(x), reduce_retracing=True)
     inference = []
-    for size in (int(s) for s in FLAGS.infer_batch_sizes):
+    for size in (int(s) for s in flag_values.infer_batch_sizes):
         frames_in = tf.constant(rng.random((size, 1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
         for name, function in (('model', infer), ('network only', network_only)):
             time_calls(function, (frames_in,), 1)     # trace + warm up
-            times = time_calls(function, (frames_in,), FLAGS.infer_repeats)
+            times = time_calls(function, (frames_in,), flag_values.infer_repeats)
             flops = forward_flops(size, 1) if name == 'model' else size * (net_frame + net_sample)
             inference.append((name, size, times, flops))
     matmul_times += time_calls(matmul, (mat_a, mat_b), 10)
@@ -392,8 +398,9 @@ def main(argv):
     train_gflops = line(f'training step B={batch}, M={frames} (3x forward FLOPs)', train_times, 1,
                         'step', train_flops)
     print(f'(first training call incl. tracing: {trace_s:.1f} s; its loss {loss:.4g}; '
-          f'{FLAGS.train_steps} timed steps after {FLAGS.warmup_steps} warm-up; inference: '
-          f'{FLAGS.infer_repeats} timed calls per row after one warm-up)')
+          f'{flag_values.train_steps} timed steps after {flag_values.warmup_steps} warm-up; '
+          'inference: '
+          f'{flag_values.infer_repeats} timed calls per row after one warm-up)')
     print()
     ms = {k: median(v) * 1e3 for k, v in parts.items()}
     network_ms = ms['network']
@@ -430,4 +437,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    define_flags()
     sys.exit(app.run(main))

@@ -25,56 +25,64 @@ startup.quiet_tensorflow()   # before anything imports TensorFlow
 from mofl.data import detector_calibration  # pylint: disable=g-import-not-at-top
 from mofl.facemodel import default_assets  # pylint: disable=g-import-not-at-top
 
-FLAGS = flags.FLAGS
-flags_common.define_asset_flag(required=True)
-flags.DEFINE_string('data', None, 'TFRecord glob of training records with mediapipe dense points '
-                    '(tools.preprocess).', required=True)
-flags.DEFINE_string('output', None, 'Calibrated asset .npz; a JSON report is written beside it.',
-                    required=True)
-flags.DEFINE_integer('max_frames', detector_calibration.DEFAULT_MAX_FRAMES,
-                     'Frames read from the records (0: all).', lower_bound=0)
-flags.DEFINE_float('radius_mm', detector_calibration.DEFAULT_RADIUS_MM,
-                   'How far a point may move from its current vertex.', lower_bound=0.0)
-flags.DEFINE_integer('rounds', detector_calibration.DEFAULT_ROUNDS,
-                     'Pose-then-vertices rounds.', lower_bound=1)
-flags.DEFINE_integer('offset_rounds', detector_calibration.DEFAULT_OFFSET_ROUNDS,
-                     'Pose-then-offsets rounds after them (0: vertices only, no offsets).',
-                     lower_bound=0)
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the binary's flags in `flag_values`."""
+    flags_common.define_flags(
+        ('data', 'output', 'max_frames'), flag_values, required=('data', 'output'),
+        defaults={'max_frames': detector_calibration.DEFAULT_MAX_FRAMES},
+        lower_bounds={'max_frames': 0},
+        notes={'data': 'Training records with mediapipe dense points (tools.preprocess).',
+               'output': 'Calibrated asset .npz; a JSON report is written beside it.',
+               'max_frames': 'Read from the records.'})
+    flags_common.define_asset_flag(required=True, flag_values=flag_values)
+    flags.DEFINE_float('radius_mm', detector_calibration.DEFAULT_RADIUS_MM,
+                       'How far a point may move from its current vertex.', lower_bound=0.0,
+                       flag_values=flag_values)
+    flags.DEFINE_integer('rounds', detector_calibration.DEFAULT_ROUNDS,
+                         'Pose-then-vertices rounds.', lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_integer('offset_rounds', detector_calibration.DEFAULT_OFFSET_ROUNDS,
+                         'Pose-then-offsets rounds after them (0: vertices only, no offsets).',
+                         lower_bound=0, flag_values=flag_values)
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
     del argv
     start = time.time()
-    assets, _ = default_assets.load_asset(FLAGS.asset)
+    assets, _ = default_assets.load_asset(flag_values.asset)
     mesh = assets.mesh
     if mesh.mediapipe_vertices is None:
-        raise app.UsageError(f'--asset={FLAGS.asset}: the asset has no FaceMesh correspondence '
-                             '(built before it existed); rebuild it with tools.build_assets')
-    detections = detector_calibration.read_detections(FLAGS.data, FLAGS.max_frames)
-    print(f'{detections.num_frames} frames of {FLAGS.data} ({time.time() - start:.0f} s)',
+        raise app.UsageError(f'--asset={flag_values.asset}: the asset has no FaceMesh '
+                             'correspondence (built before it existed); rebuild it with '
+                             'tools.build_assets')
+    detections = detector_calibration.read_detections(flag_values.data, flag_values.max_frames)
+    print(f'{detections.num_frames} frames of {flag_values.data} ({time.time() - start:.0f} s)',
           flush=True)
     (landmark_indices, mediapipe_vertices, landmark_offsets, mediapipe_offsets,
      report) = detector_calibration.calibrate(
          detections, mesh.vertices, mesh.face_mask, mesh.landmark_indices,
-         mesh.mediapipe_vertices, radius_mm=FLAGS.radius_mm, rounds=FLAGS.rounds,
-         offset_rounds=FLAGS.offset_rounds, log=lambda line: print(line, flush=True))
+         mesh.mediapipe_vertices, radius_mm=flag_values.radius_mm, rounds=flag_values.rounds,
+         offset_rounds=flag_values.offset_rounds, log=lambda line: print(line, flush=True))
     calibrated = dataclasses.replace(
         assets, mesh=dataclasses.replace(
             mesh, landmark_indices=landmark_indices, mediapipe_vertices=mediapipe_vertices,
-            landmark_offsets=landmark_offsets if FLAGS.offset_rounds else None,
-            mediapipe_offsets=mediapipe_offsets if FLAGS.offset_rounds else None))
-    calibrated.mesh.validate(where=FLAGS.output)
-    calibrated.save(FLAGS.output)
-    report.update(asset=FLAGS.asset, data=FLAGS.data, seconds=round(time.time() - start, 1))
-    report_path = FLAGS.output[:-4] + '.json' if FLAGS.output.endswith('.npz') else (
-        FLAGS.output + '.json')
+            landmark_offsets=landmark_offsets if flag_values.offset_rounds else None,
+            mediapipe_offsets=mediapipe_offsets if flag_values.offset_rounds else None))
+    calibrated.mesh.validate(where=flag_values.output)
+    calibrated.save(flag_values.output)
+    report.update(asset=flag_values.asset, data=flag_values.data,
+                  seconds=round(time.time() - start, 1))
+    report_path = flag_values.output[:-4] + '.json' if flag_values.output.endswith('.npz') else (
+        flag_values.output + '.json')
     with open(report_path, 'w', encoding='utf-8') as f:
         json.dump(report, f, indent=2)
     print(f'{report["points_moved"]} of {report["points_calibrated"]} points moved (median '
-          f'{report["median_move_mm"]:.1f} mm), offsets {report["offset_rms_mm"]:.1f} mm RMS; RMS reprojection {report["rms_before_mm"]:.2f} -> '
-          f'{report["rms_after_mm"]:.2f} mm -> {FLAGS.output} ({report["seconds"]:.0f} s)')
+          f'{report["median_move_mm"]:.1f} mm), offsets {report["offset_rms_mm"]:.1f} mm RMS; '
+          f'RMS reprojection {report["rms_before_mm"]:.2f} -> '
+          f'{report["rms_after_mm"]:.2f} mm -> {flag_values.output} ({report["seconds"]:.0f} s)')
     return 0
 
 
 if __name__ == '__main__':
+    define_flags()
     app.run(main)

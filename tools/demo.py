@@ -29,17 +29,26 @@ from absl import app
 from absl import flags
 from absl import logging
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('output_dir', 'out/demo', 'Where everything is written.')
-flags.DEFINE_string('flagfile_train', 'configs/demo.flags', 'Training flag file.')
-flags.DEFINE_integer('num_identities', 200, 'Synthetic identities (2 samples each, a quarter '
-                     'held out).')
-flags.DEFINE_integer('image_size', 128, 'Side of the synthetic frames (configs/demo.flags '
-                     'trains at 128).')
-flags.DEFINE_integer('asset_vertices', 2500, 'The default asset is decimated to about this many '
-                     'vertices (0: the full mesh).')
-flags.DEFINE_integer('train_steps', None, 'Override the flag file\'s end-to-end steps.')
-flags.DEFINE_boolean('skip_training', False, 'Stop after the data (for quick looks).')
+from mofl import flags_common
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the binary's flags in `flag_values`."""
+    flags_common.define_flags(
+        ('output_dir', 'num_identities', 'image_size', 'train_steps'), flag_values,
+        defaults={'output_dir': 'out/demo', 'num_identities': 200, 'image_size': 128,
+                  'train_steps': None},
+        notes={'output_dir': 'Everything the demo makes.',
+               'num_identities': '2 samples each, a quarter held out.',
+               'image_size': 'Of the synthetic frames (configs/demo.flags trains on 128).',
+               'train_steps': 'Default: the flag file\'s.'})
+    flags.DEFINE_string('flagfile_train', 'configs/demo.flags', 'Training flag file.',
+                        flag_values=flag_values)
+    flags.DEFINE_integer('asset_vertices', 2500, 'The default asset is decimated to about this '
+                         'many vertices (0: the full mesh).', flag_values=flag_values)
+    flags.DEFINE_boolean('skip_training', False, 'Stop after the data (for quick looks).',
+                         flag_values=flag_values)
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,13 +69,13 @@ def _run(args, what):
     print(f'[{what}: {time.time() - start:.0f} s]', flush=True)
 
 
-def build_asset(out):
+def build_asset(out, flag_values):
     from mofl.facemodel import default_assets, preview
     _banner('1/5 face asset')
     source, ict_dir = default_assets.default_source()
     print(f'default asset source: {source}' + (f' ({ict_dir})' if ict_dir else
                                                 ' (no ICT-FaceKit data found)'))
-    assets = default_assets.load_default_assets(target_vertices=FLAGS.asset_vertices)
+    assets = default_assets.load_default_assets(target_vertices=flag_values.asset_vertices)
     png = os.path.join(out, 'asset_preview.png')
     preview.write_preview(assets, png)
     print(f'{assets.mesh.num_vertices} vertices, {len(assets.mesh.triangles)} triangles, '
@@ -85,7 +94,7 @@ def _made_for(data, asset):
             == assets_lib.FaceAssets.load(asset).mesh.fingerprint())
 
 
-def make_data(out, asset):
+def make_data(out, asset, flag_values):
     _banner('2/5 synthetic ground-truth data')
     data = os.path.join(out, 'data')
     manifest = os.path.join(data, 'manifest.json')
@@ -101,20 +110,21 @@ def make_data(out, asset):
         print(f'{data} exists; reusing it')
     else:
         _run(['tools.make_synthetic', f'--output_dir={data}', f'--asset={asset}',
-              f'--num_identities={FLAGS.num_identities}', f'--image_size={FLAGS.image_size}',
+              f'--num_identities={flag_values.num_identities}',
+              f'--image_size={flag_values.image_size}',
               f'--contact_sheet={os.path.join(out, "synthetic_contact_sheet.png")}'],
              'make_synthetic')
     return data
 
 
-def train(out, asset, data):
+def train(out, asset, data, flag_values):
     _banner('3/5 training (configs/demo.flags)')
     run_dir = os.path.join(out, 'run')
-    args = ['mofl.train', f'--flagfile={FLAGS.flagfile_train}',
+    args = ['mofl.train', f'--flagfile={flag_values.flagfile_train}',
             f'--data={os.path.join(data, "train-*")}', f'--output_dir={run_dir}',
             f'--asset={asset}']
-    if FLAGS.train_steps is not None:
-        args.append(f'--train_steps={FLAGS.train_steps}')
+    if flag_values.train_steps is not None:
+        args.append(f'--train_steps={flag_values.train_steps}')
     _run(args, 'training')
     plot_losses(run_dir, os.path.join(out, 'loss_curve.png'))
     return run_dir
@@ -202,18 +212,19 @@ def reconstruct_photo(out, saved):
           f'--output_dir={photo_dir}'], 'reconstruct (astronaut photo)')
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
+    """Runs the demo as the flags in `flag_values` say; returns the exit status."""
     from mofl import startup
     startup.quiet_tensorflow()
     del argv
-    out = os.path.abspath(FLAGS.output_dir)
+    out = os.path.abspath(flag_values.output_dir)
     os.makedirs(out, exist_ok=True)
     start = time.time()
     try:
-        asset = build_asset(out)
-        data = make_data(out, asset)
-        if not FLAGS.skip_training:
-            run_dir = train(out, asset, data)
+        asset = build_asset(out, flag_values)
+        data = make_data(out, asset, flag_values)
+        if not flag_values.skip_training:
+            run_dir = train(out, asset, data, flag_values)
             saved = export(out, run_dir)
             reconstruct(out, run_dir, data)
             reconstruct_photo(out, saved)
@@ -225,4 +236,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    define_flags()
     sys.exit(app.run(main))

@@ -23,23 +23,30 @@ import numpy as np
 
 from mofl import flags_common
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('data', None, 'TFRecord glob of samples with ground truth '
-                    '(tools.make_synthetic output).', required=True)
-flags_common.define_asset_flag('the asset the data was made with; default: the manifest\'s, '
-                               'else the default asset.')
-flags.DEFINE_string('ict_dir', None, 'ICT-FaceKit folder, for data drawn from the ICT identity '
-                    'model (default: $MOFL_ICT_DIR or ../shared/ict-facekit).')
-flags.DEFINE_list('identity', ['template', 'graph', 'ground_truth'],
-                  'Identity models to fit (template | graph | ground_truth).')
-flags.DEFINE_integer('num_samples', 16, 'Samples to fit (the first ones in file order).')
-flags.DEFINE_integer('num_frames', 4, 'Frames per sample.')
-flags.DEFINE_integer('chunk', 16, 'Samples fitted together (memory).')
-flags.DEFINE_integer('pose_steps', 300, 'Steps of the pose/expression/light phase.')
-flags.DEFINE_integer('identity_steps', 300, 'Steps of the phase with identity and albedo.')
-flags.DEFINE_float('learning_rate', 0.01, 'Adam learning rate.')
-flags.DEFINE_float('lambda_expression', 1e-3, 'λble.')
-flags.DEFINE_string('output', None, 'Write OUTPUT.md and OUTPUT.json.')
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the binary's flags in `flag_values` (learning_rate, lambda_expression: FitConfig's
+    defaults)."""
+    flags_common.define_flags(
+        ('data', 'ict_dir', 'num_samples', 'num_frames', 'learning_rate', 'lambda_expression',
+         'output'), flag_values, required=('data',),
+        defaults={'num_samples': 16, 'learning_rate': 0.01, 'lambda_expression': 1e-3},
+        notes={'data': 'With ground truth (tools.make_synthetic output).',
+               'ict_dir': 'For data drawn from the ICT identity model.',
+               'num_samples': 'Samples fitted.',
+               'output': 'Write OUTPUT.md and OUTPUT.json.'})
+    flags_common.define_asset_flag('the asset the data was made with; default: the manifest\'s, '
+                                   'else the default asset.', flag_values=flag_values)
+    flags.DEFINE_list('identity', ['template', 'graph', 'ground_truth'],
+                      'Identity models to fit (template | graph | ground_truth).',
+                      flag_values=flag_values)
+    flags.DEFINE_integer('chunk', 16, 'Samples fitted together (memory).',
+                         flag_values=flag_values)
+    flags.DEFINE_integer('pose_steps', 300, 'Steps of the pose/expression/light phase.',
+                         flag_values=flag_values)
+    flags.DEFINE_integer('identity_steps', 300, 'Steps of the phase with identity and albedo.',
+                         flag_values=flag_values)
+
 
 IDENTITY_LABELS = {'template': 'Template (α = 0)',
                    'graph': 'Free graph deformation',
@@ -106,7 +113,8 @@ def markdown(results, num_samples, num_frames):
     return '\n'.join(lines) + '\n'
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
+    """Fits as the flags in `flag_values` say; returns the exit status."""
     from mofl import startup
     startup.quiet_tensorflow()
     del argv
@@ -114,38 +122,35 @@ def main(argv):
     from mofl.data import pipeline
     from mofl.facemodel import assets as assets_lib
     from mofl.facemodel import default_assets
-    unknown = [m for m in FLAGS.identity if m not in fitting.IDENTITY_MODES]
+    unknown = [m for m in flag_values.identity if m not in fitting.IDENTITY_MODES]
     if unknown:
         logging.error('--identity: unknown %s (choose from %s)', unknown,
                       ', '.join(fitting.IDENTITY_MODES))
         return 2
-    manifest = pipeline.read_manifest(os.path.dirname(FLAGS.data))
+    manifest = pipeline.read_manifest(os.path.dirname(flag_values.data))
     try:
-        spec = FLAGS.asset or manifest.get('asset_spec')
+        spec = flag_values.asset or manifest.get('asset_spec')
         if spec is None and os.path.exists(str(manifest.get('asset'))):   # older manifests
             spec = manifest['asset']
         assets, _ = default_assets.load_asset(spec)
-        pipeline.check_ground_truth_mesh(FLAGS.data, assets.mesh)
-        samples = pipeline.load_ground_truth_samples(FLAGS.data, FLAGS.num_samples,
-                                                     FLAGS.num_frames)
-        basis = (identity_basis_for(assets.mesh, manifest, FLAGS.ict_dir)
-                 if 'ground_truth' in FLAGS.identity else None)
+        pipeline.check_ground_truth_mesh(flag_values.data, assets.mesh)
+        samples = pipeline.load_ground_truth_samples(flag_values.data, flag_values.num_samples,
+                                                     flag_values.num_frames)
+        basis = (identity_basis_for(assets.mesh, manifest, flag_values.ict_dir)
+                 if 'ground_truth' in flag_values.identity else None)
     except (ValueError, FileNotFoundError, assets_lib.AssetError) as e:
         logging.error('%s', e)
         return 1
     count = len(samples['images'])
     results = {}
-    for mode in FLAGS.identity:
-        config = fitting.FitConfig(identity=mode, pose_steps=FLAGS.pose_steps,
-                                   identity_steps=FLAGS.identity_steps,
-                                   learning_rate=FLAGS.learning_rate,
-                                   lambda_expression=FLAGS.lambda_expression)
+    for mode in flag_values.identity:
+        config = flags_common.config_from_flags(fitting.FitConfig, flag_values, identity=mode)
         start = time.time()
         parts = []
-        for first in range(0, count, FLAGS.chunk):
-            chunk = slice(first, first + FLAGS.chunk)
-            logging.info('%s: samples %d–%d of %d', mode, first, min(first + FLAGS.chunk, count)
-                         - 1, count)
+        for first in range(0, count, flag_values.chunk):
+            chunk = slice(first, first + flag_values.chunk)
+            logging.info('%s: samples %d–%d of %d', mode, first,
+                         min(first + flag_values.chunk, count) - 1, count)
             fitted = fitting.fit_samples(
                 assets, samples['images'][chunk], samples['landmarks'][chunk],
                 samples['landmark_confidence'][chunk], config, identity_basis=basis,
@@ -157,18 +162,19 @@ def main(argv):
                      mode, time.time() - start, np.mean(results[mode]['identity_mm']),
                      np.mean(results[mode]['frame_mm']),
                      np.mean(results[mode]['landmark_rmse_px']))
-    table = markdown(results, count, FLAGS.num_frames)
+    table = markdown(results, count, flag_values.num_frames)
     print(table)
-    if FLAGS.output:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-        with open(FLAGS.output + '.md', 'w') as f:
+    if flag_values.output:
+        os.makedirs(os.path.dirname(os.path.abspath(flag_values.output)), exist_ok=True)
+        with open(flag_values.output + '.md', 'w') as f:
             f.write(table)
-        with open(FLAGS.output + '.json', 'w') as f:
-            json.dump({'flags': {k: getattr(FLAGS, k) for k in (
+        with open(flag_values.output + '.json', 'w') as f:
+            json.dump({'flags': {k: getattr(flag_values, k) for k in (
                 'data', 'num_samples', 'num_frames', 'pose_steps', 'identity_steps',
                 'learning_rate', 'lambda_expression')}, 'results': results}, f, indent=1)
     return 0
 
 
 if __name__ == '__main__':
+    define_flags()
     sys.exit(app.run(main))

@@ -15,33 +15,40 @@ from absl import app
 from absl import flags
 from absl import logging
 
-flags.DEFINE_string('checkpoint_dir', None, 'mofl.train output directory or its checkpoints/ '
-                    'folder (the latest checkpoint is exported).')
-flags.DEFINE_string('checkpoint', None, 'A specific checkpoint prefix to export, e.g. '
-                    'RUN_DIR/checkpoints/ckpt-400 (default: the latest in --checkpoint_dir).')
-flags.DEFINE_string('output_dir', None, 'Where to write the SavedModel.', required=True)
-FLAGS = flags.FLAGS
+from mofl import flags_common
 
 
-def main(argv):
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the binary's flags in `flag_values`."""
+    flags.DEFINE_string('checkpoint_dir', None, 'mofl.train output directory or its checkpoints/ '
+                        'folder (the latest checkpoint is exported).', flag_values=flag_values)
+    flags_common.define_flags(
+        ('checkpoint', 'output_dir'), flag_values, required=('output_dir',),
+        notes={'checkpoint': 'The one to export (default: the latest in --checkpoint_dir).',
+               'output_dir': 'Where to write the SavedModel.'})
+
+
+def main(argv, flag_values=flags.FLAGS):
+    """Runs as the flags in `flag_values` say; returns the exit status."""
     from mofl import startup
     startup.quiet_tensorflow()
     del argv
-    if not FLAGS.checkpoint_dir and not FLAGS.checkpoint:
+    if not flag_values.checkpoint_dir and not flag_values.checkpoint:
         logging.error('Give --checkpoint_dir (a mofl.train output directory) or --checkpoint.')
         return 1
     from mofl import export as export_lib   # TensorFlow loads after flag parsing: fast --help
     from mofl.facemodel import assets as assets_lib
     try:
-        assets, model, step = export_lib.restore_run(FLAGS.checkpoint_dir, FLAGS.checkpoint)
+        assets, model, step = export_lib.restore_run(flag_values.checkpoint_dir,
+                                                     flag_values.checkpoint)
     except (FileNotFoundError, assets_lib.AssetError, ValueError) as e:
         logging.error('Nothing exported: %s', e)
         return 1
-    description = export_lib.export(model, assets, FLAGS.output_dir, step=step)
+    description = export_lib.export(model, assets, flag_values.output_dir, step=step)
     sizes = description['sizes']
     print(f'Exported step {step} ({description["asset_source"]} asset: V={sizes["V"]}, '
           f'T={sizes["T"]}, b={sizes["b"]}, g={sizes["g"]}, a={sizes["a"]}) to '
-          f'{FLAGS.output_dir}')
+          f'{flag_values.output_dir}')
     serving = description['signatures']['serving_default']
     print('  serving_default(images {shape} {dtype})'.format(**serving['inputs']['images']))
     for name, spec in serving['outputs'].items():
@@ -51,4 +58,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    define_flags()
     sys.exit(app.run(main))

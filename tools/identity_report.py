@@ -18,20 +18,26 @@ import sys
 from absl import app
 from absl import flags
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('data', None, 'Held-out TFRecord glob with ground truth (tools.make_synthetic).',
-                    required=True)
-flags.DEFINE_string('train_data', None, 'Optional training TFRecord glob: the same numbers on '
-                    'people the run trained on (memorising vs generalising).')
-flags.DEFINE_integer('num_samples', 64, 'Samples measured per set.', lower_bound=2)
-flags.DEFINE_integer('num_frames', 4, 'Frames per sample fed to the network (test M).',
-                     lower_bound=1)
-flags.DEFINE_string('checkpoint', None, 'A checkpoint prefix (default: the run\'s latest).')
-flags.DEFINE_boolean('weight_average', True, 'Measure the weight average when the run kept one '
-                     '(mofl.train --weight_average_decay); --noweight_average: the last step\'s '
-                     'own weights.')
-flags.DEFINE_string('output', None, 'Also write the numbers here (.json) and the table beside '
-                    'it (.md).')
+from mofl import flags_common
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the binary's flags in `flag_values`."""
+    flags_common.define_flags(
+        ('data', 'num_samples', 'num_frames', 'checkpoint', 'output'), flag_values,
+        required=('data',), defaults={'num_samples': 64},
+        lower_bounds={'num_samples': 2, 'num_frames': 1},
+        notes={'data': 'Held-out, with ground truth (tools.make_synthetic).',
+               'num_samples': 'Samples measured per set.',
+               'num_frames': 'Fed to the network (test M).',
+               'output': 'Also write the numbers here (.json) and the table beside it (.md).'})
+    flags.DEFINE_string('train_data', None, 'Optional training TFRecord glob: the same numbers '
+                        'on people the run trained on (memorising vs generalising).',
+                        flag_values=flag_values)
+    flags.DEFINE_boolean('weight_average', True, 'Measure the weight average when the run kept '
+                         'one (mofl.train --weight_average_decay); --noweight_average: the last '
+                         'step\'s own weights.', flag_values=flag_values)
+
 
 ROWS = (('cosine', 'cos(learned, true offsets)', '{:.3f}'),
         ('cosine_centred', 'same, centred over people', '{:.3f}'),
@@ -74,7 +80,8 @@ def markdown(results, step, theta_rms):
     return '\n'.join(lines)
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
+    """Runs as the flags in `flag_values` say; returns the exit status."""
     from mofl import startup
     startup.quiet_tensorflow()
     if len(argv) != 2:
@@ -83,20 +90,20 @@ def main(argv):
     from mofl.data import pipeline
     from mofl.evaluation import identity
     try:
-        assets, model, step = run_dir_lib.load_run(argv[1], FLAGS.checkpoint,
-                                                     averaged=FLAGS.weight_average)
+        assets, model, step = run_dir_lib.load_run(argv[1], flag_values.checkpoint,
+                                                     averaged=flag_values.weight_average)
     except FileNotFoundError as e:
         print(f'ERROR: {e}', file=sys.stderr)
         return 1
-    sets = {'held-out': FLAGS.data}
-    if FLAGS.train_data:
-        sets['training'] = FLAGS.train_data
+    sets = {'held-out': flag_values.data}
+    if flag_values.train_data:
+        sets['training'] = flag_values.train_data
     results = {}
     for name, data in sets.items():
         try:
             pipeline.check_ground_truth_mesh(data, assets.mesh)
-            samples = pipeline.load_ground_truth_samples(data, FLAGS.num_samples,
-                                                         FLAGS.num_frames)
+            samples = pipeline.load_ground_truth_samples(data, flag_values.num_samples,
+                                                         flag_values.num_frames)
         except (ValueError, FileNotFoundError) as e:
             print(f'ERROR: {name} set: {e}', file=sys.stderr)
             return 1
@@ -104,15 +111,16 @@ def main(argv):
     theta_rms = results['held-out']['theta_rms_mm']
     table = markdown(results, step, theta_rms)
     print(table)
-    if FLAGS.output:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-        with open(FLAGS.output, 'w') as f:
+    if flag_values.output:
+        os.makedirs(os.path.dirname(os.path.abspath(flag_values.output)), exist_ok=True)
+        with open(flag_values.output, 'w') as f:
             json.dump({'run': argv[1], 'step': step, 'theta_rms_mm': theta_rms,
                        'sets': results}, f, indent=1)
-        with open(os.path.splitext(FLAGS.output)[0] + '.md', 'w') as f:
+        with open(os.path.splitext(flag_values.output)[0] + '.md', 'w') as f:
             f.write(table + '\n')
     return 0
 
 
 if __name__ == '__main__':
+    define_flags()
     sys.exit(app.run(main))

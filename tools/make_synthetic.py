@@ -57,38 +57,44 @@ from mofl import flags_common
 from mofl import startup
 from mofl.facemodel import decimation   # NumPy only: flag checks stay fast
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('output_dir', None, 'Folder for the record shards and manifest.json.')
-flags.DEFINE_integer('num_identities', 24, 'Synthetic identities.')
-flags.DEFINE_integer('samples_per_identity', 2, 'Distinct M-frame samples per identity.')
-flags.DEFINE_integer('num_frames', 4, 'M, frames per sample.')
-flags.DEFINE_float('test_fraction', 0.25, 'Fraction of identities written to the test split.')
-flags.DEFINE_integer('num_shards', 1, 'Record files per split.')
-flags.DEFINE_integer('seed', 0, 'Seed of every random draw.')
-flags_common.define_asset_flag('default: mofl\'s default asset (ICT when its data is present, '
-                               'else mediapipe). A decimated asset\'s frames are rendered with '
-                               'the full mesh and its ground truth is stored on the asset\'s '
-                               'vertices.')
-flags.DEFINE_integer('image_size', 240, 'Side of the square frames (multiple of 16, 64–240); '
-                     'the camera keeps the 240 crop\'s field of view (f = 1000 px · N / 240).')
-flags.DEFINE_enum('identity_model', 'auto', ['auto', 'ict', 'procedural'],
-                  'Ground-truth identity model. auto: ICT\'s identity modes when the asset is the '
-                  'ICT face area and the ICT data is present, else procedural.')
-flags.DEFINE_string('ict_dir', None, 'ICT-FaceKit folder with identity000..099.obj[.gz]; '
-                    'default $MOFL_ICT_DIR or ../shared/ict-facekit.')
-flags.DEFINE_float('truncation', 2.5, 'Identity weights are N(0, 1) truncated at ±this.')
-flags.DEFINE_integer('batch_size', 8, 'Frames per renderer call.')
-flags.DEFINE_integer('jpeg_quality', 95, 'JPEG quality of the stored frames.')
-flags.DEFINE_integer('dense_points', 0, 'Dense 2D points per frame besides the 66 landmarks '
-                     '(0: none, as in the paper).')
-flags.DEFINE_bool('videos', False, 'Write a VoxCeleb2-style tree of synthetic clips drawn by '
-                  'Mitsuba 3 (plus ground-truth sidecars) instead of records.')
-flags.DEFINE_integer('frames_per_clip', 8, '--videos: frames per clip.')
-flags.DEFINE_integer('frame_width', 320, '--videos: frame width (pixels).')
-flags.DEFINE_integer('frame_height', 240, '--videos: frame height (pixels).')
-flags.DEFINE_integer('spp', 16, '--videos: Mitsuba samples per pixel.')
-flags.DEFINE_string('contact_sheet', None, 'Write a PNG grid of frames with landmarks here.')
-flags.DEFINE_integer('contact_sheet_samples', 8, 'Samples (rows) on the contact sheet.')
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the binary's flags in `flag_values`."""
+    flags_common.define_flags(
+        ('output_dir', 'num_identities', 'num_frames', 'test_fraction', 'num_shards', 'seed'),
+        flag_values, defaults={'num_identities': 24, 'test_fraction': 0.25},
+        notes={'output_dir': 'Record shards and manifest.json.',
+               'num_shards': 'Record files per split.'})
+    flags.DEFINE_integer('samples_per_identity', 2, 'Distinct M-frame samples per identity.',
+                         flag_values=flag_values)
+    flags_common.define_asset_flag('default: mofl\'s default asset (ICT when its data is '
+                                   'present, else mediapipe). A decimated asset\'s frames are '
+                                   'rendered with the full mesh and its ground truth is stored '
+                                   'on the asset\'s vertices.', flag_values=flag_values)
+    flags_common.define_flags(
+        ('image_size', 'ict_dir', 'batch_size', 'jpeg_quality', 'dense_points'), flag_values,
+        defaults={'batch_size': 8},
+        notes={'image_size': 'The camera keeps the 240 crop\'s field of view '
+                             '(f = 1000 px · N / 240).',
+               'batch_size': 'Frames per renderer call.'})
+    flags.DEFINE_enum('identity_model', 'auto', ['auto', 'ict', 'procedural'],
+                      'Ground-truth identity model. auto: ICT\'s identity modes when the asset '
+                      'is the ICT face area and the ICT data is present, else procedural.',
+                      flag_values=flag_values)
+    flags.DEFINE_float('truncation', 2.5, 'Identity weights are N(0, 1) truncated at ±this.',
+                       flag_values=flag_values)
+    flags.DEFINE_bool('videos', False, 'Write a VoxCeleb2-style tree of synthetic clips drawn by '
+                      'Mitsuba 3 (plus ground-truth sidecars) instead of records.',
+                      flag_values=flag_values)
+    flags_common.define_flags(('frames_per_clip', 'spp'), flag_values,
+                              notes={'frames_per_clip': 'With --videos.', 'spp': 'With --videos.'})
+    flags.DEFINE_integer('frame_width', 320, '--videos: frame width (pixels).',
+                         flag_values=flag_values)
+    flags.DEFINE_integer('frame_height', 240, '--videos: frame height (pixels).',
+                         flag_values=flag_values)
+    flags_common.define_flags(('contact_sheet',), flag_values)
+    flags.DEFINE_integer('contact_sheet_samples', 8, 'Samples (rows) on the contact sheet.',
+                         flag_values=flag_values)
 
 
 def shard_path(output_dir, split, shard, num_shards):
@@ -139,36 +145,36 @@ def on_asset_topology(ground_truth, mesh):
             for k, v in ground_truth.items()}
 
 
-def check_flags(ict_dir):
+def check_flags(ict_dir, flag_values):
     """Raises app.UsageError for flag values that cannot work (before the slow imports)."""
-    if not FLAGS.output_dir:
+    if not flag_values.output_dir:
         raise app.UsageError('--output_dir is required')
     for name in ('num_identities', 'samples_per_identity', 'num_frames', 'num_shards',
                  'batch_size'):
-        if getattr(FLAGS, name) < 1:
-            raise app.UsageError(f'--{name} must be at least 1, got {getattr(FLAGS, name)}')
-    if FLAGS.dense_points < 0:
-        raise app.UsageError(f'--dense_points must be >= 0, got {FLAGS.dense_points}')
-    if FLAGS.image_size % 16 or not 64 <= FLAGS.image_size <= 240:
+        if getattr(flag_values, name) < 1:
+            raise app.UsageError(f'--{name} must be at least 1, got {getattr(flag_values, name)}')
+    if flag_values.dense_points < 0:
+        raise app.UsageError(f'--dense_points must be >= 0, got {flag_values.dense_points}')
+    if flag_values.image_size % 16 or not 64 <= flag_values.image_size <= 240:
         raise app.UsageError(f'--image_size must be a multiple of 16 from 64 to 240, got '
-                             f'{FLAGS.image_size}')
-    if not 0.0 <= FLAGS.test_fraction <= 1.0:
-        raise app.UsageError(f'--test_fraction must be in [0, 1], got {FLAGS.test_fraction}')
-    if FLAGS.identity_model == 'ict' and not os.path.isdir(ict_dir or ''):
+                             f'{flag_values.image_size}')
+    if not 0.0 <= flag_values.test_fraction <= 1.0:
+        raise app.UsageError(f'--test_fraction must be in [0, 1], got {flag_values.test_fraction}')
+    if flag_values.identity_model == 'ict' and not os.path.isdir(ict_dir or ''):
         raise app.UsageError(
             f'--identity_model=ict needs the ICT-FaceKit data, but the folder {ict_dir!r} does '
             'not exist; pass --ict_dir (or set $MOFL_ICT_DIR) or use --identity_model=procedural')
 
 
-def run_videos(ict_dir):
+def run_videos(ict_dir, flag_values):
     """`--videos`: renders the clip tree; returns the summary (also in videos.json)."""
     if not ict_dir or not os.path.isdir(ict_dir):
         raise app.UsageError('--videos draws ICT-FaceKit heads: it needs the ICT-FaceKit data '
                              '(--ict_dir or $MOFL_ICT_DIR)')
     for name in ('frames_per_clip', 'spp'):
-        if getattr(FLAGS, name) < 1:
-            raise app.UsageError(f'--{name} must be at least 1, got {getattr(FLAGS, name)}')
-    if min(FLAGS.frame_width, FLAGS.frame_height) < 64:
+        if getattr(flag_values, name) < 1:
+            raise app.UsageError(f'--{name} must be at least 1, got {getattr(flag_values, name)}')
+    if min(flag_values.frame_width, flag_values.frame_height) < 64:
         raise app.UsageError('--frame_width and --frame_height must be at least 64')
     startup.quiet_tensorflow()
     from mofl.data import ict_head  # pylint: disable=import-outside-toplevel
@@ -177,46 +183,49 @@ def run_videos(ict_dir):
     from mofl.facemodel import default_assets  # pylint: disable=import-outside-toplevel
     start = time.time()
     try:
-        assets, asset_name = default_assets.load_asset(FLAGS.asset)
+        assets, asset_name = default_assets.load_asset(flag_values.asset)
     except assets_lib.AssetError as error:
         raise app.UsageError(str(error)) from error
     head = ict_head.load_ict_head(ict_dir)
     options = synthetic_video.VideoOptions(
-        frame_size=(FLAGS.frame_height, FLAGS.frame_width), frames_per_clip=FLAGS.frames_per_clip,
-        spp=FLAGS.spp)
+        frame_size=(flag_values.frame_height, flag_values.frame_width),
+        frames_per_clip=flag_values.frames_per_clip, spp=flag_values.spp)
     try:
-        generator = synthetic_video.VideoGenerator(head, assets.mesh, seed=FLAGS.seed,
-                                                   options=options, truncation=FLAGS.truncation)
+        generator = synthetic_video.VideoGenerator(head, assets.mesh, seed=flag_values.seed,
+                                                   options=options,
+                                                   truncation=flag_values.truncation)
     except ValueError as error:
         raise app.UsageError(str(error)) from error
     setup_seconds = time.time() - start
-    summary = synthetic_video.write_tree(FLAGS.output_dir, generator, FLAGS.num_identities,
-                                         FLAGS.samples_per_identity)
-    summary.update(asset=asset_name, asset_spec=FLAGS.asset or 'default',
+    summary = synthetic_video.write_tree(flag_values.output_dir, generator,
+                                         flag_values.num_identities,
+                                         flag_values.samples_per_identity)
+    summary.update(asset=asset_name, asset_spec=flag_values.asset or 'default',
                    asset_fingerprint=assets.mesh.fingerprint(), identity_model='ict',
                    setup_seconds=round(setup_seconds, 2),
-                   flags={name: FLAGS[name].value for name in (
+                   flags={name: flag_values[name].value for name in (
                        'num_identities', 'samples_per_identity', 'frames_per_clip', 'frame_width',
                        'frame_height', 'spp', 'seed', 'asset', 'truncation')})
-    with open(os.path.join(FLAGS.output_dir, 'videos.json'), 'w') as f:
+    with open(os.path.join(flag_values.output_dir, 'videos.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     print(f'wrote {summary["clips"]} clips ({summary["clips_skipped"]} already there) of '
-          f'{FLAGS.frames_per_clip} frames {FLAGS.frame_width}x{FLAGS.frame_height} to '
-          f'{FLAGS.output_dir}; {summary["seconds_per_frame"]:.3f} s per frame')
+          f'{flag_values.frames_per_clip} frames '
+          f'{flag_values.frame_width}x{flag_values.frame_height} to '
+          f'{flag_values.output_dir}; {summary["seconds_per_frame"]:.3f} s per frame')
     return summary
 
 
-def run(argv_flags=None):
-    """Generates the set; returns the summary dict (also in manifest.json)."""
-    del argv_flags
+def run(flag_values=flags.FLAGS):
+    """Generates the set as the parsed flags in `flag_values` say; returns the summary dict
+    (also in manifest.json)."""
     from mofl.facemodel import assets as assets_lib  # pylint: disable=import-outside-toplevel
-    ict_dir = FLAGS.ict_dir or assets_lib.default_ict_dir()
-    if FLAGS.videos:
-        if not FLAGS.output_dir:
+    ict_dir = flag_values.ict_dir or assets_lib.default_ict_dir()
+    if flag_values.videos:
+        if not flag_values.output_dir:
             raise app.UsageError('--output_dir is required')
-        os.makedirs(FLAGS.output_dir, exist_ok=True)
-        return run_videos(ict_dir)
-    check_flags(ict_dir)
+        os.makedirs(flag_values.output_dir, exist_ok=True)
+        return run_videos(ict_dir, flag_values)
+    check_flags(ict_dir, flag_values)
     start = time.time()
     startup.quiet_tensorflow()   # TensorFlow loads after the flag checks: fast refusals
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -228,7 +237,7 @@ def run(argv_flags=None):
     from mofl.render import camera as camera_lib  # pylint: disable=import-outside-toplevel
 
     try:
-        assets, asset_name = default_assets.load_asset(FLAGS.asset)
+        assets, asset_name = default_assets.load_asset(flag_values.asset)
     except assets_lib.AssetError as error:
         raise app.UsageError(str(error)) from error
     mesh = assets.mesh
@@ -237,8 +246,8 @@ def run(argv_flags=None):
     except assets_lib.AssetError as error:
         raise app.UsageError(str(error)) from error
     try:
-        identity_model = synthetic_identity.make_identity_model(FLAGS.identity_model, full_mesh,
-                                                                ict_dir, FLAGS.truncation)
+        identity_model = synthetic_identity.make_identity_model(
+            flag_values.identity_model, full_mesh, ict_dir, flag_values.truncation)
     except synthetic_identity.IdentityModelError as error:
         raise app.UsageError(str(error)) from error
     logging.info('Asset: %s (source %s, %d vertices, %d blendshapes); rendered with %d '
@@ -246,35 +255,36 @@ def run(argv_flags=None):
                  full_mesh.num_vertices)
     logging.info('Identity model: %s', identity_model.description)
     dense_vertices, dense_full_vertices = None, None
-    if FLAGS.dense_points:
+    if flag_values.dense_points:
         from mofl import landmarks as landmarks_lib  # pylint: disable=import-outside-toplevel
         try:
             dense_vertices = landmarks_lib.dense_point_vertices(mesh.vertices, mesh.face_mask,
-                                                                FLAGS.dense_points)
+                                                                flag_values.dense_points)
         except ValueError as error:
             raise app.UsageError(f'--dense_points: {error}') from error
         dense_full_vertices = decimation.full_vertex_ids(dense_vertices, mesh)
-    generator = synthetic.SyntheticGenerator(full_mesh, identity_model, seed=FLAGS.seed,
-                                             camera=camera_lib.Camera.crop(FLAGS.image_size),
+    generator = synthetic.SyntheticGenerator(full_mesh, identity_model, seed=flag_values.seed,
+                                             camera=camera_lib.Camera.crop(flag_values.image_size),
                                              dense_vertices=dense_full_vertices)
     setup_seconds = time.time() - start
 
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
-    test_ids = test_identities(FLAGS.num_identities, FLAGS.test_fraction, FLAGS.seed)
+    os.makedirs(flag_values.output_dir, exist_ok=True)
+    test_ids = test_identities(flag_values.num_identities, flag_values.test_fraction,
+                               flag_values.seed)
     writers, paths, counts = {}, {}, {'train': 0, 'test': 0}
     for split in ('train', 'test'):
-        paths[split] = [shard_path(FLAGS.output_dir, split, s, FLAGS.num_shards)
-                        for s in range(FLAGS.num_shards)]
+        paths[split] = [shard_path(flag_values.output_dir, split, s, flag_values.num_shards)
+                        for s in range(flag_values.num_shards)]
         writers[split] = [tf.io.TFRecordWriter(p + '.tmp') for p in paths[split]]
     sheet_samples = []
-    total = FLAGS.num_identities * FLAGS.samples_per_identity
+    total = flag_values.num_identities * flag_values.samples_per_identity
     render_start = time.time()
-    for index in range(FLAGS.num_identities):
+    for index in range(flag_values.num_identities):
         identity = generator.identity(index)
-        scenes = [generator.scene(identity, s, FLAGS.num_frames)
-                  for s in range(FLAGS.samples_per_identity)]
+        scenes = [generator.scene(identity, s, flag_values.num_frames)
+                  for s in range(flag_values.samples_per_identity)]
         split = 'test' if index in test_ids else 'train'
-        for sample in generator.render(scenes, FLAGS.batch_size):
+        for sample in generator.render(scenes, flag_values.batch_size):
             scene = sample.scene
             serialized = records.encode_sample(
                 sample.images, sample.landmarks, sample.landmark_confidence, scene.euler_angles,
@@ -283,13 +293,13 @@ def run(argv_flags=None):
                 crop_boxes=np.tile([0.0, 0.0, float(generator.camera.image_size[1])],
                                    (scene.num_frames, 1)),
                 ground_truth=on_asset_topology(sample.ground_truth(), mesh),
-                jpeg_quality=FLAGS.jpeg_quality, dense_points=sample.dense_points,
+                jpeg_quality=flag_values.jpeg_quality, dense_points=sample.dense_points,
                 dense_confidence=sample.dense_confidence, dense_vertices=dense_vertices)
-            writers[split][counts[split] % FLAGS.num_shards].write(serialized)
+            writers[split][counts[split] % flag_values.num_shards].write(serialized)
             counts[split] += 1
-            if len(sheet_samples) < FLAGS.contact_sheet_samples:
+            if len(sheet_samples) < flag_values.contact_sheet_samples:
                 sheet_samples.append(sample)
-        done = (index + 1) * FLAGS.samples_per_identity
+        done = (index + 1) * flag_values.samples_per_identity
         elapsed = time.time() - render_start
         print(f'\r{done}/{total} samples, {done / max(elapsed, 1e-9):.2f} samples/s',
               end='', file=sys.stderr, flush=True)
@@ -305,56 +315,59 @@ def run(argv_flags=None):
             paths[split] = []
     render_seconds = time.time() - render_start
 
-    if FLAGS.contact_sheet:
+    if flag_values.contact_sheet:
         from mofl.render import overlay  # pylint: disable=import-outside-toplevel
-        overlay.save_png(FLAGS.contact_sheet,
-                         contact_sheet(sheet_samples, FLAGS.contact_sheet_samples))
-        logging.info('Contact sheet: %s', FLAGS.contact_sheet)
+        overlay.save_png(flag_values.contact_sheet,
+                         contact_sheet(sheet_samples, flag_values.contact_sheet_samples))
+        logging.info('Contact sheet: %s', flag_values.contact_sheet)
 
     summary = {
         'asset': asset_name,
-        'asset_spec': FLAGS.asset or 'default',
+        'asset_spec': flag_values.asset or 'default',
         'asset_source': str(mesh.source),
         'num_vertices': mesh.num_vertices,
         'asset_fingerprint': mesh.fingerprint(),
         'render_vertices': full_mesh.num_vertices,
-        'image_size': FLAGS.image_size,
+        'image_size': flag_values.image_size,
         'identity_model': identity_model.name,
         'identity_model_description': identity_model.description,
         'num_identity_weights': identity_model.num_weights,
-        'seed': FLAGS.seed,
-        'num_identities': FLAGS.num_identities,
+        'seed': flag_values.seed,
+        'num_identities': flag_values.num_identities,
         'test_identities': sorted(test_ids),
-        'samples_per_identity': FLAGS.samples_per_identity,
-        'num_frames': FLAGS.num_frames,
+        'samples_per_identity': flag_values.samples_per_identity,
+        'num_frames': flag_values.num_frames,
         'samples': counts,
-        'dense_points': FLAGS.dense_points,
+        'dense_points': flag_values.dense_points,
         'files': {split: [os.path.basename(p) for p in paths[split]] for split in paths},
         'ground_truth': ['gt_vertices', 'gt_expression_vertices', 'gt_identity_weights',
                          'gt_albedo'],
         'setup_seconds': round(setup_seconds, 2),
         'render_seconds': round(render_seconds, 2),
         'samples_per_second': round(total / max(render_seconds, 1e-9), 3),
-        'flags': {name: FLAGS[name].value for name in (
+        'flags': {name: flag_values[name].value for name in (
             'num_identities', 'samples_per_identity', 'num_frames', 'test_fraction',
             'num_shards', 'seed', 'asset', 'image_size', 'identity_model', 'ict_dir', 'truncation',
             'batch_size', 'jpeg_quality', 'contact_sheet', 'dense_points')},
     }
-    with open(os.path.join(FLAGS.output_dir, 'manifest.json'), 'w') as f:
+    with open(os.path.join(flag_values.output_dir, 'manifest.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     print(f'wrote {counts["train"]} train + {counts["test"]} test samples of '
-          f'{FLAGS.num_frames} frames ({identity_model.name} identities, {mesh.source} asset) to '
-          f'{FLAGS.output_dir}; setup {setup_seconds:.1f} s, rendering {render_seconds:.1f} s: '
+          f'{flag_values.num_frames} frames ({identity_model.name} identities, {mesh.source} '
+          f'asset) to {flag_values.output_dir}; setup {setup_seconds:.1f} s, rendering '
+          f'{render_seconds:.1f} s: '
           f'{summary["samples_per_second"]:.2f} samples/s '
-          f'({summary["samples_per_second"] * FLAGS.num_frames:.1f} frames/s)')
+          f'({summary["samples_per_second"] * flag_values.num_frames:.1f} frames/s)')
     return summary
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
+    """Generates the set as the flags in `flag_values` say."""
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    run()
+    run(flag_values)
 
 
 if __name__ == '__main__':
+    define_flags()
     app.run(main)

@@ -20,11 +20,11 @@ frames without a face, with a detection score below `--min_face_confidence`, or 
 is smaller than `--min_crop_size` pixels (paper: 200), head pose by PnP (`mofl.data.head_pose`),
 crop resized to 240×240, then `--samples_per_clip` samples of M = `--num_frames` frames whose
 yaw/pitch spread is at least `--min_pose_spread_deg` (`mofl.data.frame_sampling`).
-With `--dense_points` (default on) every frame also stores FaceMesh's 468 points in crop pixels as
-the records' dense 2D points, in mediapipe's index space (`records.DENSE_SPACE_MEDIAPIPE`), with
-confidences from their facing (`face_tracking.dense_point_confidence`); each face asset maps them
-onto its vertices (`mofl.facemodel.mediapipe_correspondence`) for `mofl.train
---lambda_dense_points`.
+With `--dense_points=468` (the default; 0: none) every frame also stores FaceMesh's 468 points in
+crop pixels as the records' dense 2D points, in mediapipe's index space
+(`records.DENSE_SPACE_MEDIAPIPE`), with confidences from their facing
+(`face_tracking.dense_point_confidence`); each face asset maps them onto its vertices
+(`mofl.facemodel.mediapipe_correspondence`) for `mofl.train --lambda_dense_points`.
 
 Ground truth (synthetic videos only, `tools.make_synthetic --videos`): with
 `--ground_truth_sidecars` (default on), a clip with a sidecar `CLIP.gt.npz` beside it has its true
@@ -62,7 +62,6 @@ exception is logged and counted but not finished, so the next run retries it (Be
 Exit status (`exit_status`): 1 when nothing usable remains (no video found, or every video of
 this shard failed and it holds no committed record), else 0.
 """
-import dataclasses
 import logging
 import sys
 from typing import List
@@ -70,6 +69,7 @@ from typing import List
 from absl import app
 from absl import flags
 
+from mofl import flags_common
 from mofl import startup
 startup.quiet_tensorflow()   # before anything imports TensorFlow
 
@@ -78,72 +78,75 @@ from mofl.data import preprocessing_beam
 
 _DEFAULT = preprocessing.PreprocessConfig   # every flag's default is its config field's
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('input_dir', None, 'Root of the video tree: ID/VIDEO/CLIP.mp4 (VoxCeleb2).')
-flags.DEFINE_string('output_dir', None, 'Folder for the record shards, manifests, summaries.')
-flags.DEFINE_integer('min_crop_size', _DEFAULT.min_crop_size,
-                     'Drop frames whose square crop is smaller (pixels).')
-flags.DEFINE_float('crop_scale', _DEFAULT.crop_scale,
-                   'Crop side relative to the landmarks\' bounding box.')
-flags.DEFINE_integer('image_size', _DEFAULT.image_size, 'Side of the resized crops (pixels).')
-flags.DEFINE_float('min_detection_confidence', _DEFAULT.min_detection_confidence,
-                   'mediapipe face-detector threshold.')
-flags.DEFINE_float('min_face_confidence', _DEFAULT.min_face_confidence,
-                   'Drop frames whose face-detection score (the frame confidence) is lower.')
-flags.DEFINE_integer('num_frames', _DEFAULT.num_frames, 'M, frames per multi-frame sample.')
-flags.DEFINE_integer('samples_per_clip', _DEFAULT.samples_per_clip,
-                     'Multi-frame samples drawn per clip (at most).')
-flags.DEFINE_float('min_pose_spread_deg', _DEFAULT.min_pose_spread_deg,
-                   'Minimal max(yaw range, pitch range) of the frames of one sample, degrees.')
-flags.DEFINE_integer('frame_stride', _DEFAULT.frame_stride, 'Use every n-th decoded frame.')
-flags.DEFINE_integer('max_frames_per_video', _DEFAULT.max_frames_per_video,
-                     'Stop decoding a video after this many frames '
-                     '(counted before the stride); 0: no limit.')
-flags.DEFINE_float('test_fraction', _DEFAULT.test_fraction,
-                   'Fraction of identities in the test split '
-                   '(the paper: 21k of 404k samples).')
-flags.DEFINE_integer('seed', _DEFAULT.seed, 'Seed of the frame sampling.')
-flags.DEFINE_string('runner', _DEFAULT.runner,
-                    'Beam runner (DirectRunner, DataflowRunner, FlinkRunner, ...; unknown flags '
-                    f'are its pipeline options), or {preprocessing.IN_PROCESS}: no Beam.')
-flags.DEFINE_integer('num_workers', _DEFAULT.num_workers,
-                     'Worker processes of the DirectRunner or InProcess (each runs its own '
-                     'FaceMesh); other runners: their --num_workers when > 1.')
-flags.DEFINE_integer('shard_index', _DEFAULT.shard_index,
-                     'Only this shard of the videos (0-based); -1: every shard (Beam).')
-flags.DEFINE_integer('num_shards', _DEFAULT.num_shards,
-                     'Number of shards the videos are split over (Beam: the unit of '
-                     'resumption; InProcess: one job each).')
-flags.DEFINE_integer('records_per_file', _DEFAULT.records_per_file,
-                     'Records per committed chunk file and split.')
-flags.DEFINE_integer('jpeg_quality', _DEFAULT.jpeg_quality, 'JPEG quality of the stored frames.')
-flags.DEFINE_string('landmarks_3d', _DEFAULT.landmarks_3d,
-                    'Face-asset .npz (or .npz with `landmarks_3d` '
-                    '[66, 3] mm) for the PnP head pose; default: mofl\'s default asset.')
-flags.DEFINE_bool('dense_points', _DEFAULT.dense_points,
-                  'Store FaceMesh\'s 468 points of every frame as dense '
-                  '2D points (mediapipe index space) beside the 66 landmarks.')
-flags.DEFINE_bool('ground_truth_sidecars', _DEFAULT.ground_truth_sidecars,
-                  'Copy the ground truth of a clip\'s '
-                  'CLIP.gt.npz sidecar (synthetic videos) into its records, for evaluation.')
-flags.DEFINE_string('contact_sheet', _DEFAULT.contact_sheet,
-                    'Write a PNG grid of crops with landmarks here.')
-flags.DEFINE_bool('progress', _DEFAULT.progress, 'Show a progress bar on stderr.')
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the binary's flags (PreprocessConfig's fields) in `flag_values`."""
+    flags.DEFINE_string('input_dir', None, 'Root of the video tree: ID/VIDEO/CLIP.mp4 '
+                        '(VoxCeleb2).', required=True, flag_values=flag_values)
+    flags_common.define_flags(
+        ('output_dir', 'image_size', 'num_frames', 'seed', 'test_fraction', 'num_shards',
+         'jpeg_quality', 'dense_points', 'contact_sheet', 'num_workers', 'frame_stride',
+         'crop_scale', 'min_detection_confidence'), flag_values, config=_DEFAULT,
+        required=('output_dir',),
+        defaults={'dense_points': flags_common.FACEMESH_POINTS},
+        notes={'output_dir': 'Record shards, manifests, summaries.',
+               'image_size': 'The crops are resized to it.',
+               'seed': 'Frame sampling.',
+               'test_fraction': 'The paper: 21k of 404k samples.',
+               'num_shards': 'Jobs the videos are split over (see --shard_index).',
+               'dense_points': f'{flags_common.FACEMESH_POINTS}: FaceMesh\'s points of every '
+                               'frame (mediapipe index space); 0: none.',
+               'contact_sheet': 'Of crops.'})
+    flags.DEFINE_integer('min_crop_size', _DEFAULT.min_crop_size,
+                         'Drop frames whose square crop is smaller (pixels).',
+                         flag_values=flag_values)
+    flags.DEFINE_float('min_face_confidence', _DEFAULT.min_face_confidence,
+                       'Drop frames whose face-detection score (the frame confidence) is lower.',
+                       flag_values=flag_values)
+    flags.DEFINE_integer('samples_per_clip', _DEFAULT.samples_per_clip,
+                         'Multi-frame samples drawn per clip (at most).', flag_values=flag_values)
+    flags.DEFINE_float('min_pose_spread_deg', _DEFAULT.min_pose_spread_deg,
+                       'Minimal max(yaw range, pitch range) of the frames of one sample, degrees.',
+                       flag_values=flag_values)
+    flags.DEFINE_integer('max_frames_per_video', _DEFAULT.max_frames_per_video,
+                         'Stop decoding a video after this many frames (counted before the '
+                         'stride); 0: no limit.', flag_values=flag_values)
+    flags.DEFINE_integer('shard_index', _DEFAULT.shard_index,
+                         'Only this shard of the videos (0-based); -1: every shard (Beam).',
+                         flag_values=flag_values)
+    flags.DEFINE_string('runner', _DEFAULT.runner,
+                        'Beam runner (DirectRunner, DataflowRunner, FlinkRunner, ...; unknown flags '
+                        f'are its pipeline options), or {preprocessing.IN_PROCESS}: no Beam.',
+                        flag_values=flag_values)
+    flags.DEFINE_integer('records_per_file', _DEFAULT.records_per_file,
+                         'Records per committed chunk file and split.', flag_values=flag_values)
+    flags.DEFINE_string('landmarks_3d', _DEFAULT.landmarks_3d,
+                        'Face-asset .npz (or .npz with `landmarks_3d` [66, 3] mm) for the PnP '
+                        'head pose; default: mofl\'s default asset.', flag_values=flag_values)
+    flags.DEFINE_bool('ground_truth_sidecars', _DEFAULT.ground_truth_sidecars,
+                      'Copy the ground truth of a clip\'s CLIP.gt.npz sidecar (synthetic videos) '
+                      'into its records, for evaluation.', flag_values=flag_values)
+    flags.DEFINE_bool('progress', _DEFAULT.progress, 'Show a progress bar on stderr.',
+                      flag_values=flag_values)
 
 
-def main(argv: List[str]):
+def main(argv: List[str], flag_values=flags.FLAGS):
     """Builds the run's `PreprocessConfig` from the flags and runs it; exits with its status.
 
     Args:
         argv: the program name, then the arguments absl did not parse: Beam pipeline options
             (`--project=...`) for a Beam runner.
+        flag_values: the parsed flags.
     """
     pipeline_args = argv[1:]
     stray = [a for a in pipeline_args if not a.startswith('--')]
     if stray:
         raise app.UsageError(f'unexpected arguments: {stray}')
-    config = preprocessing.PreprocessConfig(
-        **{field.name: getattr(FLAGS, field.name) for field in dataclasses.fields(_DEFAULT)})
+    if flag_values.dense_points not in (0, flags_common.FACEMESH_POINTS):
+        raise app.UsageError(f'--dense_points must be {flags_common.FACEMESH_POINTS} (FaceMesh\'s '
+                             f'points) or 0, got {flag_values.dense_points}')
+    config = flags_common.config_from_flags(preprocessing.PreprocessConfig, flag_values,
+                                            dense_points=bool(flag_values.dense_points))
     try:
         config.validate()
         if config.runner == preprocessing.IN_PROCESS and pipeline_args:
@@ -160,12 +163,12 @@ def main(argv: List[str]):
 def _parse_flags(argv):
     """absl's parsing, except that unknown flags are kept for Beam (main's argv)."""
     try:
-        return FLAGS(argv, known_only=True)
+        return flags.FLAGS(argv, known_only=True)
     except flags.Error as e:
         sys.stderr.write(f'FATAL Flags parsing error: {e}\n')
         sys.exit(1)
 
 
 if __name__ == '__main__':
-    flags.mark_flags_as_required(['input_dir', 'output_dir'])
+    define_flags()
     app.run(main, flags_parser=_parse_flags)

@@ -43,28 +43,35 @@ import numpy as np
 
 from mofl import flags_common
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('data', None, 'Training TFRecord glob (tools.make_synthetic).',
-                    required=True)
-flags.DEFINE_string('test_data', None, 'Held-out TFRecord glob with ground truth.',
-                    required=True)
-flags.DEFINE_string('output_dir', None, 'One run folder per variant, and the report.',
-                    required=True)
-flags.DEFINE_list('variants', ['freeze'], 'Variants to train and measure (old, freeze, '
-                  'stop_gradient, freeze_trunk, glorot).')
-flags.DEFINE_list('pretrain_only', [], 'Variants trained through stage 0 only (measured at '
-                  'its end).')
-flags.DEFINE_string('old_checkout', None, 'A checkout of older mofl code for the "old" variant.')
-flags_common.define_asset_flag('default: the default asset.')
-flags.DEFINE_integer('batch_size', 4, 'B.')
-flags.DEFINE_integer('num_frames', 4, 'M.')
-flags.DEFINE_integer('pretrain_steps', 200, 'Stage 0 steps.')
-flags.DEFINE_integer('train_steps', 1000, 'Stage 1 (end-to-end) steps.')
-flags.DEFINE_integer('num_test_samples', 64, 'Held-out samples measured.')
-flags.DEFINE_list('train_flags', [], 'More mofl.train flags for every variant, e.g. '
-                  '--learning_rate=2e-4 (without the leading dashes: learning_rate=2e-4).')
-flags.DEFINE_list('new_flags', [], 'More mofl.train flags for this code\'s variants only.')
-flags.DEFINE_boolean('train', True, 'Train (or resume) the runs before measuring.')
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the binary's flags in `flag_values`."""
+    flags_common.define_flags(
+        ('data', 'output_dir'), flag_values, required=('data', 'output_dir'),
+        notes={'data': 'Training records (tools.make_synthetic).',
+               'output_dir': 'One run folder per variant, and the report.'})
+    flags.DEFINE_string('test_data', None, 'Held-out TFRecord glob with ground truth.',
+                        required=True, flag_values=flag_values)
+    flags.DEFINE_list('variants', ['freeze'], 'Variants to train and measure (old, freeze, '
+                      'stop_gradient, freeze_trunk, glorot).', flag_values=flag_values)
+    flags.DEFINE_list('pretrain_only', [], 'Variants trained through stage 0 only (measured at '
+                      'its end).', flag_values=flag_values)
+    flags.DEFINE_string('old_checkout', None, 'A checkout of older mofl code for the "old" '
+                        'variant.', flag_values=flag_values)
+    flags_common.define_asset_flag('default: the default asset.', flag_values=flag_values)
+    flags_common.define_flags(
+        ('batch_size', 'num_frames', 'pretrain_steps', 'train_steps'), flag_values,
+        defaults={'batch_size': 4, 'pretrain_steps': 200, 'train_steps': 1000},
+        notes={'batch_size': 'Of every variant\'s training.'})
+    flags.DEFINE_integer('num_test_samples', 64, 'Held-out samples measured.',
+                         flag_values=flag_values)
+    flags.DEFINE_list('train_flags', [], 'More mofl.train flags for every variant, e.g. '
+                      '--learning_rate=2e-4 (without the leading dashes: learning_rate=2e-4).',
+                      flag_values=flag_values)
+    flags.DEFINE_list('new_flags', [], 'More mofl.train flags for this code\'s variants only.',
+                      flag_values=flag_values)
+    flags.DEFINE_boolean('train', True, 'Train (or resume) the runs before measuring.',
+                         flag_values=flag_values)
 
 # The settings of the synthetic Table 1 (short schedule), shared by every variant.
 COMMON_FLAGS = ('--shape_dim=500', '--albedo_dim=500', '--lambda_expression=1e-3',
@@ -83,26 +90,27 @@ IDENTITY_PATH_ROWS = ('table1/conv4', 'table1/medium_features', 'table2/conv1', 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def train_command(variant, run_dir):
+def train_command(variant, run_dir, flag_values):
     """(argv, cwd) of the mofl.train call of `variant`."""
     if variant not in VARIANT_FLAGS:
         raise ValueError(f'unknown variant {variant!r} (one of {", ".join(VARIANT_FLAGS)})')
     if variant == 'old':
-        if not FLAGS.old_checkout:
+        if not flag_values.old_checkout:
             raise ValueError('the "old" variant needs --old_checkout')
-        cwd = os.path.abspath(FLAGS.old_checkout)
+        cwd = os.path.abspath(flag_values.old_checkout)
     else:
         cwd = ROOT
-    train_steps = 0 if variant in FLAGS.pretrain_only else FLAGS.train_steps
-    argv = [sys.executable, '-m', 'mofl.train', f'--data={_absolute_globs(FLAGS.data)}',
-            f'--output_dir={os.path.abspath(run_dir)}', f'--batch_size={FLAGS.batch_size}',
-            f'--num_frames={FLAGS.num_frames}', f'--pretrain_steps={FLAGS.pretrain_steps}',
-            f'--train_steps={train_steps}', f'--checkpoint_every={FLAGS.pretrain_steps}',
+    train_steps = 0 if variant in flag_values.pretrain_only else flag_values.train_steps
+    argv = [sys.executable, '-m', 'mofl.train', f'--data={_absolute_globs(flag_values.data)}',
+            f'--output_dir={os.path.abspath(run_dir)}', f'--batch_size={flag_values.batch_size}',
+            f'--num_frames={flag_values.num_frames}',
+            f'--pretrain_steps={flag_values.pretrain_steps}',
+            f'--train_steps={train_steps}', f'--checkpoint_every={flag_values.pretrain_steps}',
             *COMMON_FLAGS, *VARIANT_FLAGS[variant]]
-    argv += [f'--{f}' for f in FLAGS.train_flags]
+    argv += [f'--{f}' for f in flag_values.train_flags]
     if variant != 'old':
-        argv += [f'--{f}' for f in FLAGS.new_flags]
-    argv.append(f'--asset={os.path.abspath(asset_path())}')
+        argv += [f'--{f}' for f in flag_values.new_flags]
+    argv.append(f'--asset={os.path.abspath(asset_path(flag_values))}')
     return argv, cwd
 
 
@@ -111,17 +119,18 @@ def _absolute_globs(globs):
     return ','.join(os.path.abspath(g) for g in globs.split(','))
 
 
-def asset_path():
+def asset_path(flag_values):
     """--asset when it names an .npz, else the asset it names (unset: the default asset) written
     once to OUTPUT_DIR/asset.npz, or asset-default-N.npz for --asset=default:N (every variant
     trains on the same asset)."""
-    if FLAGS.asset and not (FLAGS.asset == 'default' or FLAGS.asset.startswith('default:')):
-        return FLAGS.asset
-    name = f"asset-{FLAGS.asset.replace(':', '-')}.npz" if FLAGS.asset else 'asset.npz'
-    path = os.path.join(FLAGS.output_dir, name)
+    spec = flag_values.asset
+    if spec and not (spec == 'default' or spec.startswith('default:')):
+        return spec
+    name = f"asset-{flag_values.asset.replace(':', '-')}.npz" if flag_values.asset else 'asset.npz'
+    path = os.path.join(flag_values.output_dir, name)
     if not os.path.exists(path):
         from mofl.facemodel import default_assets
-        default_assets.load_asset(FLAGS.asset)[0].save(path)
+        default_assets.load_asset(flag_values.asset)[0].save(path)
     return path
 
 
@@ -131,9 +140,9 @@ def run_command(argv, cwd, env, log):
     return subprocess.run(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
 
 
-def run_training(variant, run_dir):
+def run_training(variant, run_dir, flag_values):
     """Runs (or resumes) one variant's training; returns its wall time in seconds."""
-    argv, cwd = train_command(variant, run_dir)
+    argv, cwd = train_command(variant, run_dir, flag_values)
     os.makedirs(run_dir, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=cwd, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
     logging.info('Training %s: %s (in %s)', variant, ' '.join(argv[1:]), cwd)
@@ -223,27 +232,29 @@ def markdown(results):
     return '\n'.join(lines) + '\n'
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
+    """Trains and measures as the flags in `flag_values` say; returns the exit status."""
     from mofl import startup
     startup.quiet_tensorflow()
     del argv
     from mofl.data import pipeline
     from mofl.facemodel import assets as assets_lib
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    os.makedirs(flag_values.output_dir, exist_ok=True)
     try:
-        for variant in FLAGS.variants:   # refuse unknown variants before any long work
-            train_command(variant, os.path.join(FLAGS.output_dir, variant))
+        for variant in flag_values.variants:   # refuse unknown variants before any long work
+            train_command(variant, os.path.join(flag_values.output_dir, variant), flag_values)
         results = {}
-        for variant in FLAGS.variants:
-            run_dir = os.path.join(FLAGS.output_dir, variant)
-            minutes = run_training(variant, run_dir) / 60 if FLAGS.train else 0.0
+        for variant in flag_values.variants:
+            run_dir = os.path.join(flag_values.output_dir, variant)
+            minutes = run_training(variant, run_dir, flag_values) / 60 if flag_values.train else 0.0
             results[variant] = {'run_dir': run_dir, 'train_minutes': minutes}
     except (ValueError, RuntimeError) as e:
         logging.error('%s', e)
         return 1
-    assets = assets_lib.FaceAssets.load(asset_path())
-    samples = pipeline.load_ground_truth_samples(FLAGS.test_data, FLAGS.num_test_samples,
-                                                 FLAGS.num_frames)
+    assets = assets_lib.FaceAssets.load(asset_path(flag_values))
+    samples = pipeline.load_ground_truth_samples(flag_values.test_data,
+                                                 flag_values.num_test_samples,
+                                                 flag_values.num_frames)
     people = len(set(samples['identity'].tolist()))
     logging.info('Measuring on %d held-out samples of %d people', len(samples['images']), people)
     for variant, r in results.items():
@@ -254,14 +265,15 @@ def main(argv):
                                                  assets.mesh.face_mask))
                 logging.info('%s %s: %s', variant, checkpoint, r['measurements'][-1])
     table = markdown(results) + (f'\n{len(samples["images"])} held-out samples of {people} '
-                                 f'people, M = {FLAGS.num_frames} frames each.\n')
-    with open(os.path.join(FLAGS.output_dir, 'probe.md'), 'w') as f:
+                                 f'people, M = {flag_values.num_frames} frames each.\n')
+    with open(os.path.join(flag_values.output_dir, 'probe.md'), 'w') as f:
         f.write(table)
-    with open(os.path.join(FLAGS.output_dir, 'probe.json'), 'w') as f:
+    with open(os.path.join(flag_values.output_dir, 'probe.json'), 'w') as f:
         json.dump(results, f, indent=2)
     print(table)
     return 0
 
 
 if __name__ == '__main__':
+    define_flags()
     sys.exit(app.run(main))

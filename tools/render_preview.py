@@ -16,15 +16,21 @@ from absl import logging
 
 from mofl import flags_common
 
-FLAGS = flags.FLAGS
-flags_common.define_asset_flag(required=True)
-flags.DEFINE_string('output', None, 'Output PNG path.', required=True)
-flags.DEFINE_integer('image_size', 240, 'Square image size in pixels.')
-flags.DEFINE_float('focal_length', 1000.0, 'Focal length in pixels.')
-flags.DEFINE_float('depth', 1000.0, 'Distance of the face-region centre from the camera (mm).')
-flags.DEFINE_float('yaw_degrees', 35.0, 'Yaw of the two turned views.')
-flags.DEFINE_bool('face_only', False, 'Render only triangles inside the face mask.')
-flags.DEFINE_enum('rasterizer', 'op', ['op', 'reference'], 'Rasterizer implementation.')
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the binary's flags in `flag_values`."""
+    flags_common.define_flags(
+        ('output', 'image_size', 'focal_length'), flag_values, required=('output',),
+        defaults={'focal_length': 1000.0}, notes={'output': 'The PNG.'})
+    flags_common.define_asset_flag(required=True, flag_values=flag_values)
+    flags.DEFINE_float('depth', 1000.0, 'Distance of the face-region centre from the camera (mm).',
+                       flag_values=flag_values)
+    flags.DEFINE_float('yaw_degrees', 35.0, 'Yaw of the two turned views.', flag_values=flag_values)
+    flags.DEFINE_bool('face_only', False, 'Render only triangles inside the face mask.',
+                      flag_values=flag_values)
+    flags.DEFINE_enum('rasterizer', 'op', ['op', 'reference'], 'Rasterizer implementation.',
+                      flag_values=flag_values)
+
 
 GREY_BACKGROUND = (0.5, 0.5, 0.5)
 
@@ -46,7 +52,8 @@ def face_only_triangles(triangles, face_mask):
     return triangles[np.all(face_mask[triangles], axis=1)]
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
+    """Renders the preview as the flags in `flag_values` say; returns the exit status."""
     from mofl import startup
     startup.quiet_tensorflow()
     del argv
@@ -59,31 +66,33 @@ def main(argv):
     from mofl.render import shading  # pylint: disable=import-outside-toplevel
 
     try:
-        mesh = default_assets.load_asset(FLAGS.asset)[0].mesh
+        mesh = default_assets.load_asset(flag_values.asset)[0].mesh
     except (OSError, ValueError) as error:
-        logging.error('cannot load asset %s: %s', FLAGS.asset, error)
+        logging.error('cannot load asset %s: %s', flag_values.asset, error)
         return 1
     vertices = np.asarray(mesh.vertices, np.float32)
     triangles = np.asarray(mesh.triangles, np.int32)
     face_mask = np.asarray(mesh.face_mask, bool)
-    if FLAGS.face_only:
+    if flag_values.face_only:
         triangles = face_only_triangles(triangles, face_mask)
     face_points = vertices[face_mask] if face_mask.any() else vertices
     face_center = 0.5 * (face_points.min(axis=0) + face_points.max(axis=0))
 
-    scenes = preview_scenes(FLAGS.yaw_degrees)
+    scenes = preview_scenes(flag_values.yaw_degrees)
     count = len(scenes)
     euler = np.array([scene[1] for scene in scenes], np.float32)
     rotation = camera_lib.rotation_from_euler(euler).numpy()
     # Put the rotated face-region centre on the optical axis at the requested depth.
-    translation = (np.array([0.0, 0.0, -FLAGS.depth]) - rotation @ face_center).astype(np.float32)
+    translation = (np.array([0.0, 0.0, -flag_values.depth])
+                   - rotation @ face_center).astype(np.float32)
     sh = shading.directional_sh(np.array([scene[2] for scene in scenes], np.float32),
                                 np.array([scene[3] for scene in scenes], np.float32),
                                 np.array([scene[4] for scene in scenes], np.float32))
     albedo = np.broadcast_to(np.asarray(mesh.skin_color, np.float32), vertices.shape)
-    camera = camera_lib.Camera.centered((FLAGS.image_size, FLAGS.image_size), FLAGS.focal_length)
+    size = flag_values.image_size
+    camera = camera_lib.Camera.centered((size, size), flag_values.focal_length)
     rasterizer = None
-    if FLAGS.rasterizer == 'reference':
+    if flag_values.rasterizer == 'reference':
         from mofl.render import reference_rasterizer  # pylint: disable=import-outside-toplevel
         rasterizer = reference_rasterizer.reference_rasterize_triangles
 
@@ -99,10 +108,11 @@ def main(argv):
             [rendered.image[index].numpy(), shading_view, normal_view],
             labels=[f'{scene[0]}: render', 'shading', 'normals']))
         logging.info('%s: %.1f%% of the image covered', scene[0], 100.0 * mask.mean())
-    overlay.save_png(FLAGS.output, overlay.stack_rows(rows))
-    logging.info('wrote %s', FLAGS.output)
+    overlay.save_png(flag_values.output, overlay.stack_rows(rows))
+    logging.info('wrote %s', flag_values.output)
     return 0
 
 
 if __name__ == '__main__':
+    define_flags()
     sys.exit(app.run(main))

@@ -44,32 +44,46 @@ import time
 from absl import app
 from absl import flags
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('output_dir', 'out/cpu_table1', 'Where the asset, data, runs and tables go.')
-flags.DEFINE_enum('config', 'cpu', ['cpu', 'paper'], 'cpu: the CPU-scale configuration '
-                  '(docs/cpu_scale.md); paper: the paper\'s network at 240².')
-flags.DEFINE_boolean('quick', False, 'A tiny version of every stage (seconds of training, a '
-                     'handful of samples): checks the pipeline, not the method.')
-flags.DEFINE_integer('num_identities', None, 'Synthetic identities (default 2,500; quick: 8).')
-flags.DEFINE_float('test_fraction', 0.1, 'Fraction of identities held out for testing.')
-flags.DEFINE_list('train_frames', ['1', '2', '4'], 'Training M of the Table 1 runs.')
-flags.DEFINE_integer('eval_samples', 200, 'Held-out samples evaluated (0: all).')
-flags.DEFINE_integer('fit_samples', 16, 'Held-out samples of the reference fits.')
-flags.DEFINE_boolean('table4', False, 'Also train the model-size runs and the photometric table.')
-flags.DEFINE_list('model_sizes', ['0', '10', '50', '125', '500'], 'Table 4 model sizes.')
-flags.DEFINE_string('table1_config', None, 'configs/NAME.flags of the Table 1 runs (default: '
-                    'cpu_table1 or synthetic_table1), e.g. cpu_dense (docs/data.md '
-                    '"Dense 2D points").')
-flags.DEFINE_integer('dense_points', 0, 'Dense 2D points per frame in the synthetic data '
-                     '(tools.make_synthetic --dense_points; 0: none, as in the paper).')
-flags.DEFINE_boolean('realistic', False, 'Data from synthetic videos drawn by Mitsuba 3 through '
-                     'tools.preprocess (detector landmarks and dense points) instead of frames '
-                     'drawn by mofl\'s own renderer with projected landmarks.')
-flags.DEFINE_integer('frames_per_clip', 8, '--realistic: frames per synthetic clip.')
-flags.DEFINE_integer('spp', 16, '--realistic: Mitsuba samples per pixel.')
-flags.DEFINE_integer('num_workers', 2, '--realistic: tools.preprocess worker processes.')
-flags.DEFINE_boolean('calibrate_detector', True, '--realistic: train on the asset calibrated to '
-                     'the detector (tools.calibrate_detector).')
+from mofl import flags_common
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the binary's flags in `flag_values`."""
+    flags_common.define_flags(
+        ('output_dir', 'num_identities', 'test_fraction', 'dense_points', 'frames_per_clip',
+         'spp', 'num_workers'), flag_values,
+        defaults={'output_dir': 'out/cpu_table1', 'test_fraction': 0.1, 'num_workers': 2},
+        notes={'output_dir': 'The asset, data, runs and tables.',
+               'num_identities': 'Default 2,500; quick: 8.',
+               'dense_points': 'In the synthetic data (tools.make_synthetic --dense_points).',
+               'frames_per_clip': 'With --realistic.', 'spp': 'With --realistic.',
+               'num_workers': 'With --realistic.'})
+    flags.DEFINE_enum('config', 'cpu', ['cpu', 'paper'], 'cpu: the CPU-scale configuration '
+                      '(docs/cpu_scale.md); paper: the paper\'s network at 240².',
+                      flag_values=flag_values)
+    flags.DEFINE_boolean('quick', False, 'A tiny version of every stage (seconds of training, a '
+                         'handful of samples): checks the pipeline, not the method.',
+                         flag_values=flag_values)
+    flags.DEFINE_list('train_frames', ['1', '2', '4'], 'Training M of the Table 1 runs.',
+                      flag_values=flag_values)
+    flags.DEFINE_integer('eval_samples', 200, 'Held-out samples evaluated (0: all).',
+                         flag_values=flag_values)
+    flags.DEFINE_integer('fit_samples', 16, 'Held-out samples of the reference fits.',
+                         flag_values=flag_values)
+    flags.DEFINE_boolean('table4', False, 'Also train the model-size runs and the photometric '
+                         'table.', flag_values=flag_values)
+    flags.DEFINE_list('model_sizes', ['0', '10', '50', '125', '500'], 'Table 4 model sizes.',
+                      flag_values=flag_values)
+    flags.DEFINE_string('table1_config', None, 'configs/NAME.flags of the Table 1 runs '
+                        '(default: cpu_table1 or synthetic_table1), e.g. cpu_dense (docs/data.md '
+                        '"Dense 2D points").', flag_values=flag_values)
+    flags.DEFINE_boolean('realistic', False, 'Data from synthetic videos drawn by Mitsuba 3 '
+                         'through tools.preprocess (detector landmarks and dense points) instead '
+                         'of frames drawn by mofl\'s own renderer with projected landmarks.',
+                         flag_values=flag_values)
+    flags.DEFINE_boolean('calibrate_detector', True, '--realistic: train on the asset calibrated '
+                         'to the detector (tools.calibrate_detector).', flag_values=flag_values)
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (flagfile prefix, image size, asset arguments) per configuration.
@@ -140,7 +154,8 @@ def _read(path):
         return f.read().strip()
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
+    FLAGS = flag_values  # pylint: disable=invalid-name
     del argv
     out = os.path.abspath(FLAGS.output_dir)
     os.makedirs(out, exist_ok=True)
@@ -271,4 +286,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    define_flags()
     sys.exit(app.run(main))
