@@ -6,7 +6,7 @@ Per video `ID/VIDEO/CLIP.mp4` (`process_video`, in a worker process): decode wit
 FaceMesh landmarks (`mofl.facemesh`), drop frames without a usable face (`DROP_REASONS`), head pose
 by PnP (`mofl.data.head_pose`), square crop resized to `image_size`, then pose-diverse samples of M
 frames (`mofl.data.frame_sampling`), with FaceMesh's 468 dense points and, for synthetic clips with
-a ground-truth sidecar, the true meshes and landmarks (`sample_ground_truth`).
+a ground-truth sidecar, the true meshes and landmarks (`preprocessing_ground_truth.sample_ground_truth`).
 
 Two paths run that same per-video work (`process_video`, with the worker state of `make_worker`):
 - a Beam pipeline on any runner, `mofl.data.preprocessing_beam` (the default; its
@@ -35,6 +35,7 @@ from mofl import facemesh
 from mofl.data import face_tracking
 from mofl.data import frame_sampling
 from mofl.data import head_pose
+from mofl.data import preprocessing_ground_truth as ground_truth_lib
 from mofl.data import preprocessing_report
 from mofl.data import records
 from mofl.data import shards
@@ -178,7 +179,7 @@ def process_video(video, worker=None):
         list of dicts with `jpeg` [M] bytes, `landmarks` [M, 66, 2], `landmark_confidence`
         [M, 66], `pose` [M, 3], `frame_index` [M], `crop_box` [M, 3], with dense points
         `dense_points` [M, 468, 2] and `dense_confidence` [M, 468], and with a ground-truth
-        sidecar `ground_truth` {name: array} (`sample_ground_truth`).
+        sidecar `ground_truth` {name: array} (`preprocessing_ground_truth.sample_ground_truth`).
     """
     start = time.time()
     result = {'video': video, 'status': 'ok', 'reason': None, 'frames_decoded': 0,
@@ -265,38 +266,9 @@ def _process_video(video, result, worker):
             sample['dense_points'] = np.stack([kept[i][6] for i in indices])
             sample['dense_confidence'] = np.stack([kept[i][7] for i in indices])
         if sidecar is not None:
-            sample['ground_truth'] = sample_ground_truth(sidecar, sample['frame_index'],
+            sample['ground_truth'] = ground_truth_lib.sample_ground_truth(sidecar, sample['frame_index'],
                                                          sample['crop_box'], size, video)
         result['samples'].append(sample)
-
-
-def sample_ground_truth(sidecar, frame_indices, crop_boxes, size, video):
-    """The records' ground truth of one sample, from its clip's sidecar.
-
-    Args:
-        sidecar: {name: array} (`mofl.data.synthetic_video` module docstring).
-        frame_indices: [M] the video frame of each sample frame.
-        crop_boxes: [M, 3] their crops (x0, y0, side), image pixels.
-        size: crop side in pixels.
-        video: the clip's path, for errors.
-
-    Returns:
-        {`gt_vertices` [V, 3], `gt_identity_weights` [K], `gt_expression_vertices` [M, V, 3],
-        `gt_landmarks` [M, 66, 2] crop pixels}.
-
-    Raises:
-        ValueError: naming the clip, when a frame is not in its sidecar.
-    """
-    per_frame = sidecar['gt_expression_vertices']
-    if np.max(frame_indices) >= per_frame.shape[0]:
-        raise ValueError(f'{video}: frame {int(np.max(frame_indices))} is not in its ground-truth '
-                         f'sidecar ({per_frame.shape[0]} frames)')
-    landmarks = [face_tracking.to_crop_coordinates(sidecar['gt_landmarks_image'][f], box, size)
-                 for f, box in zip(frame_indices, crop_boxes)]
-    return {'gt_vertices': sidecar['gt_vertices'],
-            'gt_identity_weights': sidecar['gt_identity_weights'],
-            'gt_expression_vertices': per_frame[np.asarray(frame_indices)],
-            'gt_landmarks': np.stack(landmarks).astype(np.float32)}
 
 
 # ----------------------------------------------------------------------------- output side
@@ -417,7 +389,7 @@ def run(config: PreprocessConfig) -> dict:
         progress.update(summary['videos_processed'], summary['frames_decoded'])
     output.commit()
     if config.ground_truth_sidecars:
-        write_ground_truth_manifest(config.input_dir, config.output_dir)
+        ground_truth_lib.write_ground_truth_manifest(config.input_dir, config.output_dir)
 
     finish_summary(summary, start)
     summary['usable_records'] = output.usable_records()
@@ -429,28 +401,6 @@ def run(config: PreprocessConfig) -> dict:
         preprocessing_report.write_contact_sheet(config.contact_sheet,
                                                  sheet[:_CONTACT_SHEET_FRAMES])
     return summary
-
-
-# What the evaluation tools read about the ground truth from the records folder's manifest.json
-# (`mofl.data.pipeline.read_manifest`), copied from the video tree's videos.json.
-GROUND_TRUTH_MANIFEST_KEYS = ('asset_spec', 'asset_fingerprint', 'identity_model')
-
-
-def write_ground_truth_manifest(input_dir, output_dir):
-    """Copies the ground truth's provenance (asset, identity model) of a synthetic video tree
-    (its `videos.json`, `tools.make_synthetic --videos`) into `output_dir/manifest.json`, where
-    the evaluation tools look for it; does nothing for a tree without one (real video)."""
-    source = os.path.join(input_dir, 'videos.json')
-    if not os.path.exists(source):
-        return
-    with open(source) as f:
-        videos = json.load(f)
-    manifest = {k: videos[k] for k in GROUND_TRUTH_MANIFEST_KEYS if k in videos}
-    manifest['ground_truth_from'] = os.path.abspath(input_dir)
-    tmp = os.path.join(output_dir, 'manifest.json.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(tmp, os.path.join(output_dir, 'manifest.json'))
 
 
 def encode(sample, identity, clip):

@@ -66,6 +66,7 @@ from apache_beam.options import pipeline_options as beam_options
 import tensorflow as tf
 
 from mofl.data import preprocessing
+from mofl.data import preprocessing_ground_truth
 from mofl.data import preprocessing_report
 from mofl.data import records
 
@@ -396,7 +397,7 @@ def run(config: preprocessing.PreprocessConfig, pipeline_args: Sequence[str] = (
     write_json(_join(config.output_dir, f'summary-beam{tag}.json'), summary)
 
     if config.ground_truth_sidecars:
-        preprocessing.write_ground_truth_manifest(config.input_dir, config.output_dir)
+        preprocessing_ground_truth.write_ground_truth_manifest(config.input_dir, config.output_dir)
     if config.contact_sheet:
         preprocessing_report.write_contact_sheet(
             config.contact_sheet, _contact_sheet_frames(config.output_dir, mine_files))
