@@ -23,7 +23,8 @@ resume from their checkpoints, so an interrupted benchmark continues where it st
    and dense points on the template, from the detections alone; `--nocalibrate_detector` skips
    it): the trainings use that calibrated copy of the asset.
 3. reference fits: `tools.direct_fit` on held-out samples with the template and with the
-   ground-truth identity model (the best a learned face model could do).
+   ground-truth identity model (the best a learned face model could do), on the asset the
+   trainings use.
 4. training: `mofl.train --flagfile=configs/{cpu_,synthetic_}table1.flags --num_frames=M` for
    M = 1, 2, 4, with held-out identity summaries in TensorBoard (`--table1_config` names another
    flags file, e.g. `cpu_dense`, which needs the data's `--dense_points`).
@@ -217,7 +218,7 @@ def main(argv, flag_values=flags.FLAGS):
                 done_file=os.path.join(data, 'manifest.json'))
         fit_steps = ['--pose_steps=2', '--identity_steps=2'] if quick else []
         bench.run('direct_fit', f'reference fits ({fit_samples} held-out samples)', [
-            'tools.direct_fit', f'--data={test_glob}', f'--asset={asset}',
+            'tools.direct_fit', f'--data={test_glob}', f'--asset={train_asset}',
             f'--num_samples={fit_samples}', '--identity=template,ground_truth',
             f'--output={os.path.join(out, "DIRECT_FIT")}'] + fit_steps,
             done_file=os.path.join(out, 'DIRECT_FIT.md'))
