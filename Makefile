@@ -23,9 +23,10 @@ venv: $(STAMP)
 install: $(STAMP)
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 
-# pytest exits 5 when it collects nothing; that is a failure for us too (no silent green).
+# pytest exits 5 when it collects nothing; that is a failure for us too (no silent green). The 15
+# slowest tests are listed at the end, to keep the suite within its time budget.
 test: install
-	$(PY) -m pytest -q tests -o tmp_path_retention_policy=failed -o tmp_path_retention_count=1 $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests --durations=15 -o tmp_path_retention_policy=failed -o tmp_path_retention_count=1 $(PYTEST_ARGS)
 
 demo: install
 	$(PY) -m tools.demo --output_dir=$(OUT)/demo

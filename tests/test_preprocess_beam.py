@@ -50,7 +50,7 @@ def beam_workspace(tmp_path_factory):
         max_frames_per_video=40, frame_stride=2, samples_per_clip=3, min_pose_spread_deg=2.0,
         test_fraction=_test_fraction_splitting(*IDENTITIES),
         landmarks_3d=str(root / 'landmarks_3d.npz'), records_per_file=2, num_shards=2,
-        progress=False)
+        progress=False, runner='DirectRunner')
     reference = preprocessing.run(dataclasses.replace(config, runner=preprocessing.IN_PROCESS,
                                                       num_shards=1))
     return {'root': root, 'config': config, 'reference': reference,
@@ -186,7 +186,9 @@ def _flags_of(config):
     args = []
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
-        if isinstance(value, bool):
+        if field.name == 'dense_points':   # a count on the command line: 468 or 0
+            args.append(f'--dense_points={468 if value else 0}')
+        elif isinstance(value, bool):
             args.append(f'--{"" if value else "no"}{field.name}')
         elif value is not None:
             args.append(f'--{field.name}={value!r}' if isinstance(value, float)
@@ -216,7 +218,8 @@ def test_sigkill_while_writing_then_rerun(beam_workspace, tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     if not seen:
-        pytest.skip(f'the job ended (status {process.returncode}) before a file was seen')
+        assert process.returncode == 0, f'the job failed (status {process.returncode})'
+        pytest.skip('the job ended before a file was seen')
     assert process.returncode == -signal.SIGKILL
     summary = _run_beam(config, out)
     assert summary['videos_processed'] + summary['videos_skipped_done'] == 4
@@ -271,7 +274,8 @@ def test_file_of_record_is_stable_and_spread():
 
 
 def test_pipeline_options_pass_through():
-    config = preprocessing.PreprocessConfig(input_dir='.', output_dir='out', num_workers=3)
+    config = preprocessing.PreprocessConfig(input_dir='.', output_dir='out', num_workers=3,
+                                            runner='DirectRunner')
     options = preprocessing_beam.pipeline_options(config, ['--job_name=vox'])
     all_options = options.get_all_options()
     assert all_options['runner'] == 'DirectRunner' and all_options['job_name'] == 'vox'
@@ -284,3 +288,18 @@ def test_pipeline_options_pass_through():
     all_options = dataflow.get_all_options()
     assert all_options['runner'] == 'DataflowRunner' and all_options['num_workers'] == 3
     assert all_options['project'] == 'p' and all_options['region'] == 'r'
+
+
+def test_a_shard_short_of_its_samples_fails_and_is_redone(tmp_path):
+    """A shard whose files hold fewer records than its videos reported is marked incomplete
+    (so that a re-run redoes it) and the run fails, naming both counts."""
+    manifest = {'complete': True, 'files': {'train-a.tfrecord': 3},
+                'report': {'a.mp4': {'samples': 2, 'status': 'ok'},
+                           'b.mp4': {'samples': 2, 'status': 'ok'},
+                           'c.mp4': {'samples': 0, 'status': 'failed'}}}
+    with pytest.raises(RuntimeError, match='holds 3 records but its videos produced 4'):
+        preprocessing_beam.check_manifest_records(str(tmp_path), 0, 1, manifest)
+    written = json.loads((tmp_path / preprocessing_beam.manifest_name(0, 1)).read_text())
+    assert written['complete'] is False
+    manifest['files']['train-a.tfrecord'] = 4
+    preprocessing_beam.check_manifest_records(str(tmp_path), 0, 1, manifest)   # no error

@@ -200,7 +200,7 @@ def main(argv, flag_values=flags.FLAGS):
                 f'--test_fraction={FLAGS.test_fraction}', f'--num_workers={FLAGS.num_workers}',
                 '--min_face_confidence=0.5', '--noprogress',
                 f'--contact_sheet={os.path.join(out, "contact_sheet.png")}'],
-                done_file=os.path.join(data, 'summary-beam.json'))
+                done_file=os.path.join(data, 'summary-s00000-of-00001.json'))
             if FLAGS.calibrate_detector:
                 calibrated = os.path.join(out, 'asset_calibrated.npz')
                 bench.run('calibrate', 'detector calibration (tools.calibrate_detector)', [

@@ -80,7 +80,7 @@ class PreprocessConfig:
     ground_truth_sidecars: bool = True
     contact_sheet: Optional[str] = None
     progress: bool = True
-    runner: str = 'DirectRunner'
+    runner: str = IN_PROCESS
 
     def validate(self):
         """Raises ValueError, naming the flag, when a value cannot work."""

@@ -385,6 +385,7 @@ def run(config: preprocessing.PreprocessConfig, pipeline_args: Sequence[str] = (
                                f'shard {shard_tag(shard, num_shards)}')
         for report in manifest['report'].values():
             preprocessing.count_video(summary, report)
+        check_manifest_records(config.output_dir, shard, num_shards, manifest)
     preprocessing.finish_summary(summary, start)
     mine_files = {name: count for s in selected
                   for name, count in manifests.get(manifest_name(s, num_shards), {}).get(
@@ -402,6 +403,27 @@ def run(config: preprocessing.PreprocessConfig, pipeline_args: Sequence[str] = (
         preprocessing_report.write_contact_sheet(
             config.contact_sheet, _contact_sheet_frames(config.output_dir, mine_files))
     return summary
+
+
+def check_manifest_records(output_dir, shard, num_shards, manifest):
+    """Checks that a shard's record files hold every sample its videos reported.
+
+    A runner that splits one file's group over workers would let one partial file replace
+    another (seen with the DirectRunner's multi_processing mode on 1,000 videos: 1,392 of 1,987
+    samples written). On a mismatch the manifest is marked incomplete, so that a re-run redoes
+    the shard, and the run fails.
+
+    Raises:
+        RuntimeError: naming the shard and both counts.
+    """
+    reported = sum(r.get('samples', 0) for r in manifest['report'].values())
+    written = sum(manifest.get('files', {}).values())
+    if written != reported:
+        manifest['complete'] = False
+        write_json(_join(output_dir, manifest_name(shard, num_shards)), manifest)
+        raise RuntimeError(f'{output_dir}: shard {shard_tag(shard, num_shards)} holds {written} '
+                           f'records but its videos produced {reported} samples; the shard is '
+                           'marked incomplete (use --runner=InProcess, or one worker)')
 
 
 def _contact_sheet_frames(output_dir, names, limit=32):
