@@ -401,7 +401,8 @@ def run(config: preprocessing.PreprocessConfig, pipeline_args: Sequence[str] = (
         preprocessing_ground_truth.write_ground_truth_manifest(config.input_dir, config.output_dir)
     if config.contact_sheet:
         preprocessing_report.write_contact_sheet(
-            config.contact_sheet, _contact_sheet_frames(config.output_dir, mine_files))
+            config.contact_sheet, preprocessing_report.contact_sheet_frames(
+                [_join(config.output_dir, name) for name in sorted(mine_files)]))
     return summary
 
 
@@ -424,19 +425,6 @@ def check_manifest_records(output_dir, shard, num_shards, manifest):
         raise RuntimeError(f'{output_dir}: shard {shard_tag(shard, num_shards)} holds {written} '
                            f'records but its videos produced {reported} samples; the shard is '
                            'marked incomplete (use --runner=InProcess, or one worker)')
-
-
-def _contact_sheet_frames(output_dir, names, limit=32):
-    """The first `limit` frames of the records of the files `names`, as
-    `preprocessing_report.write_contact_sheet` takes them."""
-    frames = []
-    for name in sorted(names):
-        for serialized in tf.data.TFRecordDataset(_join(output_dir, name)):
-            sample = records.decode_sample(serialized.numpy())
-            frames.extend((sample, j) for j in range(sample['images'].shape[0]))
-            if len(frames) >= limit:
-                return frames[:limit]
-    return frames
 
 
 def run_and_report(config: preprocessing.PreprocessConfig,

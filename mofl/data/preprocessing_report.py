@@ -86,3 +86,17 @@ def exit_status(summary):
     if summary['videos_in_shard'] == 0:
         logging.warning('this shard was dealt no video')
     return 0
+
+
+def contact_sheet_frames(paths, limit=32):
+    """The first `limit` frames of the record files `paths` (in order), as `write_contact_sheet`
+    takes them: [(decoded sample, frame index)]."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    frames = []
+    for path in paths:
+        for serialized in tf.data.TFRecordDataset(path):
+            sample = records.decode_sample(serialized.numpy())
+            frames.extend((sample, j) for j in range(sample['images'].shape[0]))
+            if len(frames) >= limit:
+                return frames[:limit]
+    return frames
