@@ -98,15 +98,18 @@ def read_detections(pattern, max_frames=DEFAULT_MAX_FRAMES):
     image_size, count = None, 0
     for path in paths:
         for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
-            sample = records.decode_sample(raw)
-            if sample.get('dense_space') != records.DENSE_SPACE_MEDIAPIPE:
+            layout = records.inspect_sample(raw)
+            if layout['dense_space'] != records.DENSE_SPACE_MEDIAPIPE:
                 raise ValueError(f'{path}: records without mediapipe dense points '
-                                 f'(dense space {sample.get("dense_space")!r}); run '
+                                 f'(dense space {layout["dense_space"]!r}); run '
                                  'tools.preprocess with --dense_points')
-            size = int(sample['images'].shape[1])
+            size = int(layout['image_size'][0])
             if image_size not in (None, size):
                 raise ValueError(f'{path}: crops of {size} px after crops of {image_size} px')
             image_size = size
+            # What training reads of a record: the detections, no frames, no ground truth.
+            sample = {k: v.numpy() for k, v in records.parse_sample(
+                raw, decode_images=False, num_dense_points=layout['num_dense_points']).items()}
             order = np.argsort(sample['dense_vertices'])
             for key in parts:
                 value = sample[key]
@@ -172,11 +175,9 @@ def _offset_step(uv, weight, points, rotations, translations, focal, image_size,
         rotations, translations: the frames' poses; focal, image_size: the crop camera;
         offsets: [P, 3] current offsets; calibrated: [P] bool, the points that get one.
     """
-    cam = np.einsum('fij,pj->fpi', rotations, points) + translations[:, None]
+    predicted, mm_per_px, cam = _project(points, rotations, translations, focal, image_size)
+    mm_per_px = mm_per_px[:, None, None]
     depth = -cam[..., 2]
-    mm_per_px = (np.median(depth, axis=1) / focal)[:, None, None]
-    predicted = np.stack([image_size / 2.0 + focal * cam[..., 0] / depth,
-                          image_size / 2.0 - focal * cam[..., 1] / depth], axis=-1)
     residual = (uv - predicted) * mm_per_px                            # [F, P, 2] mm
     zeros = np.zeros_like(depth)
     d_camera = np.stack([
@@ -187,19 +188,23 @@ def _offset_step(uv, weight, points, rotations, translations, focal, image_size,
     normal = np.einsum('fpai,fpaj->pij', weighted, jacobian)          # [P, 3, 3]
     rhs = np.einsum('fpai,fpa->pi', weighted, residual)
     prior = OFFSET_PRIOR_FRAMES * np.eye(3)
-    step = np.linalg.solve(normal + prior, (rhs - OFFSET_PRIOR_FRAMES * offsets)[..., None])[..., 0]
+    step = np.linalg.solve(normal + prior,
+                           (rhs - OFFSET_PRIOR_FRAMES * offsets)[..., None])[..., 0]
     return np.where(calibrated[:, None], offsets + step, 0.0)
 
 
-def _project_mm(vertices, rotations, translations, focal, image_size):
-    """[F, V, 2] projections of `vertices` [V, 3] in mm on the face (pixels × depth / focal)
-    and [F] the mm per pixel of each frame."""
-    cam = np.einsum('fij,vj->fvi', rotations, vertices) + translations[:, None]
+def _project(points, rotations, translations, focal, image_size):
+    """Projects `points` [P, 3] (model space) with each frame's pose and the crop camera.
+
+    Returns:
+        (uv [F, P, 2] pixels, mm_per_px [F] the millimetres on the face per pixel of each
+        frame (median depth / focal), camera-space points [F, P, 3]).
+    """
+    cam = np.einsum('fij,pj->fpi', rotations, points) + translations[:, None]
     depth = -cam[..., 2]
     uv = np.stack([image_size / 2.0 + focal * cam[..., 0] / depth,
                    image_size / 2.0 - focal * cam[..., 1] / depth], axis=-1)
-    mm_per_px = np.median(depth, axis=1) / focal
-    return uv, mm_per_px
+    return uv, np.median(depth, axis=1) / focal, cam
 
 
 def calibrate(detections, template, face_mask, landmark_indices, mediapipe_vertices,
@@ -233,7 +238,7 @@ def calibrate(detections, template, face_mask, landmark_indices, mediapipe_verti
     for round_index in range(rounds + 1):
         rotations, translations, ok = frame_poses(uv, weight, template[np.maximum(vertices, 0)],
                                                   detections.image_size)
-        projected, mm_per_px = _project_mm(template, rotations[ok], translations[ok], focal,
+        projected, mm_per_px, _ = _project(template, rotations[ok], translations[ok], focal,
                                            detections.image_size)
         w = weight[ok]
         residual = (uv[ok] - projected[:, np.maximum(vertices, 0)]) * mm_per_px[:, None, None]
@@ -260,7 +265,7 @@ def calibrate(detections, template, face_mask, landmark_indices, mediapipe_verti
         offsets = _offset_step(uv[ok], weight[ok], points, rotations[ok], translations[ok],
                                focal, detections.image_size, offsets, calibrated)
         points = template[np.maximum(vertices, 0)] + offsets
-        projected, mm_per_px = _project_mm(points, rotations[ok], translations[ok], focal,
+        projected, mm_per_px, _ = _project(points, rotations[ok], translations[ok], focal,
                                            detections.image_size)
         w = weight[ok]
         residual = (uv[ok] - projected) * mm_per_px[:, None, None]
