@@ -7,6 +7,8 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 OUT ?= out
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist); each test file runs whole in one of them.
+TEST_WORKERS ?= 2
 
 .PHONY: venv install test demo bench clean
 
@@ -24,9 +26,10 @@ install: $(STAMP)
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 
 # pytest exits 5 when it collects nothing; that is a failure for us too (no silent green). The 15
-# slowest tests are listed at the end, to keep the suite within its time budget.
+# slowest tests are listed at the end, to keep the suite within its time budget. Test files are
+# spread over $(TEST_WORKERS) processes (--dist loadfile keeps a file's module fixtures in one).
 test: install
-	$(PY) -m pytest -q tests --durations=15 -o tmp_path_retention_policy=failed -o tmp_path_retention_count=1 $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests -n $(TEST_WORKERS) --dist loadfile --durations=15 -o tmp_path_retention_policy=failed -o tmp_path_retention_count=1 $(PYTEST_ARGS)
 
 demo: install
 	$(PY) -m tools.demo --output_dir=$(OUT)/demo

@@ -6,11 +6,11 @@ videos, leaves out those already done, and runs:
 
     videos ─ ProcessVideo ─┬─ records ((shard, split), (key, bytes)) ─ AssignFile ─ GroupByFile
                            │                                    (side input: records per    │
-                           │                                     shard and split)       WriteFile
+                           │                                     shard and split)       WritePart
                            └─ reports (shard, video report) ─────────┬── CountRecords       │
-                                                                     └─ BySet ◄── files ────┘
+                                                                     └─ BySet ◄── parts ────┘
                                                                          │
-                                                                   WriteManifest
+                                                         WriteManifest (parts -> files, manifest)
 
 Shards. Every video belongs to one of `num_shards` shards (`preprocessing.shard_of_video`, a
 stable hash of its path; the same shards as `--runner=InProcess`); `shard_index` -1 runs them all
@@ -31,17 +31,21 @@ gs://...):
 - `summary-beam.json` (every shard) or `summary-beam-sSSSSS-of-NNNNN.json` (`--shard_index`):
   the summary of `preprocessing.run`, plus `runner` and `beam_counters`.
 
-Why no record is ever duplicated or partial:
-- A file is written under a hidden temporary name (`.NAME.tmp-UUID`) and renamed to its final name when
-  complete. A retried or duplicated bundle of WriteFile writes the same records under the same
-  final name: the rename replaces the file, it never adds one. Records reach WriteFile through a
-  GroupByKey, which only passes on the output of committed bundles, so a retried ProcessVideo
-  bundle is not seen twice either.
+Why no record is ever duplicated, partial or lost:
+- WritePart writes the records a GroupByFile group hands it, in key order, under a hidden
+  temporary name (`.NAME.tmp-UUID`), then renames that to a hidden part name named by a digest
+  of the part's keys (`.NAME.part-DIGEST`): a retried or duplicated bundle rewrites the same
+  part, never adds one. WriteManifest, once per shard after every part, makes each file NAME
+  from its parts: one part (the normal case) is renamed, several (a runner that hands one group
+  over in pieces) are joined, so no piece replaces another (`mofl.data.record_files`). Records
+  reach WritePart through a GroupByKey, which only passes on the output of committed bundles, so
+  a retried ProcessVideo bundle is not seen twice either. After the job the launcher checks that
+  every shard's files hold every sample its videos reported (`check_manifest_records`).
 - A shard counts as done only when its manifest exists and is complete, and every video of the
   shard is listed in a manifest (a video added to the tree since makes its shard run again).
-  On start, every shard to run loses its manifest, then its record files and temporary files (left by a killed job); so a
-  re-run redoes an unfinished shard from scratch and skips every finished one (and every video
-  that any manifest of the folder lists).
+  On start, every shard to run loses its manifest, then its record files, parts and temporary
+  files (left by a killed job); so a re-run redoes an unfinished shard from scratch and skips
+  every finished one (and every video that any manifest of the folder lists).
 Do not run two jobs on one output folder at the same time (the second would delete the first's
 unfinished files).
 
@@ -50,12 +54,9 @@ counters (namespace `mofl.preprocess`: `videos_failed_<reason>`, `frames_dropped
 `videos_ok`, `frames_decoded`, `samples_train`, ...) and, with the failed videos named, in the
 manifests and the summary (`preprocessing_report.format_summary`).
 """
-import json
-import math
 import os
 import socket
 import time
-import uuid
 from typing import Dict, Sequence
 
 from absl import logging
@@ -68,6 +69,7 @@ import tensorflow as tf
 from mofl.data import preprocessing
 from mofl.data import preprocessing_ground_truth
 from mofl.data import preprocessing_report
+from mofl.data import record_files
 from mofl.data import records
 
 COUNTER_NAMESPACE = 'mofl.preprocess'
@@ -78,36 +80,9 @@ _DIRECT_RUNNERS = ('directrunner', 'direct', 'switchingdirectrunner', 'bundlebas
 
 # ----------------------------------------------------------------------------- names
 
-def shard_tag(shard, num_shards):
-    """'sSSSSS-of-NNNNN' of shard `shard` of `num_shards`."""
-    return f's{shard:05d}-of-{num_shards:05d}'
-
-
-def record_file_name(split, shard, num_shards, index, num_files):
-    """The final name of file `index` of `num_files` of a split of a shard."""
-    return f'{split}-{shard_tag(shard, num_shards)}-f{index:05d}-of-{num_files:05d}.tfrecord'
-
-
-def temporary_name(name):
-    """The name a file is written under before it is renamed to `name`: hidden (a leading dot),
-    so that no reader's glob (`train-*`) sees it, and unique per attempt."""
-    return f'.{name}.tmp-{uuid.uuid4().hex}'
-
-
 def manifest_name(shard, num_shards):
     """The name of a shard's completion manifest."""
-    return f'{MANIFEST_PREFIX}{shard_tag(shard, num_shards)}.json'
-
-
-def file_of_record(key, num_files):
-    """The file (0-based, of `num_files`) of the record with `key` ('clip#sample'): a stable
-    hash, so that the same record lands in the same file on every run and worker."""
-    return int(preprocessing.unit_hash('file:' + key) * num_files)
-
-
-def files_for(num_records, records_per_file):
-    """How many files hold `num_records` records of one split of one shard (≥ 1)."""
-    return max(1, math.ceil(num_records / records_per_file))
+    return f'{MANIFEST_PREFIX}{record_files.shard_tag(shard, num_shards)}.json'
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -164,13 +139,14 @@ def count_video(report):
 def _assign_file(element, counts, records_per_file):
     """((shard, split), (key, record)) -> ((shard, split, file, num_files), record)."""
     (shard, split), (key, record) = element
-    num_files = files_for(counts[(shard, split)], records_per_file)
-    return (shard, split, file_of_record(key, num_files), num_files), record
+    num_files = record_files.files_for(counts[(shard, split)], records_per_file)
+    return (shard, split, record_files.file_of_record(key, num_files), num_files), (key, record)
 
 
-class WriteRecordFileFn(beam.DoFn):
-    """Writes one record file: ((shard, split, index, num_files), records) -> (shard, (name,
-    number of records)), under a temporary name first, then renamed (module docstring)."""
+class WriteRecordPartFn(beam.DoFn):
+    """Writes a part of one record file: ((shard, split, index, num_files), [(key, record)])
+    -> (shard, (name, part name, number of records)), in key order, under a temporary name
+    first, then renamed to the part's name (module docstring)."""
 
     def __init__(self, output_dir, num_shards):
         super().__init__()
@@ -178,47 +154,42 @@ class WriteRecordFileFn(beam.DoFn):
         self._num_shards = num_shards
 
     def process(self, element):
-        (shard, split, index, num_files), serialized = element
-        name = record_file_name(split, shard, self._num_shards, index, num_files)
-        path = _join(self._output_dir, name)
-        temporary = _join(self._output_dir, temporary_name(name))
-        count = _write_tfrecord(temporary, serialized)
-        _commit(temporary, path)
-        Metrics.counter(COUNTER_NAMESPACE, 'record_files_written').inc()
-        yield shard, (name, count)
-
-
-def _write_tfrecord(path, serialized):
-    """Writes `serialized` (an iterable of bytes) as a TFRecord file; returns how many."""
-    count = 0
-    with tf.io.TFRecordWriter(path) as writer:
-        for record in serialized:
-            writer.write(record)
-            count += 1
-    return count
-
-
-def _commit(temporary, path):
-    """Renames a finished temporary file to its final name, replacing one already there."""
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+        (shard, split, index, num_files), keyed = element
+        keyed = sorted(keyed, key=lambda kv: kv[0])
+        name = record_files.record_file_name(split, shard, self._num_shards, index, num_files)
+        part = record_files.part_name(name, [key for key, _ in keyed])
+        temporary = record_files.join(self._output_dir, record_files.temporary_name(name))
+        count = record_files.write_tfrecord(temporary, (record for _, record in keyed))
+        record_files.commit(temporary, record_files.join(self._output_dir, part))
+        Metrics.counter(COUNTER_NAMESPACE, 'record_parts_written').inc()
+        yield shard, (name, part, count)
 
 
 def _write_manifest(element, output_dir, num_shards):
-    """(shard, {'files': [(name, count)], 'reports': [report]}) -> the shard, once its manifest
-    (module docstring) is written (temp file + rename)."""
+    """(shard, {'parts': [(name, part, count)], 'reports': [report]}) -> the shard, once its
+    files are made from their parts (`assemble_files`) and its manifest (module docstring) is
+    written (`_publish_manifest`)."""
     shard, grouped = element
+    files = record_files.assemble_files(output_dir, grouped['parts'])
     reports = sorted(grouped['reports'], key=lambda r: r['video'])
     manifest = {
         'schema_version': records.SCHEMA_VERSION,
         'complete': all(r['reason'] != 'error' for r in reports),
-        'files': dict(sorted(grouped['files'])),
+        'files': dict(sorted(files.items())),
         'videos': {r['video']: {'status': r['status'], 'reason': r['reason'],
                                 'samples': r['samples'], 'split': r['split']}
                    for r in reports if r['reason'] != 'error'},
         'report': {r['video']: r for r in reports},
     }
-    write_json(_join(output_dir, manifest_name(shard, num_shards)), manifest)
+    Metrics.counter(COUNTER_NAMESPACE, 'record_files_written').inc(len(files))
+    _publish_manifest(output_dir, shard, num_shards, manifest)
     return shard
+
+
+def _publish_manifest(output_dir, shard, num_shards, manifest):
+    """Writes a shard's manifest (temp file + rename): the shard is done once it is there."""
+    path = record_files.join(output_dir, manifest_name(shard, num_shards))
+    record_files.write_json(path, manifest)
 
 
 def build_pipeline(pipeline, config: preprocessing.PreprocessConfig, videos: Sequence[str]):
@@ -240,9 +211,9 @@ def build_pipeline(pipeline, config: preprocessing.PreprocessConfig, videos: Seq
              | 'AssignFile' >> beam.Map(_assign_file, counts=beam.pvalue.AsDict(counts),
                                         records_per_file=config.records_per_file)
              | 'GroupByFile' >> beam.GroupByKey()
-             | 'WriteFile' >> beam.ParDo(WriteRecordFileFn(config.output_dir,
+             | 'WritePart' >> beam.ParDo(WriteRecordPartFn(config.output_dir,
                                                            config.num_shards)))
-    return ({'files': files, 'reports': reports}
+    return ({'parts': files, 'reports': reports}
             | 'BySet' >> beam.CoGroupByKey()
             | 'WriteManifest' >> beam.Map(_write_manifest, output_dir=config.output_dir,
                                           num_shards=config.num_shards))
@@ -278,41 +249,23 @@ def is_direct_runner(runner):
 
 # ----------------------------------------------------------------------------- the launcher
 
-def _join(folder, name):
-    return folder.rstrip('/') + '/' + name if '://' in folder else os.path.join(folder, name)
-
-
-def write_json(path, value):
-    """Writes `value` as JSON to `path` atomically (`temporary_name`, then rename)."""
-    folder, name = path.rsplit('/', 1) if '://' in path else os.path.split(path)
-    temporary = _join(folder, temporary_name(name))
-    with tf.io.gfile.GFile(temporary, 'w') as f:
-        json.dump(value, f, indent=1, sort_keys=True)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
-
-
-def _read_json(path):
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
 def read_manifests(output_dir) -> Dict[str, dict]:
     """Every manifest of the folder (this path's and `--runner=InProcess`'s): {name: content}."""
-    return {os.path.basename(p): _read_json(p)
-            for p in sorted(tf.io.gfile.glob(_join(output_dir, 'manifest-*.json')))}
+    return {os.path.basename(p): record_files.read_json(p)
+            for p in sorted(tf.io.gfile.glob(record_files.join(output_dir, 'manifest-*.json')))}
 
 
 def remove_shard_output(output_dir, shard, num_shards):
-    """Deletes a shard's manifest, then its record files and temporary files (what a killed
-    or unfinished run left), so that the shard is redone from scratch."""
-    manifest = _join(output_dir, manifest_name(shard, num_shards))
+    """Deletes a shard's manifest, then its record files, parts and temporary files (what a
+    killed or unfinished run left), so that the shard is redone from scratch."""
+    manifest = record_files.join(output_dir, manifest_name(shard, num_shards))
     if tf.io.gfile.exists(manifest):
         tf.io.gfile.remove(manifest)
-    tag = shard_tag(shard, num_shards)
+    tag = record_files.shard_tag(shard, num_shards)
     patterns = [f'*-{tag}-f*.tfrecord', f'.*-{tag}-f*.tfrecord.tmp-*',
-                f'.{manifest_name(shard, num_shards)}.tmp-*']
+                f'.*-{tag}-f*.tfrecord.part-*', f'.{manifest_name(shard, num_shards)}.tmp-*']
     for path in sorted(p for pattern in patterns
-                       for p in tf.io.gfile.glob(_join(output_dir, pattern))):
+                       for p in tf.io.gfile.glob(record_files.join(output_dir, pattern))):
         logging.warning('removing unfinished %s', path)
         tf.io.gfile.remove(path)
 
@@ -382,10 +335,12 @@ def run(config: preprocessing.PreprocessConfig, pipeline_args: Sequence[str] = (
         manifest = manifests.get(manifest_name(shard, num_shards))
         if manifest is None:
             raise RuntimeError(f'{config.output_dir}: the Beam job ended without the manifest of '
-                               f'shard {shard_tag(shard, num_shards)}')
+                               f'shard {record_files.shard_tag(shard, num_shards)}')
         for report in manifest['report'].values():
             preprocessing.count_video(summary, report)
-        check_manifest_records(config.output_dir, shard, num_shards, manifest)
+        check_manifest_records(config.output_dir, shard, num_shards, manifest,
+                               [v for v in todo
+                                if preprocessing.shard_of_video(v, num_shards) == shard])
     preprocessing.finish_summary(summary, start)
     mine_files = {name: count for s in selected
                   for name, count in manifests.get(manifest_name(s, num_shards), {}).get(
@@ -394,37 +349,45 @@ def run(config: preprocessing.PreprocessConfig, pipeline_args: Sequence[str] = (
     summary['usable_records_all_shards'] = sum(sum(m.get('files', {}).values())
                                                for m in manifests.values())
     summary.update(runner=config.runner, beam_counters=beam_counters, shards_run=shards_run)
-    tag = '' if config.shard_index == -1 else '-' + shard_tag(config.shard_index, num_shards)
-    write_json(_join(config.output_dir, f'summary-beam{tag}.json'), summary)
+    tag = ('' if config.shard_index == -1 else
+           '-' + record_files.shard_tag(config.shard_index, num_shards))
+    record_files.write_json(record_files.join(config.output_dir, f'summary-beam{tag}.json'),
+                            summary)
 
     if config.ground_truth_sidecars:
         preprocessing_ground_truth.write_ground_truth_manifest(config.input_dir, config.output_dir)
     if config.contact_sheet:
         preprocessing_report.write_contact_sheet(
             config.contact_sheet, preprocessing_report.contact_sheet_frames(
-                [_join(config.output_dir, name) for name in sorted(mine_files)]))
+                [record_files.join(config.output_dir, name) for name in sorted(mine_files)]))
     return summary
 
 
-def check_manifest_records(output_dir, shard, num_shards, manifest):
-    """Checks that a shard's record files hold every sample its videos reported.
+def check_manifest_records(output_dir, shard, num_shards, manifest, videos=()):
+    """Checks that a shard's manifest reports every video of `videos` (those the job ran) and
+    that its record files hold every sample its videos reported.
 
-    A runner that splits one file's group over workers would let one partial file replace
-    another (seen with the DirectRunner's multi_processing mode on 1,000 videos: 1,392 of 1,987
-    samples written). On a mismatch the manifest is marked incomplete, so that a re-run redoes
-    the shard, and the run fails.
+    `WriteManifest` joins the parts of a file that a runner handed over in pieces; this check
+    is the last line against any other loss (a DirectRunner job with 2 worker processes once
+    wrote 1,392 of 1,987 samples, before parts existed; `docs/beam.md` "Known problem"). On a
+    mismatch the manifest is marked incomplete, so that a re-run redoes the shard, and the run
+    fails.
 
     Raises:
-        RuntimeError: naming the shard and both counts.
+        RuntimeError: naming the shard and what is missing.
     """
     reported = sum(r.get('samples', 0) for r in manifest['report'].values())
     written = sum(manifest.get('files', {}).values())
-    if written != reported:
+    unreported = sorted(set(videos) - set(manifest['report']))
+    if written != reported or unreported:
         manifest['complete'] = False
-        write_json(_join(output_dir, manifest_name(shard, num_shards)), manifest)
-        raise RuntimeError(f'{output_dir}: shard {shard_tag(shard, num_shards)} holds {written} '
-                           f'records but its videos produced {reported} samples; the shard is '
-                           'marked incomplete (use --runner=InProcess, or one worker)')
+        _publish_manifest(output_dir, shard, num_shards, manifest)
+        tag = record_files.shard_tag(shard, num_shards)
+        missing = (f'; {len(unreported)} of its videos have no report ({unreported[0]} ...)'
+                   if unreported else '')
+        raise RuntimeError(f'{output_dir}: shard {tag} holds {written} records but its videos '
+                           f'produced {reported} samples{missing}; the shard is marked '
+                           'incomplete, a re-run redoes it')
 
 
 def run_and_report(config: preprocessing.PreprocessConfig,

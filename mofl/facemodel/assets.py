@@ -202,7 +202,7 @@ class FaceAssets:
         arrays['mesh_edges'] = self.mesh_edges
         arrays['format_version'] = np.int32(ASSET_FORMAT_VERSION)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = path + '.tmp.npz'
+        tmp = f'{path}.{os.getpid()}.tmp.npz'     # unique: processes may share a cache
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, path)
 
