@@ -10,6 +10,11 @@ scan: `scan_path,image_path[;image_path...]` (images of that person; several = m
 
     python -m mofl.evaluate --dataset=scans --pairs=bu3dfe_pairs.csv --runs=4:runs/paper
 
+FaceWarehouse meshes (`.obj`, 11,510 vertices), the same protocol in Table 2's layout (one column
+per run, rows Mean / SD):
+
+    python -m mofl.evaluate --dataset=facewarehouse --pairs=fw_pairs.csv --runs=4:runs/paper
+
 Photometric error (supplement Table 4) of runs with different model sizes:
 
     python -m mofl.evaluate --dataset=photometric --data='out/table1/data/test-*' \
@@ -31,8 +36,11 @@ from mofl import flags_common
 
 def define_flags(flag_values=flags.FLAGS):
     """Defines the binary's flags in `flag_values`."""
-    flags.DEFINE_enum('dataset', 'synthetic', ['synthetic', 'scans', 'photometric'],
-                      'What to evaluate on.', flag_values=flag_values)
+    flags.DEFINE_enum('dataset', 'synthetic', ['synthetic', 'scans', 'facewarehouse',
+                                               'photometric'],
+                      'What to evaluate on: synthetic records (Table 1 layout), real scans '
+                      '(Table 1 layout), FaceWarehouse .obj meshes (Table 2 layout), or the '
+                      'photometric error (supplement Table 4).', flag_values=flag_values)
     flags.DEFINE_string('runs', None, 'Comma-separated KEY:RUN_DIR pairs; KEY is the training M '
                         '(synthetic, scans) or the model size (photometric).', required=True,
                         flag_values=flag_values)
@@ -41,7 +49,8 @@ def define_flags(flag_values=flags.FLAGS):
         'max_samples': 'Test samples evaluated.',
         'output': 'Write the tables (Markdown) and raw numbers (JSON) here (OUTPUT.md, '
                   'OUTPUT.json).'})
-    flags.DEFINE_string('pairs', None, 'scans: CSV of scan_path,image_path[;image_path...].',
+    flags.DEFINE_string('pairs', None, 'scans, facewarehouse: CSV of '
+                        'scan_path,image_path[;image_path...].',
                         flag_values=flag_values)
     flags.DEFINE_list('test_frames', ['1', '2'], 'Test M values (synthetic).',
                       flag_values=flag_values)
@@ -63,8 +72,8 @@ def main(argv, flag_values=flags.FLAGS):
         runs = protocols.parse_runs(flag_values.runs)
         if flag_values.dataset in ('synthetic', 'photometric') and not flag_values.data:
             raise ValueError(f'--dataset={flag_values.dataset} needs --data')
-        if flag_values.dataset == 'scans' and not flag_values.pairs:
-            raise ValueError('--dataset=scans needs --pairs')
+        if flag_values.dataset in ('scans', 'facewarehouse') and not flag_values.pairs:
+            raise ValueError(f'--dataset={flag_values.dataset} needs --pairs')
         if flag_values.dataset == 'photometric':
             table = protocols.photometric(runs, flag_values.data, flag_values.max_samples)
             markdown = ('Photometric error (RGB 0..255, face region, test M = 1)\n\n' +
@@ -78,16 +87,23 @@ def main(argv, flag_values=flags.FLAGS):
                                                          flag_values.with_scale,
                                                          flag_values.metric)
             else:
-                evaluated = protocols.real_scans(runs, flag_values.pairs, flag_values.with_scale)
+                evaluated = protocols.real_scans(
+                    runs, flag_values.pairs, flag_values.with_scale,
+                    facewarehouse=flag_values.dataset == 'facewarehouse')
             parts, raw = [], {}
             names = {'vertex': 'per-vertex RMSE with known correspondence',
                      'surface': 'vertex-to-scan-surface RMSE after landmark Procrustes + ICP'}
             for metric, tabs in evaluated.items():
                 alignment = 'similarity' if flag_values.with_scale else 'rigid'
+                if flag_values.dataset == 'facewarehouse':   # Table 2: a column per run
+                    table = tables.table2_markdown(
+                        {f'Ours, train M = {k[0]}, test M = {k[1]}': v
+                         for k, v in sorted(tabs['results'].items())}, show_count=True)
+                else:
+                    table = tables.table1_markdown(tabs['results'], tabs['baselines'],
+                                                   show_count=True)
                 parts.append(f'Geometric error ({names[metric]}, {alignment} alignment, face '
-                             f'region, mm)\n\n' +
-                             tables.table1_markdown(tabs['results'], tabs['baselines'],
-                                                    show_count=True))
+                             f'region, mm)\n\n' + table)
                 raw[metric] = {f'train{k[0]}_test{k[1]}': v for k, v in tabs['results'].items()}
                 raw[metric].update(tabs['baselines'])
             markdown = '\n\n'.join(parts)

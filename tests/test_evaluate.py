@@ -1,4 +1,5 @@
-"""The evaluation binary: synthetic Table 1, real-scan protocol, photometric Table 4, errors."""
+"""The evaluation binary: synthetic Table 1, real-scan protocol, FaceWarehouse Table 2,
+photometric Table 4, errors."""
 import json
 
 import numpy as np
@@ -62,6 +63,42 @@ def test_real_scan_protocol_on_a_photo(setup, tmp_path):
     table = protocols.real_scans({1: runs[1]}, str(pairs), with_scale=False)
     values = table['surface']['results'][(1, 1)]
     assert len(values) == 1 and 0.0 <= values[0] < 50.0
+
+
+def _write_facewarehouse_obj(path, vertices, triangles):
+    """The template in FaceWarehouse's .obj format: its 11,510-vertex count is reached by
+    repeating the template's vertices (no face uses the copies), so the surface and the
+    vertex cloud are the template's."""
+    padded = np.resize(vertices, (datasets.FACEWAREHOUSE_NUM_VERTICES, 3))
+    with open(path, 'w') as f:
+        f.writelines(f'v {x:.5f} {y:.5f} {z:.5f}\n' for x, y, z in padded)
+        f.writelines(f'f {a + 1} {b + 1} {c + 1}\n' for a, b, c in triangles)
+
+
+def test_facewarehouse_meshes_print_table2(setup, tmp_path):
+    base, runs, _, assets = setup
+    scan_path = str(tmp_path / 'fw_template.obj')
+    _write_facewarehouse_obj(scan_path, assets.mesh.vertices, assets.mesh.triangles)
+    assert len(datasets.load_scan(scan_path).vertices) == datasets.FACEWAREHOUSE_NUM_VERTICES
+    pairs = tmp_path / 'pairs.csv'
+    pairs.write_text(f'{scan_path},{sample_data.astronaut_path()}\n')
+    out = str(tmp_path / 'table2')
+    result = _run('--dataset=facewarehouse', f'--pairs={pairs}', f'--output={out}',
+                  f'--runs=1:{runs[1]},2:{runs[2]}')
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in open(out + '.md').read().splitlines() if line.startswith('|')]
+    header = [cell.strip() for cell in lines[0].strip('|').split('|')]
+    assert header == ['', 'Ours, train M = 1, test M = 1', 'Ours, train M = 2, test M = 1']
+    assert [line.split('|')[1].strip() for line in lines[2:]] == ['Mean', 'SD', 'Meshes']
+    raw = json.load(open(out + '.json'))['surface']
+    assert set(raw) == {'train1_test1', 'train2_test1'}
+    assert all(len(v) == 1 and 0.0 <= v[0] < 50.0 for v in raw.values()), raw
+    # A scan that is not a FaceWarehouse mesh is refused, naming it.
+    npz = str(tmp_path / 'scan.npz')
+    datasets.save_npz_scan(npz, datasets.load_scan(scan_path))
+    pairs.write_text(f'{npz},{sample_data.astronaut_path()}\n')
+    result = _run('--dataset=facewarehouse', f'--pairs={pairs}', f'--runs=1:{runs[1]}')
+    assert result.returncode == 1 and 'scan.npz' in result.stderr
 
 
 def test_photometric_table(setup):

@@ -117,14 +117,32 @@ def read_pairs(path):
     return rows
 
 
-def real_scans(runs, pairs_path, with_scale):
-    """Tables 1–2 protocol on real scans: reconstruct from the images, surface RMSE."""
+def real_scans(runs, pairs_path, with_scale, facewarehouse=False):
+    """Tables 1–2 protocol on real scans: reconstruct from the images, surface RMSE.
+
+    Args:
+        runs: {train M: run folder}.
+        pairs_path: CSV of `scan_path,image_path[;image_path...]` (`read_pairs`).
+        with_scale: similarity instead of rigid alignment.
+        facewarehouse: Table 2: every scan must be a FaceWarehouse `.obj` (11,510 vertices).
+
+    Returns:
+        {'surface': {'results': {(train M, test M): [N] RMSE in mm}, 'baselines': {}}}.
+
+    Raises:
+        ValueError: no scan could be evaluated, or (`facewarehouse`) a scan that is not one.
+    """
     from mofl import run_dir as run_dir_lib
     from mofl import facemesh
     from mofl.data import face_tracking
     from mofl.data import inputs as inputs_lib
     from mofl.evaluation import datasets, metrics
     pairs = read_pairs(pairs_path)
+    if facewarehouse:
+        others = [scan for scan, _ in pairs if not scan.lower().endswith(('.obj', '.obj.gz'))]
+        if others:
+            raise ValueError(f'{pairs_path}: FaceWarehouse meshes are .obj files; not: '
+                             f'{others[:3]}')
     results, failures = {}, 0
     with facemesh.FaceTracker() as tracker:
         crops = {}

@@ -71,13 +71,15 @@ def table2_markdown(ours, baselines=None, ours_label='Ours', unit='mm', decimals
     """Geometric error table in the layout of Table 2 (FaceWarehouse): one column per method.
 
     Args:
-        ours: [N] per-mesh RMSE in mm.
-        baselines: optional {name: [N] per-mesh RMSE}.
+        ours: [N] per-mesh RMSE in mm (one column headed `ours_label`), or {column header: [N]}
+            (one column each, in order: several runs of ours).
+        baselines: optional {name: [N] per-mesh RMSE}, after ours.
 
     Returns:
         Markdown text with rows Mean / SD (and Meshes when `show_count`).
     """
-    columns = [(ours_label, ours)] + list((baselines or {}).items())
+    ours = dict(ours) if isinstance(ours, dict) else {ours_label: ours}
+    columns = list(ours.items()) + list((baselines or {}).items())
     stats = [summarize(v, ddof) for _, v in columns]
     fmt = (lambda v: f'{v:.{decimals}f} {unit}') if unit else (lambda v: f'{v:.{decimals}f}')
     rows = [['Mean'] + [fmt(m) for m, _ in stats], ['SD'] + [fmt(s) for _, s in stats]]
