@@ -219,19 +219,21 @@ def test_synthetic_benchmark_quick_runs_every_stage(tmp_path, monkeypatch):
 
         monkeypatch.setattr(benchmark, 'run_module', run_module)
 
+    # One Table 1 training (train M = 4; --quick keeps the last two of --train_frames).
     result = in_process.run_main('tools.synthetic_benchmark', [
-        f'--output_dir={out}', '--quick', '--table4'], prepare=prepare)
+        f'--output_dir={out}', '--quick', '--table4', '--train_frames=4'], prepare=prepare)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
-    for stage in ('face asset', 'synthetic data', 'reference fits', 'training, M = 2',
-                  'training, M = 4', 'Table 1, rigid', 'Table 1, with scale',
-                  'identity report, M = 4', 'training, model size 10', 'Table 4'):
+    for stage in ('face asset', 'synthetic data', 'reference fits', 'training, M = 4',
+                  'Table 1, rigid', 'Table 1, with scale', 'identity report, M = 4',
+                  'training, model size 10', 'Table 4'):
         assert f'] {stage}' in result.stdout, stage
+    assert '] training, M = 2' not in result.stdout
     summary = open(out / 'BENCHMARK.md').read()
     for title in ('Reference fits', 'Table 1, rigid', 'Table 1, with scale', 'Table 4',
-                  'Identity, train M = 2'):
+                  'Identity, train M = 4'):
         assert f'## {title}' in summary, title
     timings = json.load(open(out / 'timings.json'))
-    assert {'asset', 'make_synthetic', 'train_m2', 'train_m4', 'evaluate_table4'} <= set(timings)
+    assert {'asset', 'make_synthetic', 'train_m4', 'evaluate_table4'} <= set(timings)
 
 
 def test_demo_remakes_data_of_another_asset_build(tmp_path, monkeypatch):
