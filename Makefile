@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 OUT ?= out
 PYTEST_ARGS ?=
-# Test processes (pytest-xdist); each test file runs whole in one of them.
+# Test processes (pytest-xdist).
 TEST_WORKERS ?= 2
 
 .PHONY: venv install test demo bench clean
@@ -26,10 +26,11 @@ install: $(STAMP)
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 
 # pytest exits 5 when it collects nothing; that is a failure for us too (no silent green). The 15
-# slowest tests are listed at the end, to keep the suite within its time budget. Test files are
-# spread over $(TEST_WORKERS) processes (--dist loadfile keeps a file's module fixtures in one).
+# slowest tests are listed at the end, to keep the suite within its time budget. Tests are
+# spread over $(TEST_WORKERS) processes in runs of neighbouring tests (--dist worksteal: an idle
+# process takes over the rest of another's run, so module fixtures are built at most twice).
 test: install
-	$(PY) -m pytest -q tests -n $(TEST_WORKERS) --dist loadfile --durations=15 -o tmp_path_retention_policy=failed -o tmp_path_retention_count=1 $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests -n $(TEST_WORKERS) --dist worksteal --durations=15 -o tmp_path_retention_policy=failed -o tmp_path_retention_count=1 $(PYTEST_ARGS)
 
 demo: install
 	$(PY) -m tools.demo --output_dir=$(OUT)/demo

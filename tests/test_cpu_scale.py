@@ -219,9 +219,11 @@ def test_synthetic_benchmark_quick_runs_every_stage(tmp_path, monkeypatch):
 
         monkeypatch.setattr(benchmark, 'run_module', run_module)
 
-    # One Table 1 training (train M = 4; --quick keeps the last two of --train_frames).
+    # One Table 1 training (train M = 4; --quick keeps the last two of --train_frames) and one
+    # Table 4 model (--quick keeps the first two of --model_sizes).
     result = in_process.run_main('tools.synthetic_benchmark', [
-        f'--output_dir={out}', '--quick', '--table4', '--train_frames=4'], prepare=prepare)
+        f'--output_dir={out}', '--quick', '--table4', '--train_frames=4', '--model_sizes=10'],
+        prepare=prepare)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
     for stage in ('face asset', 'synthetic data', 'reference fits', 'training, M = 4',
                   'Table 1, rigid', 'Table 1, with scale', 'identity report, M = 4',

@@ -63,7 +63,8 @@ def define_flags(flag_values=flags.FLAGS):
                       '(docs/cpu_scale.md); paper: the paper\'s network at 240².',
                       flag_values=flag_values)
     flags.DEFINE_boolean('quick', False, 'A tiny version of every stage (seconds of training, a '
-                         'handful of samples): checks the pipeline, not the method.',
+                         'handful of samples, the last two --train_frames, the first two '
+                         '--model_sizes): checks the pipeline, not the method.',
                          flag_values=flag_values)
     flags.DEFINE_list('train_frames', ['1', '2', '4'], 'Training M of the Table 1 runs.',
                       flag_values=flag_values)
@@ -169,7 +170,7 @@ def main(argv, flag_values=flags.FLAGS):
         image_size = 64
     num_identities = FLAGS.num_identities or (8 if quick else 2500)
     train_frames = FLAGS.train_frames if not quick else FLAGS.train_frames[-2:]
-    sizes = FLAGS.model_sizes if not quick else ['0', '10']
+    sizes = FLAGS.model_sizes if not quick else FLAGS.model_sizes[:2]
     eval_samples = 4 if quick else FLAGS.eval_samples
     fit_samples = 2 if quick else FLAGS.fit_samples
     num_stages = (3 + 2 * len(train_frames) + 2 + (len(sizes) + 1 if FLAGS.table4 else 0) +
