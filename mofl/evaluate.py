@@ -42,7 +42,8 @@ def define_flags(flag_values=flags.FLAGS):
                       '(Table 1 layout), FaceWarehouse .obj meshes (Table 2 layout), or the '
                       'photometric error (supplement Table 4).', flag_values=flag_values)
     flags.DEFINE_string('runs', None, 'Comma-separated KEY:RUN_DIR pairs; KEY is the training M '
-                        '(synthetic, scans) or the model size (photometric).', required=True,
+                        '(synthetic, scans, facewarehouse) or the model size (photometric).',
+                        required=True,
                         flag_values=flag_values)
     flags_common.define_flags(('data', 'max_samples', 'output'), flag_values, notes={
         'data': 'Synthetic test records (synthetic, photometric).',
