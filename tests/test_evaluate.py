@@ -11,6 +11,7 @@ from mofl import model as model_lib
 from mofl import sample_data
 from mofl.evaluation import datasets
 from mofl.evaluation import protocols
+from mofl.facemodel import mesh_io
 
 CONFIG = model_lib.ModelConfig(shape_dim=4, albedo_dim=4,
                                width_multiplier=training_data.TEST_WIDTH_MULTIPLIER)
@@ -69,10 +70,8 @@ def _write_facewarehouse_obj(path, vertices, triangles):
     """The template in FaceWarehouse's .obj format: its 11,510-vertex count is reached by
     repeating the template's vertices (no face uses the copies), so the surface and the
     vertex cloud are the template's."""
-    padded = np.resize(vertices, (datasets.FACEWAREHOUSE_NUM_VERTICES, 3))
-    with open(path, 'w') as f:
-        f.writelines(f'v {x:.5f} {y:.5f} {z:.5f}\n' for x, y, z in padded)
-        f.writelines(f'f {a + 1} {b + 1} {c + 1}\n' for a, b, c in triangles)
+    mesh_io.write_obj(path, np.resize(vertices, (datasets.FACEWAREHOUSE_NUM_VERTICES, 3)),
+                      triangles)
 
 
 def test_facewarehouse_meshes_print_table2(setup, tmp_path):

@@ -313,8 +313,9 @@ def run(config: preprocessing.PreprocessConfig, pipeline_args: Sequence[str] = (
     redone_manifests = {manifest_name(s, num_shards) for s in redo}
     done = {v for name, manifest in manifests.items() if name not in redone_manifests
             for v in manifest.get('videos', {})}
-    todo = sorted(v for s in redo for v in by_shard[s] if v not in done)
-    shards_run = sorted({preprocessing.shard_of_video(v, num_shards) for v in todo})
+    todo_by_shard = {s: [v for v in by_shard[s] if v not in done] for s in redo}
+    todo = sorted(v for videos in todo_by_shard.values() for v in videos)
+    shards_run = sorted(s for s, videos in todo_by_shard.items() if videos)
     summary = preprocessing.new_summary(len(all_videos), len(mine), len(mine) - len(todo))
     logging.info('%d videos found, %d in %d of %d shards, %d already done; runner %s',
                  len(all_videos), len(mine), len(selected), num_shards,
@@ -339,8 +340,7 @@ def run(config: preprocessing.PreprocessConfig, pipeline_args: Sequence[str] = (
         for report in manifest['report'].values():
             preprocessing.count_video(summary, report)
         check_manifest_records(config.output_dir, shard, num_shards, manifest,
-                               [v for v in todo
-                                if preprocessing.shard_of_video(v, num_shards) == shard])
+                               todo_by_shard[shard])
     preprocessing.finish_summary(summary, start)
     mine_files = {name: count for s in selected
                   for name, count in manifests.get(manifest_name(s, num_shards), {}).get(
